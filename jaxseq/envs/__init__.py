@@ -1,0 +1,142 @@
+"""Environment ids and construction.
+
+An env id is ``family:name`` with optional parameters, e.g. ``smax:3m``, ``mpe:spread``,
+``mpe:spread?n=5&reward=general``. :func:`make_env` validates the id (before anything compiles)
+and returns an :class:`~jaxseq.envs.base.AutoReset` environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from jaxseq.envs.base import AutoReset, EnvSpec, EnvState, MultiAgentEnv, Observation, Step, Transition
+from jaxseq.errors import ConfigError
+
+__all__ = [
+    "AutoReset", "EnvSpec", "EnvState", "MultiAgentEnv", "Observation", "Step", "Transition",
+    "make_env", "list_envs", "parse_env_id",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Param:
+    kind: type
+    default: object
+    allowed: tuple | None = None
+    help: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Family:
+    names: Callable[[], list[str]]
+    params: dict[str, _Param]
+    build: Callable[[str, str, dict], MultiAgentEnv]
+    help: str
+
+
+def _smax_names() -> list[str]:
+    from jaxmarl.environments.smax.smax_env import MAP_NAME_TO_SCENARIO
+
+    return sorted(MAP_NAME_TO_SCENARIO)
+
+
+def _build_smax(env_id: str, name: str, params: dict) -> MultiAgentEnv:
+    from jaxmarl.environments.smax import HeuristicEnemySMAX, map_name_to_scenario
+
+    from jaxseq.envs.jaxmarl_adapter import SMAXAdapter
+
+    env = HeuristicEnemySMAX(scenario=map_name_to_scenario(name), max_steps=params["max_steps"])
+    return SMAXAdapter(env_id, env, max_steps=params["max_steps"], has_win=True)
+
+
+_MPE_TASKS = {
+    "spread": "MPE_simple_spread_v3",
+    "reference": "MPE_simple_reference_v3",
+    "speaker_listener": "MPE_simple_speaker_listener_v4",
+}
+
+
+def _build_mpe(env_id: str, name: str, params: dict) -> MultiAgentEnv:
+    from jaxmarl import make
+
+    from jaxseq.envs.jaxmarl_adapter import MPEAdapter
+
+    kwargs: dict = {"max_steps": params["max_steps"]}
+    if name == "spread":
+        n = params["n"]
+        # Seed 000 App. B.2.3: "shared" = fully cooperative (every agent gets the landmark
+        # coverage reward), "general" = general-sum (each agent's own collision term mixed in).
+        kwargs.update(num_agents=n, num_landmarks=n, local_ratio=0.0 if params["reward"] == "shared" else 0.5)
+    elif params["n"] != 2 or params["reward"] != "shared":
+        raise ConfigError("env", f"mpe:{name} takes only max_steps (it has 2 agents and one reward setting)")
+    env = make(_MPE_TASKS[name], **kwargs)
+    return MPEAdapter(env_id, env, max_steps=params["max_steps"], has_win=False)
+
+
+_FAMILIES: dict[str, _Family] = {
+    "smax": _Family(
+        names=_smax_names,
+        params={"max_steps": _Param(int, 100, help="episode step limit (a truncation)")},
+        build=_build_smax,
+        help="JaxMARL SMAX against the heuristic enemy; every map JaxMARL registers",
+    ),
+    "mpe": _Family(
+        names=lambda: sorted(_MPE_TASKS),
+        params={
+            "n": _Param(int, 2, help="agents (and landmarks) in spread; default 3 for spread"),
+            "reward": _Param(str, "shared", ("shared", "general"), "spread: fully cooperative or general-sum"),
+            "max_steps": _Param(int, 25, help="episode step limit (a truncation)"),
+        },
+        build=_build_mpe,
+        help="JaxMARL MPE cooperative tasks",
+    ),
+}
+
+# Spread's natural default is 3 agents; the other MPE tasks have exactly 2.
+_DEFAULT_OVERRIDES = {("mpe", "spread"): {"n": 3}}
+
+
+def parse_env_id(env_id: str) -> tuple[str, str, dict]:
+    """Split and validate ``family:name?k=v&k=v``; returns (family, name, params with defaults)."""
+    if not isinstance(env_id, str) or ":" not in env_id:
+        raise ConfigError("env", f"{env_id!r} is not of the form family:name; families: {sorted(_FAMILIES)}")
+    family, rest = env_id.split(":", 1)
+    name, _, query = rest.partition("?")
+    if family not in _FAMILIES:
+        raise ConfigError("env", f"unknown family {family!r}; allowed: {sorted(_FAMILIES)}")
+    fam = _FAMILIES[family]
+    names = fam.names()
+    if name not in names:
+        raise ConfigError("env", f"unknown {family} task {name!r}; allowed: {names}")
+    params = {k: p.default for k, p in fam.params.items()}
+    params.update(_DEFAULT_OVERRIDES.get((family, name), {}))
+    for item in filter(None, query.split("&")):
+        key, eq, value = item.partition("=")
+        if not eq or key not in fam.params:
+            raise ConfigError("env", f"bad parameter {item!r} in {env_id!r}; allowed: {sorted(fam.params)} as key=value")
+        p = fam.params[key]
+        try:
+            params[key] = p.kind(value)
+        except ValueError:
+            raise ConfigError("env", f"parameter {key} in {env_id!r} must be {p.kind.__name__}, got {value!r}") from None
+        if p.allowed is not None and params[key] not in p.allowed:
+            raise ConfigError("env", f"parameter {key} in {env_id!r} must be one of {list(p.allowed)}")
+    if params.get("max_steps", 1) < 1 or params.get("n", 1) < 1:
+        raise ConfigError("env", f"n and max_steps in {env_id!r} must be positive")
+    return family, name, params
+
+
+def make_env(env_id: str) -> AutoReset:
+    family, name, params = parse_env_id(env_id)
+    return AutoReset(_FAMILIES[family].build(env_id, name, params))
+
+
+def list_envs() -> list[tuple[str, str]]:
+    """(family:name, description) for every registered env, with its parameters."""
+    rows = []
+    for family, fam in _FAMILIES.items():
+        opts = ", ".join(f"{k}={p.default}" + (f" {list(p.allowed)}" if p.allowed else "") for k, p in fam.params.items())
+        for name in fam.names():
+            rows.append((f"{family}:{name}", f"{fam.help}; params: {opts}"))
+    return rows

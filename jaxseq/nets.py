@@ -1,0 +1,150 @@
+"""Actor and critic networks, and the one code path for every parameter-sharing mode.
+
+A network is a per-agent module (:class:`AgentNet`: a ``trunk`` then a ``head``) applied to every
+agent with ``jax.vmap`` over the agent axis. The sharing mode only decides which top-level
+sub-trees of the parameters carry a leading agent axis:
+
+- ``fups``: nothing stacked (one set of parameters; an agent-id one-hot is appended to the input);
+- ``paps``: the head is stacked ``[N, ...]``, the trunk shared (agent id appended);
+- ``nops``: trunk and head stacked (separate networks, vmapped).
+
+Shapes: inputs ``x [..., N, D]``, episode-start flags ``start [..., N]``, recurrent carry
+``[..., N, H]`` (``H = 1`` and unused for MLPs); outputs ``[..., N, K]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SHARING_MODES = ("fups", "paps", "nops")
+_STACKED = {"fups": (), "paps": ("head",), "nops": ("trunk", "head")}
+
+
+def _dense(features: int, gain: float, orthogonal: bool, name: str | None = None) -> nn.Dense:
+    if orthogonal:
+        return nn.Dense(features, kernel_init=nn.initializers.orthogonal(gain), bias_init=nn.initializers.zeros,
+                        name=name)
+    return nn.Dense(features, name=name)
+
+
+class Trunk(nn.Module):
+    """LayerNorm on the inputs, ``num_layers`` dense layers (+LayerNorm), optionally a GRU.
+
+    The GRU carry is zeroed where ``start`` is True, before the step is taken: the first
+    observation of an episode is processed from a fresh hidden state, exactly once.
+    """
+
+    hidden: int
+    num_layers: int
+    recurrent: bool
+    layer_norm: bool
+    orthogonal: bool
+    activation: str
+
+    @nn.compact
+    def __call__(self, carry, x, start):
+        act = {"relu": nn.relu, "tanh": nn.tanh}[self.activation]
+        if self.layer_norm:
+            x = nn.LayerNorm()(x)
+        for _ in range(self.num_layers):
+            x = act(_dense(self.hidden, np.sqrt(2.0), self.orthogonal)(x))
+            if self.layer_norm:
+                x = nn.LayerNorm()(x)
+        if self.recurrent:
+            carry = jnp.where(start[..., None], jnp.zeros_like(carry), carry)
+            carry, x = nn.GRUCell(self.hidden)(carry, x)
+        return carry, x
+
+
+class AgentNet(nn.Module):
+    """``trunk`` then a linear ``head`` with ``out_dim`` outputs and orthogonal gain ``out_gain``."""
+
+    trunk: Trunk
+    out_dim: int
+    out_gain: float
+
+    @nn.compact
+    def __call__(self, carry, x, start):
+        carry, h = self.trunk(carry, x, start)
+        return carry, _dense(self.out_dim, self.out_gain, self.trunk.orthogonal, name="head")(h)
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiAgentNet:
+    """An :class:`AgentNet` applied to ``num_agents`` agents under a sharing mode."""
+
+    net: AgentNet
+    sharing: str
+    num_agents: int
+
+    @property
+    def carry_dim(self) -> int:
+        return self.net.trunk.hidden if self.net.trunk.recurrent else 1
+
+    @property
+    def param_axes(self) -> dict:
+        """vmap axes of the parameter tree: 0 for stacked sub-trees, None for shared ones."""
+        return {"params": {name: (0 if name in _STACKED[self.sharing] else None) for name in ("trunk", "head")}}
+
+    def _with_agent_id(self, x: jax.Array) -> jax.Array:
+        if self.sharing == "nops":
+            return x
+        ids = jnp.broadcast_to(jnp.eye(self.num_agents, dtype=x.dtype), x.shape[:-1] + (self.num_agents,))
+        return jnp.concatenate([x, ids], axis=-1)
+
+    def init_carry(self, batch_shape: Sequence[int]) -> jax.Array:
+        return jnp.zeros((*batch_shape, self.num_agents, self.carry_dim), jnp.float32)
+
+    def init(self, key: jax.Array, in_dim: int) -> Any:
+        n = self.num_agents
+        x = self._with_agent_id(jnp.zeros((n, in_dim), jnp.float32))
+        carry, start = self.init_carry(()), jnp.zeros((n,), bool)
+        stacked = jax.vmap(self.net.init)(jax.random.split(key, n), carry, x, start)
+        return jax.tree.map(lambda ax, p: p if ax == 0 else jax.tree.map(lambda a: a[0], p), self.param_axes, stacked,
+                            is_leaf=lambda t: t is None or isinstance(t, int))
+
+    def apply(self, params: Any, carry: jax.Array, x: jax.Array, start: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """carry [..., N, C], x [..., N, D], start [..., N] -> (carry [..., N, C], out [..., N, K])."""
+        x = self._with_agent_id(x)
+        fn = jax.vmap(self.net.apply, in_axes=(self.param_axes, -2, -2, -1), out_axes=-2)
+        return fn(params, carry, x, start)
+
+
+def make_network(*, out_dim: int, out_gain: float, sharing: str, num_agents: int, hidden: int, num_layers: int,
+                 recurrent: bool, layer_norm: bool, orthogonal: bool, activation: str) -> MultiAgentNet:
+    trunk = Trunk(hidden=hidden, num_layers=num_layers, recurrent=recurrent, layer_norm=layer_norm,
+                  orthogonal=orthogonal, activation=activation)
+    return MultiAgentNet(AgentNet(trunk=trunk, out_dim=out_dim, out_gain=out_gain), sharing, num_agents)
+
+
+# -- categorical policies with action masks ---------------------------------------------------
+
+def masked_log_probs(logits: jax.Array, avail: jax.Array) -> jax.Array:
+    """Log-softmax over available actions; unavailable actions get a very low log-probability."""
+    return jax.nn.log_softmax(jnp.where(avail, logits, -1e9), axis=-1)
+
+
+def sample_actions(key: jax.Array, logits: jax.Array, avail: jax.Array) -> jax.Array:
+    return jax.random.categorical(key, jnp.where(avail, logits, -1e9), axis=-1).astype(jnp.int32)
+
+
+def greedy_actions(logits: jax.Array, avail: jax.Array) -> jax.Array:
+    return jnp.argmax(jnp.where(avail, logits, -1e9), axis=-1).astype(jnp.int32)
+
+
+def action_log_prob(logits: jax.Array, avail: jax.Array, actions: jax.Array) -> jax.Array:
+    """log pi(a | o) of the taken actions: logits [..., A], actions [...] -> [...]."""
+    logp = masked_log_probs(logits, avail)
+    return jnp.take_along_axis(logp, actions[..., None], axis=-1)[..., 0]
+
+
+def entropy(logits: jax.Array, avail: jax.Array) -> jax.Array:
+    """Entropy of the masked categorical, [...]."""
+    logp = masked_log_probs(logits, avail)
+    return -jnp.sum(jnp.where(avail, jnp.exp(logp) * logp, 0.0), axis=-1)

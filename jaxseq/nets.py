@@ -4,9 +4,13 @@ A network is a per-agent module (:class:`AgentNet`: a ``trunk`` then a ``head``)
 agent with ``jax.vmap`` over the agent axis. The sharing mode only decides which top-level
 sub-trees of the parameters carry a leading agent axis:
 
-- ``fups``: nothing stacked (one set of parameters; an agent-id one-hot is appended to the input);
-- ``paps``: the head is stacked ``[N, ...]``, the trunk shared (agent id appended);
+- ``fups``: nothing stacked (one set of parameters);
+- ``paps``: the head is stacked ``[N, ...]``, the trunk shared;
 - ``nops``: trunk and head stacked (separate networks, vmapped).
+
+An agent-id one-hot is appended to every input in every mode (under NoPS it is a constant input,
+i.e. an extra bias), so the three modes compute the same function when the per-agent parameters
+are equal: one code path, and an invariant the tests pin.
 
 Shapes: inputs ``x [..., N, D]``, episode-start flags ``start [..., N]``, recurrent carry
 ``[..., N, H]`` (``H = 1`` and unused for MLPs); outputs ``[..., N, K]``.
@@ -93,8 +97,6 @@ class MultiAgentNet:
         return {"params": {name: (0 if name in _STACKED[self.sharing] else None) for name in ("trunk", "head")}}
 
     def _with_agent_id(self, x: jax.Array) -> jax.Array:
-        if self.sharing == "nops":
-            return x
         ids = jnp.broadcast_to(jnp.eye(self.num_agents, dtype=x.dtype), x.shape[:-1] + (self.num_agents,))
         return jnp.concatenate([x, ids], axis=-1)
 

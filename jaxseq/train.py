@@ -304,8 +304,12 @@ class Trainer:
 
     @functools.cached_property
     def chunk(self) -> Callable[[TrainState], tuple[TrainState, dict]]:
-        """The compiled chunk for all seeds: [S]-stacked state -> (state, metrics [S]). Donates its input."""
-        return jax.jit(self._traced_chunk, donate_argnums=0)
+        """The compiled chunk for all seeds: [S]-stacked state -> (state, metrics [S]).
+
+        The input is not donated: the run loop keeps the last finished state until the next chunk
+        has finished, so an interrupt mid-chunk can still checkpoint it.
+        """
+        return jax.jit(self._traced_chunk)
 
     @functools.cached_property
     def evaluate(self) -> Callable[[TrainState], dict]:

@@ -1,0 +1,5 @@
+import sys
+
+from jaxseq.cli import main
+
+sys.exit(main())

@@ -1,0 +1,94 @@
+"""Command line: ``python -m jaxseq {train,envs,algos,config}``.
+
+    python -m jaxseq train --env mpe:spread --algo mappo --total-steps 2000000 --num-seeds 4 \
+        --seed 0 --sharing fups --out runs --set epochs=10 --set network=gru
+    python -m jaxseq train --resume runs/mappo-mpe-spread-s0-20261121-101500
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from jaxseq.config import PRESETS, field_docs, field_types, make_config, parse_value, validate
+from jaxseq.errors import ConfigError
+
+#: CLI flags that map straight onto config fields.
+_FLAGS = {"env": "env", "algo": "algo", "total_steps": "total_steps", "num_seeds": "num_seeds", "seed": "seed",
+          "sharing": "sharing"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jaxseq", description="Sequential multi-agent policy optimisation in JAX")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train and write a run folder")
+    train.add_argument("--preset", default="default", help=f"named preset: {sorted(PRESETS)}")
+    train.add_argument("--env", help="env id, e.g. mpe:spread, mpe:spread?n=5, smax:3m")
+    train.add_argument("--algo", help="algorithm (see `jaxseq algos`)")
+    train.add_argument("--total-steps", type=int, help="environment steps per seed")
+    train.add_argument("--num-seeds", type=int, help="seeds run as one vmapped program")
+    train.add_argument("--seed", type=int, help="the key that seeds everything")
+    train.add_argument("--sharing", help="fups, paps or nops")
+    train.add_argument("--out", default="runs", help="parent folder of the run folder (default: runs)")
+    train.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                       help="any config field (see `jaxseq config`); repeatable")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    train.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (offline unless WANDB_MODE)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sub.add_parser("envs", help="list env ids")
+    sub.add_parser("algos", help="list algorithms")
+    sub.add_parser("config", help="list config fields, defaults and presets")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace):
+    overrides = {}
+    for flag, field in _FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[field] = value
+    for item in args.set:
+        name, eq, text = item.partition("=")
+        if not eq:
+            raise ConfigError("set", f"expected FIELD=VALUE, got {item!r}")
+        overrides[name.strip().replace("-", "_")] = parse_value(name.strip().replace("-", "_"), text)
+    config = make_config(args.preset, **overrides)
+    validate(config)
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "envs":
+            from jaxseq.envs import list_envs
+
+            for env_id, desc in list_envs():
+                print(f"{env_id:28s} {desc}")
+        elif args.command == "algos":
+            from jaxseq.algorithms import ALGORITHMS
+
+            for name, algo in ALGORITHMS.items():
+                print(f"{name:14s} {algo.description}")
+        elif args.command == "config":
+            docs, types_ = field_docs(), field_types()
+            defaults = make_config().to_dict()
+            for name, kind in types_.items():
+                print(f"{name:18s} {kind.__name__:5s} = {defaults[name]!r:14}  {docs.get(name, '')}")
+            print("\npresets:")
+            for name, values in PRESETS.items():
+                print(f"  {name}: {values}")
+        elif args.command == "train":
+            from jaxseq.run import train_run
+
+            if args.resume:
+                train_run(resume=args.resume, use_wandb=args.wandb, progress=not args.no_progress)
+            else:
+                train_run(config_from_args(args), out=args.out, use_wandb=args.wandb, progress=not args.no_progress)
+    except ConfigError as err:
+        print(f"jaxseq: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("jaxseq: interrupted; finished chunks are checkpointed (resume with --resume RUN_DIR)", file=sys.stderr)
+        return 130
+    return 0

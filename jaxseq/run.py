@@ -1,0 +1,209 @@
+"""The thin Python loop around the compiled chunks: run folder, metrics, evaluation, checkpoints.
+
+A run folder holds ``config.json`` (the resolved config), ``metrics.jsonl`` (one line per chunk),
+``curves.png``, ``summary.json`` and ``checkpoints/``. :func:`train_run` starts or resumes one.
+A resumed run restores the state after the last checkpointed chunk, drops metrics lines written
+after it, and continues; on the same device it reproduces the uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxseq import checkpoint
+from jaxseq.config import Config, validate
+from jaxseq.errors import ConfigError
+from jaxseq.plotting import plot_runs, read_jsonl
+
+#: Keys every metrics.jsonl line carries (None where undefined or not measured in that chunk).
+METRIC_KEYS = ("env_steps", "return_mean", "return_std", "win_rate", "test_return_mean", "test_win_rate", "sps",
+               "loss_actor", "loss_critic", "entropy", "clip_frac", "approx_kl")
+
+
+def _num(x: Any) -> float | None:
+    x = float(x)
+    return None if math.isnan(x) or math.isinf(x) else x
+
+
+def _nanmean(values: np.ndarray) -> float | None:
+    values = np.asarray(values, float)
+    return _num(np.nanmean(values)) if np.isfinite(values).any() else None
+
+
+def _nanstd(values: np.ndarray) -> float | None:
+    values = np.asarray(values, float)
+    return _num(np.nanstd(values)) if np.isfinite(values).any() else None
+
+
+def metrics_line(config: Config, has_win: bool, chunk: int, m: dict, evaluation: dict | None, seconds: float) -> dict:
+    """One metrics.jsonl row from the per-seed chunk metrics ``m`` (arrays [S])."""
+    steps_per_chunk = config.updates_per_chunk * config.batch_size
+    row = {
+        "chunk": chunk,
+        "update": chunk * config.updates_per_chunk,
+        "env_steps": chunk * steps_per_chunk,
+        "return_mean": _nanmean(m["return_mean"]),
+        "return_std": _nanstd(m["return_mean"]),
+        "win_rate": _nanmean(m["win_rate"]) if has_win else None,
+        "test_return_mean": _nanmean(evaluation["test_return_mean"]) if evaluation else None,
+        "test_win_rate": _nanmean(evaluation["test_win_rate"]) if evaluation and has_win else None,
+        # Environment steps of every seed together, per second of the chunk (compile excluded
+        # from the first chunk's figure is impossible, so it is null there).
+        "sps": (config.num_seeds * steps_per_chunk / seconds) if seconds > 0 else None,
+    }
+    for k in ("loss_actor", "loss_critic", "entropy", "clip_frac", "approx_kl", "episode_length"):
+        row[k] = _nanmean(m[k])
+    row["return_per_seed"] = [_num(v) for v in np.asarray(m["return_mean"])]
+    if evaluation:
+        row["test_return_per_seed"] = [_num(v) for v in np.asarray(evaluation["test_return_mean"])]
+    return row
+
+
+def _new_run_dir(out: Path, config: Config) -> Path:
+    safe_env = config.env.replace(":", "-").replace("?", "-").replace("&", "-").replace("=", "")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path(out) / f"{config.algo}-{safe_env}-s{config.seed}-{stamp}"
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = Path(out) / f"{config.algo}-{safe_env}-s{config.seed}-{stamp}-{suffix}"
+    path.mkdir(parents=True)
+    return path
+
+
+def load_config(run_dir: Path) -> Config:
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise ConfigError("resume", f"{run_dir} is not a run folder (no config.json)")
+    return Config(**json.loads(path.read_text()))
+
+
+class _WandbLogger:
+    def __init__(self, config: Config, run_dir: Path):
+        try:
+            import wandb
+        except ImportError:
+            raise ConfigError("wandb", "wandb is not installed; install it with `pip install jaxseq[wandb]` "
+                                       "or run without --wandb") from None
+        self._run = wandb.init(project=os.environ.get("WANDB_PROJECT", "jaxseq"), config=config.to_dict(),
+                               dir=str(run_dir), mode=os.environ.get("WANDB_MODE", "offline"),
+                               name=run_dir.name)
+
+    def log(self, row: dict) -> None:
+        self._run.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=row["env_steps"])
+
+    def close(self) -> None:
+        self._run.finish()
+
+
+def train_run(config: Config | None = None, out: Path | str = "runs", resume: Path | str | None = None,
+              use_wandb: bool = False, progress: bool = True, max_chunks: int | None = None) -> Path:
+    """Train in a new run folder under ``out`` (or continue ``resume``); returns the run folder.
+
+    ``max_chunks`` stops after that many chunks in total (used by tests to simulate an interruption).
+    """
+    from jaxseq.train import make_train
+
+    if resume is not None:
+        run_dir = Path(resume)
+        config = load_config(run_dir)
+    else:
+        validate(config)
+        run_dir = _new_run_dir(Path(out), config)
+        (run_dir / "config.json").write_text(config.to_json())
+    trainer = make_train(config)
+    key = jax.random.PRNGKey(config.seed)
+    start_chunk = 0
+    metrics_path = run_dir / "metrics.jsonl"
+    if resume is not None and checkpoint.latest_chunk(run_dir) is not None:
+        start_chunk, state = checkpoint.restore(run_dir, jax.eval_shape(trainer.init, key))
+        kept = [r for r in read_jsonl(metrics_path) if r["chunk"] <= start_chunk] if metrics_path.exists() else []
+        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    else:
+        state = trainer.init(key)
+        metrics_path.write_text("")
+    end_chunk = config.num_chunks if max_chunks is None else min(config.num_chunks, max_chunks)
+    has_win = trainer.env.spec.has_win
+    logger = _WandbLogger(config, run_dir) if use_wandb else None
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.num_chunks, initial=start_chunk, unit="chunk", desc=f"{config.algo} {config.env}")
+    done_chunk = start_chunk
+    t_start = time.time()
+    try:
+        for chunk in range(start_chunk + 1, end_chunk + 1):
+            t0 = time.time()
+            new_state, m = trainer.chunk(state)
+            m = jax.device_get(m)
+            seconds = time.time() - t0
+            evaluation = None
+            if config.eval_every and (chunk % config.eval_every == 0 or chunk == config.num_chunks):
+                evaluation = jax.device_get(trainer.evaluate(new_state))
+            first = chunk == start_chunk + 1
+            row = metrics_line(config, has_win, chunk, m, evaluation, 0.0 if first else seconds)
+            row["wall_seconds"] = time.time() - t_start
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            # A chunk counts as finished once its metrics line is written.
+            state, done_chunk = new_state, chunk
+            if logger:
+                logger.log(row)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(ret=row["return_mean"], win=row["win_rate"], test=row["test_return_mean"])
+            if chunk % config.checkpoint_every == 0:
+                checkpoint.save(run_dir, chunk, state)
+    finally:
+        # On normal exit, Ctrl-C or an error: keep every finished chunk.
+        if bar is not None:
+            bar.close()
+        if done_chunk > (checkpoint.latest_chunk(run_dir) or 0):
+            checkpoint.save(run_dir, done_chunk, state)
+        if logger:
+            logger.close()
+        rows = read_jsonl(metrics_path)
+        if rows:
+            plot_runs({config.algo: rows}, run_dir / "curves.png", title=f"{config.algo} on {config.env}")
+            summary = summarize(config, rows)
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            print(format_summary(summary, run_dir))
+    return run_dir
+
+
+def summarize(config: Config, rows: list[dict]) -> dict:
+    def last(key):
+        vals = [r[key] for r in rows if r.get(key) is not None]
+        return vals[-1] if vals else None
+
+    sps = [r["sps"] for r in rows if r.get("sps")]
+    return {
+        "env": config.env, "algo": config.algo, "num_seeds": config.num_seeds, "sharing": config.sharing,
+        "network": config.network, "chunks": rows[-1]["chunk"], "env_steps": rows[-1]["env_steps"],
+        "first_return_mean": rows[0]["return_mean"], "final_return_mean": last("return_mean"),
+        "final_return_std": last("return_std"), "final_win_rate": last("win_rate"),
+        "final_test_return_mean": last("test_return_mean"), "final_test_win_rate": last("test_win_rate"),
+        "best_test_win_rate": max((r["test_win_rate"] for r in rows if r.get("test_win_rate") is not None),
+                                  default=None),
+        "mean_sps": float(np.mean(sps)) if sps else None, "wall_seconds": rows[-1].get("wall_seconds"),
+    }
+
+
+def format_summary(summary: dict, run_dir: Path) -> str:
+    width = max(len(k) for k in summary)
+
+    def fmt(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    lines = [f"run folder: {run_dir}", "-" * (width + 20)]
+    lines += [f"{k:<{width}}  {fmt(v)}" for k, v in summary.items()]
+    return "\n".join(lines)

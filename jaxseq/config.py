@@ -85,7 +85,7 @@ class Config:
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     # Seed 000 Tab. 10 (MPE): ppo epoch 8, chunk length 5, entropy 0.05, lr 2e-4, lambda 0.97, eps 0.2.
-    "a2po-mpe": dict(env="mpe:spread", epochs=8, chunk_length=5, ent_coef=0.05, actor_lr=2e-4, critic_lr=2e-4,
+    "a2po-mpe": dict(env="mpe:spread", num_envs=40, rollout_length=100, epochs=8, chunk_length=5, ent_coef=0.05, actor_lr=2e-4, critic_lr=2e-4,
                      gae_lambda=0.97, clip_eps=0.2),
     # Seed 000 Tab. 7 (SMAC 3s5z row): 8 epochs, lambda 0.95, eps 0.2; MAPPO's SMAC tricks (GRU).
     "a2po-smax": dict(env="smax:3m", epochs=8, gae_lambda=0.95, clip_eps=0.2, network="gru", chunk_length=10,

@@ -1,0 +1,58 @@
+"""Side-by-side comparisons: several algorithms on one env, each a full run folder, then one plot
+and one table of the final returns (mean +/- std over seeds) in the experiment folder."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Sequence
+
+from jaxseq.config import Config
+from jaxseq.plotting import plot_runs, read_jsonl
+from jaxseq.run import train_run
+
+
+def compare(base: Config, algos: Sequence[str], out: Path | str, progress: bool = True) -> Path:
+    """Train ``base`` once per algorithm (same seeds, same everything else) under ``out/<stamp>/``.
+
+    Writes ``curves.png``, ``results.md`` and ``results.json`` there; returns that folder.
+    """
+    folder = Path(out) / f"compare-{base.env.replace(':', '-').replace('?', '-').replace('&', '-').replace('=', '')}" \
+                         f"-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder.mkdir(parents=True)
+    runs, rows = {}, []
+    for algo in algos:
+        run_dir = train_run(base.replace(algo=algo), out=folder / "runs", progress=progress)
+        metrics = read_jsonl(run_dir / "metrics.jsonl")
+        summary = json.loads((run_dir / "summary.json").read_text())
+        runs[algo] = metrics
+        rows.append(summary)
+    plot_runs(runs, folder / "curves.png", title=f"{base.env}, {base.num_seeds} seeds")
+    (folder / "results.json").write_text(json.dumps(rows, indent=2))
+    (folder / "results.md").write_text(results_table(base, rows))
+    print(results_table(base, rows))
+    return folder
+
+
+def _pm(mean, std) -> str:
+    if mean is None:
+        return "n/a"
+    return f"{mean:.3f} +/- {std:.3f}" if std is not None else f"{mean:.3f}"
+
+
+def results_table(base: Config, rows: list[dict]) -> str:
+    lines = [
+        f"# {base.env}: {base.num_seeds} seeds, {rows[0]['env_steps']} env steps per seed",
+        "",
+        "| algo | final train return (mean +/- std over seeds) | final greedy test return | "
+        "final test win rate | wall s |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        test_ret = "n/a" if r["final_test_return_mean"] is None else f"{r['final_test_return_mean']:.3f}"
+        win = "n/a" if r["final_test_win_rate"] is None else f"{r['final_test_win_rate']:.3f}"
+        wall = "n/a" if r["wall_seconds"] is None else f"{r['wall_seconds']:.0f}"
+        lines.append(f"| {r['algo']} | {_pm(r['final_return_mean'], r['final_return_std'])} | {test_ret} | "
+                     f"{win} | {wall} |")
+    return "\n".join(lines) + "\n"

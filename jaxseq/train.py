@@ -100,8 +100,16 @@ class Trainer:
         )
 
     def init(self, key: jax.Array) -> TrainState:
-        """``num_seeds`` independent states with a leading seed axis, all from ``key``."""
-        return jax.jit(jax.vmap(self.init_one))(jax.random.split(key, self.config.num_seeds))
+        """``num_seeds`` independent states with a leading seed axis, all from ``key``.
+
+        Runs op by op, not as one compiled program: orthogonal initialisation calls LAPACK's QR,
+        and XLA's CPU runtime deadlocked (jax 0.10, 2 cores) when one program ran several batched
+        QRs concurrently, each waiting for the thread pool the others held.
+        """
+        state = jax.vmap(self.init_one)(jax.random.split(key, self.config.num_seeds))
+        # Strong dtypes everywhere (JaxMARL's reset leaves weakly typed ints), so the state the chunk
+        # returns has the same types as this one and the chunk compiles once.
+        return jax.tree.map(lambda x: x.astype(x.dtype), state)
 
     def _critic_in_dim(self) -> int:
         spec = self.env.spec
@@ -317,16 +325,16 @@ class Trainer:
         return jax.jit(jax.vmap(self.evaluate_one))
 
     def __call__(self, key: jax.Array) -> tuple[TrainState, dict]:
-        """The whole run as one program (PureJaxRL style): ``num_chunks`` chunks of every seed.
+        """The whole run as one program (PureJaxRL style): ``num_chunks`` chunks of every seed,
+        from the state :meth:`init` draws.
 
         Returns the final [S]-stacked state and metrics stacked [num_chunks, S].
         """
 
-        def run(key):
-            ts = jax.vmap(self.init_one)(jax.random.split(key, self.config.num_seeds))
+        def run(ts):
             return jax.lax.scan(lambda s, _: jax.vmap(self.chunk_one)(s), ts, None, length=self.config.num_chunks)
 
-        return jax.jit(run)(key)
+        return jax.jit(run)(self.init(key))
 
 
 def make_train(config: Config) -> Trainer:

@@ -24,8 +24,9 @@ def _chunks(trainer, state, k):
     return state, out
 
 
-def test_no_recompilation_after_the_first_chunk():
-    trainer = make_train(tiny(network="gru", sharing="paps"))
+@pytest.mark.parametrize("env", ["mpe:spread", "smax:3m"])
+def test_no_recompilation_after_the_first_chunk(env):
+    trainer = make_train(tiny(env=env, network="gru", sharing="paps"))
     state = trainer.init(jax.random.PRNGKey(0))
     _chunks(trainer, state, 3)
     assert trainer.trace_counter[0] == 1

@@ -27,12 +27,55 @@ def gae(rewards, values, next_values, discounts, episode_ends, lam):
     rewards, values, next_values, discounts = jnp.broadcast_arrays(rewards, values, next_values, discounts)
     continues = jnp.broadcast_to(1.0 - jnp.asarray(episode_ends, rewards.dtype), rewards.shape)
     deltas = rewards + discounts * next_values - values
-    decay = discounts * lam * continues
+    return _backward(deltas, discounts * lam * continues)
 
-    def backward(carry, xs):
+
+def _backward(deltas, decay):
+    """x_t = deltas_t + decay_t * x_{t+1}, x_T = 0: the recursion every estimator here reduces to."""
+
+    def step(carry, xs):
         delta, d = xs
-        adv = delta + d * carry
-        return adv, adv
+        x = delta + d * carry
+        return x, x
 
-    _, advantages = jax.lax.scan(backward, jnp.zeros_like(deltas[0]), (deltas, decay), reverse=True)
-    return advantages
+    return jax.lax.scan(step, jnp.zeros_like(deltas[0]), (deltas, decay), reverse=True)[1]
+
+
+def preopc(rewards, values, next_values, discounts, episode_ends, lam, log_rhos):
+    """PreOPC advantages (A2PO, seed 000 Eq. 2): GAE whose trace is cut by the preceding agents' ratio.
+
+    A_t = delta_t + discounts_t * lam * min(1, rho_{t+1}) * (1 - episode_ends_t) * A_{t+1},
+    delta_t = r_t + discounts_t * next_values_t - values_t, rho = exp(log_rhos): the joint ratio
+    pi_hat / pi of the preceding agents' taken actions (log_rhos [T, ...]). lambda appears once per
+    step, as in the paper (the public code may apply it twice). With log_rhos == 0 this is :func:`gae`.
+    """
+    rewards, values, next_values, discounts, log_rhos = jnp.broadcast_arrays(
+        rewards, values, next_values, discounts, log_rhos)
+    continues = jnp.broadcast_to(1.0 - jnp.asarray(episode_ends, rewards.dtype), rewards.shape)
+    c_next = jnp.concatenate([jnp.minimum(1.0, jnp.exp(log_rhos[1:])), jnp.zeros_like(log_rhos[:1])])
+    deltas = rewards + discounts * next_values - values
+    return _backward(deltas, discounts * lam * c_next * continues)
+
+
+def vtrace(rewards, values, next_values, discounts, episode_ends, lam, log_rhos, clip_rho=1.0, clip_c=1.0):
+    """V-trace (Espeholt et al. 2018), the operator OPSPO (seed 003 Eq. 14-15) cites.
+
+    v_t - V(s_t) = rho_t * delta_t + discounts_t * c_t * (1 - episode_ends_t) * (v_{t+1} - V(s_{t+1})),
+    rho_t = min(clip_rho, exp(log_rhos_t)), c_t = lam * min(clip_c, exp(log_rhos_t)),
+    delta_t = r_t + discounts_t * next_values_t - values_t.
+
+    Returns ``(value_targets v_t, advantages)`` with advantages = r_t + discounts_t * v_{t+1} - V(s_t)
+    (seed 003 Eq. 15; where the episode ended at t, or at the last step, v_{t+1} is next_values_t).
+    Reading of the extracted Eq. 14: the paper's text also puts c_t on delta_t; we follow the
+    operator it cites (rho_t on delta_t), which ``rlax.vtrace`` implements and the tests compare to.
+    """
+    rewards, values, next_values, discounts, log_rhos = jnp.broadcast_arrays(
+        rewards, values, next_values, discounts, log_rhos)
+    ends = jnp.broadcast_to(jnp.asarray(episode_ends, bool), rewards.shape)
+    rhos = jnp.exp(log_rhos)
+    deltas = jnp.minimum(clip_rho, rhos) * (rewards + discounts * next_values - values)
+    decay = discounts * lam * jnp.minimum(clip_c, rhos) * (1.0 - ends.astype(rewards.dtype))
+    targets = values + _backward(deltas, decay)
+    following = jnp.concatenate([targets[1:], next_values[-1:]])
+    bootstrap = jnp.where(ends, next_values, following)
+    return targets, rewards + discounts * bootstrap - values

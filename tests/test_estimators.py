@@ -94,3 +94,105 @@ def test_trailing_agent_axis_broadcasts_discounts():
     for i in range(3):
         np.testing.assert_allclose(ours[..., i], gae(r[..., i], v[..., i], nv[..., i], disc[..., 0], ends[..., 0], 0.8),
                                    rtol=1e-6)
+
+
+# -- off-policy estimators -------------------------------------------------------------------
+
+from jaxseq.estimators import preopc, vtrace  # noqa: E402
+
+
+def numpy_preopc(r, v, nv, d, ends, lam, log_rhos):
+    """Seed 000 Eq. 2 as a loop: A_t = delta_t + d_t lam min(1, rho_{t+1}) (1 - end_t) A_{t+1}."""
+    T = r.shape[0]
+    adv = np.zeros_like(r)
+    nxt = np.zeros_like(r[0])
+    for t in reversed(range(T)):
+        c = np.minimum(1.0, np.exp(log_rhos[t + 1])) if t + 1 < T else 0.0
+        nxt = r[t] + d[t] * nv[t] - v[t] + d[t] * lam * c * (1.0 - ends[t]) * nxt
+        adv[t] = nxt
+    return adv
+
+
+def numpy_vtrace(r, v, nv, d, ends, lam, log_rhos, clip_rho=1.0, clip_c=1.0):
+    """Espeholt et al. 2018 Eq. 1 written as a sum, per start time s (no recursion)."""
+    T = r.shape[0]
+    rho = np.exp(log_rhos)
+    targets = np.zeros_like(r)
+    for s in range(T):
+        acc = np.zeros_like(r[0])
+        weight = np.ones_like(r[0])
+        for t in range(s, T):
+            acc = acc + weight * np.minimum(clip_rho, rho[t]) * (r[t] + d[t] * nv[t] - v[t])
+            weight = weight * d[t] * lam * np.minimum(clip_c, rho[t]) * (1.0 - ends[t])
+        targets[s] = v[s] + acc
+    adv = np.zeros_like(r)
+    for t in range(T):
+        boot = np.where(ends[t] | (t == T - 1), nv[t], targets[min(t + 1, T - 1)])
+        adv[t] = r[t] + d[t] * boot - v[t]
+    return targets, adv
+
+
+def _random_batch(seed, T=12, B=3):
+    rng = np.random.default_rng(seed)
+    r = rng.normal(size=(T, B)).astype(np.float32)
+    v = rng.normal(size=(T, B)).astype(np.float32)
+    nv = np.concatenate([v[1:], rng.normal(size=(1, B))]).astype(np.float32)
+    term = rng.random((T, B)) < 0.1
+    trunc = (rng.random((T, B)) < 0.1) & ~term
+    nv = np.where(trunc, rng.normal(size=(T, B)), nv).astype(np.float32)  # true final obs after a time limit
+    d = (0.97 * (1 - term)).astype(np.float32)
+    log_rhos = rng.normal(scale=0.5, size=(T, B)).astype(np.float32)
+    return r, v, nv, d, term | trunc, log_rhos
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), lam=st.floats(0.0, 1.0))
+def test_preopc_matches_the_paper_loop(seed, lam):
+    r, v, nv, d, ends, lr = _random_batch(seed)
+    np.testing.assert_allclose(preopc(r, v, nv, d, ends, lam, lr), numpy_preopc(r, v, nv, d, ends, lam, lr),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_preopc_with_unit_ratio_is_gae_and_small_ratio_cuts_the_trace():
+    r, v, nv, d, ends, lr = _random_batch(0)
+    np.testing.assert_allclose(preopc(r, v, nv, d, ends, 0.9, np.zeros_like(lr)), gae(r, v, nv, d, ends, 0.9),
+                               rtol=1e-6)
+    # A vanishing preceding ratio at t+1 stops credit flowing back from t+1 to t.
+    cut = preopc(r, v, nv, d, np.zeros_like(ends), 0.9, np.full_like(lr, -30.0))
+    np.testing.assert_allclose(cut, r + d * nv - v, rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), lam=st.floats(0.0, 1.0), clip_rho=st.sampled_from([0.5, 1.0, 2.0]))
+def test_vtrace_matches_the_sum_form(seed, lam, clip_rho):
+    r, v, nv, d, ends, lr = _random_batch(seed)
+    ours = vtrace(r, v, nv, d, ends, lam, lr, clip_rho=clip_rho)
+    ref = numpy_vtrace(r, v, nv, d, ends, lam, lr, clip_rho=clip_rho)
+    for a, b in zip(ours, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_vtrace_matches_rlax_without_episode_cuts():
+    rng = np.random.default_rng(5)
+    T, B = 15, 4
+    r = rng.normal(size=(T, B)).astype(np.float32)
+    v_all = rng.normal(size=(T + 1, B)).astype(np.float32)
+    term = rng.random((T, B)) < 0.1  # terminations are expressible in rlax through the discount
+    d = (0.95 * (1 - term)).astype(np.float32)
+    lr = rng.normal(scale=0.4, size=(T, B)).astype(np.float32)
+    targets, adv = vtrace(r, v_all[:-1], v_all[1:], d, np.zeros((T, B), bool), 0.9, lr)
+    ref_t = jax.vmap(lambda *a: rlax.vtrace(*a, lambda_=0.9), in_axes=1, out_axes=1)(
+        v_all[:-1], v_all[1:], r, d, np.exp(lr))
+    np.testing.assert_allclose(targets - v_all[:-1], ref_t, rtol=1e-4, atol=1e-4)
+    # rlax's policy-gradient advantage bootstraps from lam * v_{t+1} + (1 - lam) * V(s_{t+1}) and
+    # multiplies by the clipped rho_t: with lam = 1 it is ours times that rho.
+    _, adv1 = vtrace(r, v_all[:-1], v_all[1:], d, np.zeros((T, B), bool), 1.0, lr)
+    ref = jax.vmap(lambda *a: rlax.vtrace_td_error_and_advantage(*a, lambda_=1.0), in_axes=1, out_axes=1)(
+        v_all[:-1], v_all[1:], r, d, np.exp(lr))
+    np.testing.assert_allclose(np.minimum(1.0, np.exp(lr)) * adv1, ref.pg_advantage, rtol=1e-4, atol=1e-4)
+
+
+def test_vtrace_on_policy_is_lambda_returns():
+    r, v, nv, d, ends, lr = _random_batch(3)
+    targets, adv = vtrace(r, v, nv, d, ends, 0.8, np.zeros_like(lr))
+    np.testing.assert_allclose(targets, v + gae(r, v, nv, d, ends, 0.8), rtol=1e-5, atol=1e-5)

@@ -53,3 +53,26 @@ def value_loss(pred: jax.Array, old_pred: jax.Array, target: jax.Array, clip: fl
         clipped = old_pred + jnp.clip(pred - old_pred, -clip, clip)
         loss = jnp.maximum(loss, huber(target - clipped, delta))
     return masked_mean(loss, mask)
+
+
+def happo_objective(log_ratio, log_factor, advantages, clip_eps, mask):
+    """HAPPO (Kuba et al. 2022): M * min(r A, clip(r, 1 +/- eps) A), with M = exp(log_factor) the
+    (stop-gradient, unclipped) product of the preceding agents' ratios. M > 0, so this is PPO-clip
+    on the advantages M * A."""
+    factor = jax.lax.stop_gradient(jnp.exp(log_factor))
+    return ppo_clip_objective(log_ratio, factor * advantages, clip_eps, mask)
+
+
+def a2po_objective(log_ratio, log_rho, advantages, clip_eps, mask):
+    """A2PO (seed 000 Eq. 6): min(l A, clip(l, 1 +/- eps) A), l = r_i * clip(rho, 1 +/- eps / 2),
+    rho = exp(log_rho) the preceding agents' joint ratio (no gradient). ``clip_eps`` may be the
+    adaptive C(eps, k)."""
+    rho = jax.lax.stop_gradient(jnp.clip(jnp.exp(log_rho), 1.0 - clip_eps / 2, 1.0 + clip_eps / 2))
+    return ppo_clip_objective(log_ratio + jnp.log(rho), advantages, clip_eps, mask)
+
+
+def coppo_objective(log_ratio, log_others, advantages, clip_eps, clip_others, mask):
+    """CoPPO (Wu et al. 2021) without the advantage mix: agent i's ratio times
+    sg(clip(prod_{j != i} r_j, 1 +/- clip_others)), clipped as a whole with clip_eps."""
+    others = jax.lax.stop_gradient(jnp.clip(jnp.exp(log_others), 1.0 - clip_others, 1.0 + clip_others))
+    return ppo_clip_objective(log_ratio + jnp.log(others), advantages, clip_eps, mask)

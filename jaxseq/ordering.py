@@ -1,0 +1,59 @@
+"""Agent selection rules and the adaptive clipping schedule of A2PO (seed 000 Sec. 4).
+
+Selection happens one agent at a time inside the compiled stage: :func:`next_agent` picks the
+k-th agent (k = 0, 1, ...) among those not yet updated, from per-agent scores (greedy rules use
+the expected |advantage| of each remaining agent given the agents already updated).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+SELECTION_RULES = ("cyclic", "random", "greedy", "semi-greedy", "reverse-greedy", "reverse-semi-greedy")
+
+
+def next_agent(rule: str, k: jax.Array, scores: jax.Array, remaining: jax.Array, key: jax.Array) -> jax.Array:
+    """Index of the k-th agent to update (k counts from 0).
+
+    scores: [N] float, e.g. E|A_i| under the current preceding agents; remaining: [N] bool, agents
+    not yet updated in this stage (at least one True). Rules:
+    cyclic: the lowest remaining index (the fixed order 0, 1, ..., N-1);
+    random: uniform over the remaining agents;
+    greedy / reverse-greedy: the remaining agent with the largest / smallest score;
+    semi-greedy / reverse-semi-greedy: (reverse-)greedy at even k, uniform at odd k (seed 000's
+    R(k) alternates on k mod 2; the public code starts greedy, as here).
+    """
+    if rule not in SELECTION_RULES:
+        raise ValueError(f"selection rule {rule!r} not in {SELECTION_RULES}")
+    n = remaining.shape[0]
+    uniform = jax.random.choice(key, n, p=remaining / remaining.sum())
+    if rule == "cyclic":
+        return jnp.argmax(remaining)
+    if rule == "random":
+        return uniform
+    sign = -1.0 if rule.startswith("reverse") else 1.0
+    greedy = jnp.argmax(jnp.where(remaining, sign * scores, -jnp.inf))
+    if rule.endswith("semi-greedy"):
+        return jnp.where(k % 2 == 0, greedy, uniform)
+    return greedy
+
+
+def select_order(rule: str, scores: jax.Array, key: jax.Array) -> jax.Array:
+    """A full order [N] from fixed scores (the rules' behaviour when scores do not change)."""
+    n = scores.shape[0]
+
+    def step(remaining, xs):
+        k, subkey = xs
+        i = next_agent(rule, k, scores, remaining, subkey)
+        return remaining.at[i].set(False), i
+
+    _, order = jax.lax.scan(step, jnp.ones((n,), bool), (jnp.arange(n), jax.random.split(key, n)))
+    return order
+
+
+def adaptive_clip(eps: float, k: jax.Array, n: int, c: float = 0.5) -> jax.Array:
+    """A2PO's adaptive clipping parameter C(eps, k) = eps * c + eps * (1 - c) * k / n, k = 1..n the
+    position in the update order: agents updated later, which see more preceding changes, get a
+    wider range; c = 1 gives eps for every agent."""
+    return eps * c + eps * (1.0 - c) * k / n

@@ -1,0 +1,94 @@
+"""Losses on hand-computed cases; selection rules produce permutations; adaptive clipping."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jaxseq import objectives as O
+from jaxseq.ordering import SELECTION_RULES, adaptive_clip, next_agent, select_order
+
+ONE = jnp.ones(())
+
+
+def test_ppo_clip_hand_cases():
+    # r = 1.5, A = 2, eps = 0.2: min(3.0, 1.2 * 2) = 2.4.  r = 0.5, A = -1: min(-0.5, -0.8) = -0.8.
+    lr = jnp.log(jnp.array([1.5, 0.5]))
+    np.testing.assert_allclose(O.ppo_clip_objective(lr, jnp.array([2.0, -1.0]), 0.2, ONE), (2.4 - 0.8) / 2, rtol=1e-6)
+    # The mask drops the second sample.
+    np.testing.assert_allclose(O.ppo_clip_objective(lr, jnp.array([2.0, -1.0]), 0.2, jnp.array([1.0, 0.0])), 2.4,
+                               rtol=1e-6)
+
+
+def test_value_loss_hand_cases():
+    # Huber with delta 1 on error 3: 0.5 + 1 * 2 = 2.5. Clipped prediction old + 0.2 = 0.2, error 2.8 -> 2.3.
+    np.testing.assert_allclose(O.value_loss(jnp.array(0.0), jnp.array(0.0), jnp.array(3.0), 0.0, 1.0, ONE), 2.5)
+    np.testing.assert_allclose(O.value_loss(jnp.array(2.0), jnp.array(0.0), jnp.array(3.0), 0.2, 1.0, ONE), 2.3,
+                               rtol=1e-6)
+    np.testing.assert_allclose(O.value_loss(jnp.array(2.0), jnp.array(0.0), jnp.array(3.0), 0.0, 0.0, ONE), 0.5)
+
+
+def test_happo_objective_scales_the_advantage_by_the_preceding_factor():
+    lr, lf, adv = jnp.log(1.5), jnp.log(0.5), jnp.array(2.0)
+    # M = 0.5: min(1.5 * 1.0, 1.2 * 1.0) = 1.2
+    np.testing.assert_allclose(O.happo_objective(lr, lf, adv, 0.2, ONE), 1.2, rtol=1e-6)
+    # The factor carries no gradient.
+    g = jax.grad(lambda f: O.happo_objective(jnp.log(1.1), f, adv, 0.2, ONE))(lf)
+    assert float(g) == 0.0
+
+
+def test_a2po_objective_clips_the_preceding_ratio_to_half_eps():
+    # rho = 2 -> clip(2, 0.9, 1.1) = 1.1 with eps = 0.2; r = 1: l = 1.1, A = 1: min(1.1, 1.1) = 1.1.
+    np.testing.assert_allclose(O.a2po_objective(jnp.log(1.0), jnp.log(2.0), jnp.array(1.0), 0.2, ONE), 1.1, rtol=1e-6)
+    # r = 1.2, rho = 1.05: l = 1.26 > 1.2 -> clipped to 1.2 for A > 0.
+    np.testing.assert_allclose(O.a2po_objective(jnp.log(1.2), jnp.log(1.05), jnp.array(1.0), 0.2, ONE), 1.2,
+                               rtol=1e-6)
+    # With rho = 1 it is PPO-clip.
+    lr = jnp.linspace(-0.5, 0.5, 7)
+    adv = jnp.linspace(-1, 1, 7)
+    np.testing.assert_allclose(O.a2po_objective(lr, jnp.zeros(7), adv, 0.2, ONE), O.ppo_clip_objective(lr, adv, 0.2, ONE),
+                               rtol=1e-6)
+
+
+def test_coppo_objective_double_clip():
+    # others = 1.5 clipped to 1.1 (eps_o 0.1); r = 1: product 1.1 clipped with eps 0.2 stays 1.1; A = 1.
+    np.testing.assert_allclose(O.coppo_objective(0.0, jnp.log(1.5), jnp.array(1.0), 0.2, 0.1, ONE), 1.1, rtol=1e-6)
+    # r = 1.3, others 1.0: product 1.3 -> clipped to 1.2 for A > 0.
+    np.testing.assert_allclose(O.coppo_objective(jnp.log(1.3), 0.0, jnp.array(1.0), 0.2, 0.1, ONE), 1.2, rtol=1e-6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 9), seed=st.integers(0, 10_000), rule=st.sampled_from(SELECTION_RULES))
+def test_selection_rules_produce_permutations(n, seed, rule):
+    scores = jax.random.normal(jax.random.PRNGKey(seed), (n,))
+    order = np.asarray(select_order(rule, scores, jax.random.PRNGKey(seed + 1)))
+    assert sorted(order.tolist()) == list(range(n))
+
+
+def test_selection_rules_follow_their_scores():
+    scores = jnp.array([0.3, 2.0, -1.0, 0.9])
+    key = jax.random.PRNGKey(0)
+    assert select_order("cyclic", scores, key).tolist() == [0, 1, 2, 3]
+    assert select_order("greedy", scores, key).tolist() == [1, 3, 0, 2]
+    assert select_order("reverse-greedy", scores, key).tolist() == [2, 0, 3, 1]
+    semi = select_order("semi-greedy", scores, key).tolist()
+    assert semi[0] == 1  # greedy first, then alternating with uniform picks
+    assert select_order("reverse-semi-greedy", scores, key).tolist()[0] == 2
+    with pytest.raises(ValueError, match="selection rule"):
+        next_agent("best", 0, scores, jnp.ones(4, bool), key)
+
+
+def test_random_rule_only_picks_remaining_agents():
+    remaining = jnp.array([False, True, False, True])
+    picks = jax.vmap(lambda k: next_agent("random", 1, jnp.zeros(4), remaining, k))(
+        jax.random.split(jax.random.PRNGKey(0), 200))
+    assert set(np.asarray(picks).tolist()) == {1, 3}
+
+
+def test_adaptive_clip_schedule():
+    eps, n = 0.2, 4
+    values = [float(adaptive_clip(eps, k, n)) for k in range(1, n + 1)]
+    np.testing.assert_allclose(values, [0.125, 0.15, 0.175, 0.2], rtol=1e-6)
+    assert float(adaptive_clip(eps, 1, n, c=1.0)) == pytest.approx(eps)

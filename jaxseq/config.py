@@ -37,6 +37,10 @@ class Config:
     adam_eps: float = 1e-5  #: Adam epsilon
     max_grad_norm: float = 10.0  #: global gradient-norm clip (each network); <= 0 disables
     ent_coef: float = 0.01  #: entropy bonus coefficient
+    # -- sequential (agent-by-agent) schemes -------------------------------------------------
+    selection_rule: str = "semi-greedy"  #: A2PO agent order: cyclic, random, greedy, semi-greedy, reverse-greedy, reverse-semi-greedy
+    adaptive_clip: bool = True  #: A2PO adaptive clipping C(eps, k) = eps * c + eps * (1 - c) * k / n
+    clip_c: float = 0.5  #: c of the adaptive clipping schedule, in [0, 1]
     # -- networks -----------------------------------------------------------------------------
     network: str = "mlp"  #: "mlp" or "gru" (a GRU after the dense layers)
     hidden_size: int = 64  #: width of every hidden layer
@@ -51,7 +55,7 @@ class Config:
     huber_delta: float = 10.0  #: Huber loss delta of the value loss; <= 0 uses the squared error
     value_clip: float = 0.2  #: clip the value update around the old prediction; <= 0 disables
     advantage_norm: bool = True  #: normalise advantages over the batch (active agents only)
-    death_mask: bool = True  #: dead agents: zeroed critic input (agent id kept) and no actor loss
+    death_mask: bool = True  #: dead agents: death ends their own trace, zeroed critic input (id kept), no loss terms
     # -- evaluation, logging, checkpoints -----------------------------------------------------
     updates_per_chunk: int = 10  #: updates compiled into one program call; one metrics line per chunk
     eval_every: int = 5  #: greedy evaluation every this many chunks (0 disables)
@@ -102,6 +106,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "network": ("mlp", "gru"),
     "activation": ("relu", "tanh"),
     "sharing": ("fups", "paps", "nops"),
+    "selection_rule": ("cyclic", "random", "greedy", "semi-greedy", "reverse-greedy", "reverse-semi-greedy"),
 }
 _POSITIVE_INT = ("total_steps", "num_seeds", "num_envs", "rollout_length", "epochs", "num_minibatches",
                  "hidden_size", "num_layers", "chunk_length", "updates_per_chunk", "eval_envs", "checkpoint_every")
@@ -182,6 +187,8 @@ def validate(config: Config) -> None:
         raise ConfigError("gae_lambda", f"must lie in [0, 1], got {config.gae_lambda}")
     if not 0.0 < config.clip_eps < 1.0:
         raise ConfigError("clip_eps", f"must lie in (0, 1), got {config.clip_eps}")
+    if not 0.0 <= config.clip_c <= 1.0:
+        raise ConfigError("clip_c", f"must lie in [0, 1], got {config.clip_c}")
     for name in ("actor_lr", "critic_lr"):
         if getattr(config, name) < 0:
             raise ConfigError(name, f"must be >= 0, got {getattr(config, name)}")

@@ -111,6 +111,13 @@ class MultiAgentNet:
         return jax.tree.map(lambda ax, p: p if ax == 0 else jax.tree.map(lambda a: a[0], p), self.param_axes, stacked,
                             is_leaf=lambda t: t is None or isinstance(t, int))
 
+    def apply_agent(self, view: Any, i: jax.Array, carry: jax.Array, x: jax.Array,
+                    start: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Agent i alone, with its parameter view (see :func:`jaxseq.update.agent_view`):
+        carry [..., C], x [..., D], start [...] -> (carry, out [..., K])."""
+        ids = jnp.broadcast_to(jax.nn.one_hot(i, self.num_agents, dtype=x.dtype), x.shape[:-1] + (self.num_agents,))
+        return self.net.apply(view, carry, jnp.concatenate([x, ids], axis=-1), start)
+
     def apply(self, params: Any, carry: jax.Array, x: jax.Array, start: jax.Array) -> tuple[jax.Array, jax.Array]:
         """carry [..., N, C], x [..., N, D], start [..., N] -> (carry [..., N, C], out [..., N, K])."""
         x = self._with_agent_id(x)

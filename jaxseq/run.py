@@ -59,8 +59,9 @@ def metrics_line(config: Config, has_win: bool, chunk: int, m: dict, evaluation:
         # from the first chunk's figure is impossible, so it is null there).
         "sps": (config.num_seeds * steps_per_chunk / seconds) if seconds > 0 else None,
     }
-    for k in ("loss_actor", "loss_critic", "entropy", "clip_frac", "approx_kl", "episode_length"):
-        row[k] = _nanmean(m[k])
+    for k in m:  # losses, diagnostics and anything an algorithm adds (means over seeds)
+        if k not in row and k not in ("return_mean", "win_rate", "episodes"):
+            row[k] = _nanmean(m[k])
     row["return_per_seed"] = [_num(v) for v in np.asarray(m["return_mean"])]
     if evaluation:
         row["test_return_per_seed"] = [_num(v) for v in np.asarray(evaluation["test_return_mean"])]

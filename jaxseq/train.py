@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxseq import estimators, nets, normalization, objectives
+from jaxseq import estimators, nets, normalization, objectives, ordering, update
 from jaxseq.algorithms import ALGORITHMS, Algorithm
 from jaxseq.config import Config, validate
 from jaxseq.envs import AutoReset, EnvState, Observation, make_env
@@ -57,6 +57,7 @@ class Rollout:
     value_preds: jax.Array  # [T, B, N] critic outputs (normalised space when value_norm)
     next_value_preds: jax.Array  # [T, B, N] critic outputs on the true next observation
     rewards: jax.Array  # [T, B, N]
+    next_alive: jax.Array  # [T, B, N] alive in the true next observation (False: died, or dead)
     terminated: jax.Array  # [T, B]
     truncated: jax.Array  # [T, B]
     actor_carry: jax.Array  # [T, B, N, C]
@@ -87,7 +88,7 @@ class Trainer:
         return TrainState(
             actor_params=actor_params,
             critic_params=critic_params,
-            actor_opt=self.actor_tx.init(actor_params),
+            actor_opt=self._init_actor_opt(actor_params),
             critic_opt=self.critic_tx.init(critic_params),
             value_norm=normalization.init(),
             env_state=env_state,
@@ -98,6 +99,16 @@ class Trainer:
             key=key,
             update=jnp.zeros((), jnp.int32),
         )
+
+    def _init_actor_opt(self, actor_params):
+        """One optimiser state for the simultaneous scheme; under the sequential scheme one per agent,
+        stacked [N], each over that agent's parameter view (HARL gives every agent its own optimiser;
+        under FuPS each agent's Adam statistics see only its own gradients on the shared weights)."""
+        if self.algorithm.scheme == "simultaneous":
+            return self.actor_tx.init(actor_params)
+        views = jax.vmap(lambda i: update.agent_view(actor_params, self.actor.param_axes, i))(
+            jnp.arange(self.env.spec.num_agents))
+        return jax.vmap(self.actor_tx.init)(views)
 
     def init(self, key: jax.Array) -> TrainState:
         """``num_seeds`` independent states with a leading seed axis, all from ``key``.
@@ -142,7 +153,7 @@ class Trainer:
             record = Rollout(
                 obs=ts.obs, start=ts.start, actions=actions, log_probs=log_probs,
                 value_preds=v[..., 0], next_value_preds=v_next[..., 0], rewards=out.reward,
-                terminated=out.terminated, truncated=out.truncated,
+                next_alive=out.final_obs.alive, terminated=out.terminated, truncated=out.truncated,
                 actor_carry=ts.actor_carry, critic_carry=ts.critic_carry,
             )
             done = out.done.astype(jnp.float32)
@@ -167,50 +178,86 @@ class Trainer:
     def _norm(self, vn, x):
         return normalization.normalize(vn, x) if self.config.value_norm else x
 
-    def advantages(self, batch: Rollout, vn: normalization.ValueNormState) -> tuple[jax.Array, jax.Array]:
-        """GAE advantages and value targets, both [T, B, N], in return units."""
+    def returns_inputs(self, batch: Rollout, vn: normalization.ValueNormState) -> dict:
+        """The estimators' inputs, all [T, B, N] in return units.
+
+        With ``death_mask``, an agent's death is its own termination: no bootstrapping past it and
+        the trace is cut there (MAPPO's per-agent done), so no advantage depends on the value of a
+        dead agent's (untrained, zeroed) critic input.
+        """
         cfg = self.config
-        values = self._denorm(vn, batch.value_preds)
-        next_values = self._denorm(vn, batch.next_value_preds)
-        discounts = (cfg.gamma * (1.0 - batch.terminated.astype(jnp.float32)))[..., None]
-        ends = (batch.terminated | batch.truncated)[..., None]
-        adv = estimators.gae(batch.rewards, values, next_values, discounts, ends, cfg.gae_lambda)
-        return adv, adv + values
+        terminated = jnp.broadcast_to(batch.terminated[..., None], batch.rewards.shape)
+        ends = terminated | batch.truncated[..., None]
+        if cfg.death_mask:
+            gone = ~batch.next_alive
+            terminated, ends = terminated | gone, ends | gone
+        return {
+            "rewards": batch.rewards,
+            "values": self._denorm(vn, batch.value_preds),
+            "next_values": self._denorm(vn, batch.next_value_preds),
+            "discounts": cfg.gamma * (1.0 - terminated.astype(jnp.float32)),
+            "episode_ends": ends,
+        }
+
+    def _normalize_advantages(self, adv: jax.Array, alive: jax.Array) -> jax.Array:
+        if not self.config.advantage_norm:
+            return adv
+        mask = alive if self.config.death_mask else jnp.ones_like(alive)
+        mean = objectives.masked_mean(adv, mask)
+        std = jnp.sqrt(objectives.masked_mean((adv - mean) ** 2, mask))
+        return (adv - mean) / (std + 1e-8)
 
     # -- losses -------------------------------------------------------------------------------
-    def _replay(self, net: nets.MultiAgentNet, params, carry0, inputs, start) -> jax.Array:
-        """Re-run ``net`` over sequences: inputs [L, M, N, D], start [L, M], carry0 [M, N, C] -> [L, M, N, K]."""
+    @staticmethod
+    def _replay(step_fn, carry0, inputs, start) -> jax.Array:
+        """Re-run a network over sequences: ``step_fn(carry, x_t, start_t) -> (carry, out_t)``,
+        inputs [L, M, ...], start [L, M], carry0 [M, ...] -> outputs [L, M, ...]."""
+        return jax.lax.scan(lambda c, xs: step_fn(c, *xs), carry0, (inputs, start))[1]
+
+    def _all_agents(self, net: nets.MultiAgentNet, params):
+        """Step function of every agent at once; episode-start flags broadcast over agents."""
         n = self.env.spec.num_agents
+        return lambda c, x, s: net.apply(params, c, x, jnp.broadcast_to(s[..., None], s.shape + (n,)))
 
-        def step(carry, xs):
-            x, s = xs
-            carry, out = net.apply(params, carry, x, jnp.broadcast_to(s[:, None], s.shape + (n,)))
-            return carry, out
+    def _one_agent(self, net: nets.MultiAgentNet, view, i):
+        return lambda c, x, s: net.apply_agent(view, i, c, x, s)
 
-        _, outs = jax.lax.scan(step, carry0, (inputs, start))
-        return outs
-
-    def _mask(self, mb: dict) -> jax.Array:
-        alive = mb["obs"].alive
+    def _mask(self, alive: jax.Array) -> jax.Array:
         return alive.astype(jnp.float32) if self.config.death_mask else jnp.ones_like(alive, jnp.float32)
 
-    def actor_loss(self, params, mb: dict) -> tuple[jax.Array, dict]:
-        """Negative PPO-clip objective minus the entropy bonus, on a minibatch of sequences."""
+    def _policy_loss(self, logits, mb: dict, clip_eps) -> tuple[jax.Array, dict]:
+        """Negative surrogate of ``self.algorithm.objective`` minus the entropy bonus.
+
+        mb: obs (avail, alive), actions, log_probs (behaviour), advantages, and for the sequential
+        objectives log_rho, the preceding agents' joint log ratio (same leading shape)."""
         cfg = self.config
-        logits = self._replay(self.actor, params, mb["actor_carry"][0], mb["obs"].obs, mb["start"])
-        log_probs = nets.action_log_prob(logits, mb["obs"].avail, mb["actions"])
-        log_ratio = log_probs - mb["log_probs"]
-        mask = self._mask(mb)
-        surrogate = objectives.ppo_clip_objective(log_ratio, mb["advantages"], cfg.clip_eps, mask)
+        log_ratio = nets.action_log_prob(logits, mb["obs"].avail, mb["actions"]) - mb["log_probs"]
+        mask = self._mask(mb["obs"].alive)
+        objective = self.algorithm.objective
+        if objective == "ppo":
+            surrogate = objectives.ppo_clip_objective(log_ratio, mb["advantages"], clip_eps, mask)
+        elif objective == "happo":
+            surrogate = objectives.happo_objective(log_ratio, mb["log_rho"], mb["advantages"], clip_eps, mask)
+        elif objective == "a2po":
+            surrogate = objectives.a2po_objective(log_ratio, mb["log_rho"], mb["advantages"], clip_eps, mask)
+        else:
+            raise ValueError(f"unknown objective {objective!r}")
         ent = objectives.masked_mean(nets.entropy(logits, mb["obs"].avail), mask)
         loss = -surrogate - cfg.ent_coef * ent
-        return loss, {"loss_actor": loss, "entropy": ent, **objectives.policy_diagnostics(log_ratio, cfg.clip_eps, mask)}
+        return loss, {"loss_actor": loss, "entropy": ent, **objectives.policy_diagnostics(log_ratio, clip_eps, mask)}
 
-    def critic_loss(self, params, mb: dict, vn: normalization.ValueNormState) -> tuple[jax.Array, dict]:
+    def actor_loss(self, params, mb: dict) -> tuple[jax.Array, dict]:
+        """Every agent at once (simultaneous scheme), on a minibatch of sequences."""
+        logits = self._replay(self._all_agents(self.actor, params), mb["actor_carry"][0], mb["obs"].obs, mb["start"])
+        return self._policy_loss(logits, mb, self.config.clip_eps)
+
+    def critic_loss(self, params, mb: dict) -> tuple[jax.Array, dict]:
+        """mb["value_preds"] and mb["targets"] are in the critic's (normalised) space."""
         cfg = self.config
-        preds = self._replay(self.critic, params, mb["critic_carry"][0], self._critic_input(mb["obs"]), mb["start"])
-        loss = objectives.value_loss(preds[..., 0], mb["value_preds"], self._norm(vn, mb["targets"]),
-                                     cfg.value_clip, cfg.huber_delta, self._mask(mb))
+        preds = self._replay(self._all_agents(self.critic, params), mb["critic_carry"][0],
+                             self._critic_input(mb["obs"]), mb["start"])
+        loss = objectives.value_loss(preds[..., 0], mb["value_preds"], mb["targets"], cfg.value_clip,
+                                     cfg.huber_delta, self._mask(mb["obs"].alive))
         return loss, {"loss_critic": loss}
 
     # -- one update ---------------------------------------------------------------------------
@@ -221,57 +268,109 @@ class Trainer:
         x = x.reshape((T // L, L, B) + x.shape[2:]).swapaxes(0, 1)
         return x.reshape((L, (T // L) * B) + x.shape[3:])
 
+    def _unsequences(self, x: jax.Array) -> jax.Array:
+        """The inverse of :meth:`_sequences`: [L, (T / L) * B, ...] -> [T, B, ...]."""
+        L, B = self.config.chunk_length, self.config.num_envs
+        x = x.reshape((L, x.shape[1] // B, B) + x.shape[2:]).swapaxes(0, 1)
+        return x.reshape((-1, B) + x.shape[3:])
+
     def update(self, ts: TrainState) -> tuple[TrainState, dict]:
+        """Rollout, advantages, the actor update of the algorithm's scheme, then the critic."""
         cfg = self.config
         ts, batch, ep_stats = self.rollout(ts)
-        adv, targets = self.advantages(batch, ts.value_norm)
-        value_norm = normalization.update(ts.value_norm, targets) if cfg.value_norm else ts.value_norm
-        alive = batch.obs.alive
-        if cfg.advantage_norm:
-            mask = alive if cfg.death_mask else jnp.ones_like(alive)
-            mean = objectives.masked_mean(adv, mask)
-            std = jnp.sqrt(objectives.masked_mean((adv - mean) ** 2, mask))
-            adv = (adv - mean) / (std + 1e-8)
-        data = {
+        est = self.returns_inputs(batch, ts.value_norm)
+        key, k_actor, k_critic, k_order = jax.random.split(ts.key, 4)
+        data = jax.tree.map(self._sequences, {
             "obs": batch.obs, "start": batch.start, "actions": batch.actions, "log_probs": batch.log_probs,
-            "value_preds": batch.value_preds, "advantages": adv, "targets": targets,
             "actor_carry": batch.actor_carry, "critic_carry": batch.critic_carry,
-        }
-        data = jax.tree.map(self._sequences, data)
-        num_seq = data["start"].shape[1]
-        mb_size = num_seq // cfg.num_minibatches
-
-        def minibatch_step(carry, idx):
-            actor_params, critic_params, actor_opt, critic_opt = carry
-            mb = jax.tree.map(lambda x: x[:, idx], data)
-            a_grads, a_info = jax.grad(self.actor_loss, has_aux=True)(actor_params, mb)
-            c_grads, c_info = jax.grad(self.critic_loss, has_aux=True)(critic_params, mb, value_norm)
-            a_updates, actor_opt = self.actor_tx.update(a_grads, actor_opt, actor_params)
-            c_updates, critic_opt = self.critic_tx.update(c_grads, critic_opt, critic_params)
-            carry = (optax.apply_updates(actor_params, a_updates), optax.apply_updates(critic_params, c_updates),
-                     actor_opt, critic_opt)
-            return carry, {**a_info, **c_info}
-
-        def epoch(carry, key):
-            perm = jax.random.permutation(key, num_seq).reshape(cfg.num_minibatches, mb_size)
-            return jax.lax.scan(minibatch_step, carry, perm)
-
-        key, k_epochs = jax.random.split(ts.key)
-        carry = (ts.actor_params, ts.critic_params, ts.actor_opt, ts.critic_opt)
-        carry, infos = jax.lax.scan(epoch, carry, jax.random.split(k_epochs, cfg.epochs))
-        actor_params, critic_params, actor_opt, critic_opt = carry
+        })
+        if self.algorithm.scheme == "simultaneous":
+            adv = estimators.gae(**est, lam=cfg.gae_lambda)
+            data["advantages"] = self._sequences(self._normalize_advantages(adv, batch.obs.alive))
+            actor_params, actor_opt, info = update.fit(self.actor_loss, ts.actor_params, ts.actor_opt, self.actor_tx,
+                                                       data, jax.random.split(k_actor, 1)[0], cfg.epochs,
+                                                       cfg.num_minibatches)
+            targets = adv + est["values"]
+        else:
+            actor_params, actor_opt, targets, info = self._sequential_actors(ts, data, est, batch, k_actor, k_order)
+        # Critic: fitted once, after the actors, on the targets the actors' advantages came from.
+        alive_mask = self._mask(batch.obs.alive)
+        value_norm = normalization.update(ts.value_norm, targets, alive_mask) if cfg.value_norm else ts.value_norm
+        # Old predictions re-expressed under the updated statistics, so value clipping compares like with like.
+        data["value_preds"] = self._sequences(self._norm(value_norm, est["values"]))
+        data["targets"] = self._sequences(self._norm(value_norm, targets))
+        critic_params, critic_opt, c_info = update.fit(self.critic_loss, ts.critic_params, ts.critic_opt,
+                                                       self.critic_tx, data, k_critic, cfg.epochs, cfg.num_minibatches)
         ts = ts.replace(actor_params=actor_params, critic_params=critic_params, actor_opt=actor_opt,
                         critic_opt=critic_opt, value_norm=value_norm, key=key, update=ts.update + 1)
-        metrics = {k: v.mean() for k, v in infos.items()}
-        metrics.update(ep_stats)
-        return ts, metrics
+        return ts, {**info, **c_info, **ep_stats}
+
+    def _sequential_actors(self, ts: TrainState, data: dict, est: dict, batch: Rollout, k_actor, k_order):
+        """The agent-by-agent actor update (HARL; A2PO Alg. 1): a ``lax.scan`` over positions k = 0..N-1.
+
+        At position k the selection rule picks agent i among those not yet updated (dynamic index);
+        agent i's advantages are GAE or PreOPC under the preceding agents' joint ratio rho (their new
+        over behaviour probabilities of the taken actions, over the whole batch); agent i runs all
+        its epochs on its own data with its own optimiser state; then its new log-probabilities over
+        the whole batch extend rho. Returns the actor parameters and optimiser states, the value
+        targets [T, B, N] (column i from agent i's advantages) and metrics averaged over agents.
+        """
+        cfg, alg = self.config, self.algorithm
+        n = self.env.spec.num_agents
+        axes = self.actor.param_axes
+        rule = cfg.selection_rule if alg.order == "config" else alg.order
+        alive = batch.obs.alive  # [T, B, N]
+        actor_keys = jax.random.split(k_actor, n)
+        order_keys = jax.random.split(k_order, n)
+
+        def advantages(log_rho):  # [T, B] -> [T, B, N]
+            if alg.estimator == "preopc":
+                return estimators.preopc(**est, lam=cfg.gae_lambda, log_rhos=log_rho[..., None])
+            return estimators.gae(**est, lam=cfg.gae_lambda)
+
+        def position(carry, k):
+            params, opt, log_rho, remaining, targets = carry
+            adv_all = advantages(log_rho)
+            scores = jnp.sum(jnp.abs(adv_all) * alive, axis=(0, 1)) / jnp.maximum(jnp.sum(alive, axis=(0, 1)), 1)
+            i = ordering.next_agent(rule, k, scores, remaining, order_keys[k])
+            adv_i = adv_all[..., i]
+            targets = targets.at[..., i].set(adv_i + est["values"][..., i])
+            eps = ordering.adaptive_clip(cfg.clip_eps, k + 1, n, cfg.clip_c) if (
+                alg.objective == "a2po" and cfg.adaptive_clip) else cfg.clip_eps
+            agent_data = jax.tree.map(lambda x: jnp.take(x, i, axis=2), {k_: v for k_, v in data.items() if k_ != "start"})
+            agent_data.update(start=data["start"], log_rho=self._sequences(log_rho),
+                              advantages=self._sequences(self._normalize_advantages(adv_i, alive[..., i])))
+
+            def loss(view, mb):
+                logits = self._replay(self._one_agent(self.actor, view, i), mb["actor_carry"][0], mb["obs"].obs,
+                                      mb["start"])
+                return self._policy_loss(logits, mb, eps)
+
+            view, opt_i, info = update.fit(loss, update.agent_view(params, axes, i), jax.tree.map(lambda x: x[i], opt),
+                                           self.actor_tx, agent_data, actor_keys[k], cfg.epochs, cfg.num_minibatches)
+            params = update.set_agent_view(params, axes, i, view)
+            opt = jax.tree.map(lambda a, b: a.at[i].set(b), opt, opt_i)
+            logits = self._replay(self._one_agent(self.actor, view, i), agent_data["actor_carry"][0],
+                                  agent_data["obs"].obs, agent_data["start"])
+            new_logp = nets.action_log_prob(logits, agent_data["obs"].avail, agent_data["actions"])
+            log_rho = log_rho + self._unsequences(new_logp - agent_data["log_probs"])
+            info["agent"] = i
+            return (params, opt, log_rho, remaining.at[i].set(False), targets), info
+
+        init = (ts.actor_params, ts.actor_opt, jnp.zeros(alive.shape[:2]), jnp.ones((n,), bool),
+                jnp.zeros_like(est["values"]))
+        (params, opt, log_rho, _, targets), infos = jax.lax.scan(position, init, jnp.arange(n))
+        metrics = {k: v.mean() for k, v in infos.items() if k != "agent"}
+        metrics["preceding_ratio_mean"] = jnp.exp(log_rho).mean()  # the joint ratio after the last agent
+        return params, opt, targets, metrics
 
     # -- chunks and evaluation ----------------------------------------------------------------
     def chunk_one(self, ts: TrainState) -> tuple[TrainState, dict]:
         """``updates_per_chunk`` updates of one seed; metrics reduced to one value each."""
         ts, m = jax.lax.scan(lambda s, _: self.update(s), ts, None, length=self.config.updates_per_chunk)
         episodes = m["episodes"].sum()
-        out = {k: m[k].mean() for k in ("loss_actor", "loss_critic", "entropy", "clip_frac", "approx_kl")}
+        episode_keys = ("episodes", "return_sum", "length_sum", "win_sum")
+        out = {k: v.mean() for k, v in m.items() if k not in episode_keys}
         out["episodes"] = episodes
         safe = jnp.maximum(episodes, 1.0)
         nan = jnp.float32(jnp.nan)

@@ -86,7 +86,7 @@ def test_time_limit_is_truncation_and_keeps_the_final_observation():
     # The true final observation carries the accumulated velocity; the reset one starts at rest.
     assert np.all(np.asarray(out.final_obs.obs[:, 0]) > 0)
     np.testing.assert_array_equal(out.obs.obs[:, :2], 0.0)
-    assert int(out.episode_length) == len(rewards)
+    assert int(out.episode_length) == len(rewards) == 3
     np.testing.assert_allclose(float(out.episode_return), sum(rewards), rtol=1e-5)
     assert int(state.episode_length) == 0 and float(state.episode_return) == 0.0
 

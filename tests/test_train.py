@@ -140,3 +140,43 @@ def test_mappo_learns_mpe_spread_in_a_minute():
     first, last = ms[0]["return_mean"], ms[-1]["return_mean"]
     # A uniform random policy scores about -50 per 26-step episode here; learning lifts it by > 5 in each seed.
     assert np.all(last - first > 5.0), (first, last)
+
+
+@pytest.mark.parametrize("algo", ["happo", "happo_preopc", "a2po"])
+def test_with_one_agent_every_sequential_algorithm_equals_ppo(algo):
+    cfg = tiny(env="mpe:spread?n=1", num_seeds=1)
+    runs = {}
+    for name in ("mappo", algo):
+        trainer = make_train(cfg.replace(algo=name))
+        state, (m,) = _chunks(trainer, trainer.init(jax.random.PRNGKey(3)), 1)
+        runs[name] = (jax.device_get(state.actor_params), m)
+    for a, b in zip(jax.tree.leaves(runs["mappo"][0]), jax.tree.leaves(runs[algo][0])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for k in ("loss_actor", "loss_critic", "clip_frac", "approx_kl"):
+        np.testing.assert_allclose(runs["mappo"][1][k], runs[algo][1][k], rtol=1e-4, atol=1e-7, err_msg=k)
+
+
+@pytest.mark.parametrize("algo, sharing", [("happo", "nops"), ("a2po", "fups"), ("a2po", "paps")])
+def test_sequential_zero_learning_rate_changes_nothing_and_rho_stays_one(algo, sharing):
+    trainer = make_train(tiny(algo=algo, sharing=sharing, actor_lr=0.0, critic_lr=0.0, num_seeds=1))
+    state = trainer.init(jax.random.PRNGKey(0))
+    before = jax.device_get(state.actor_params)
+    state, m = trainer.chunk(state)
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(jax.device_get(state.actor_params))):
+        np.testing.assert_array_equal(a, b)
+    assert float(m["preceding_ratio_mean"][0]) == 1.0
+    moving = make_train(tiny(algo=algo, sharing=sharing, num_seeds=1))
+    _, m = moving.chunk(moving.init(jax.random.PRNGKey(0)))
+    assert float(m["preceding_ratio_mean"][0]) != 1.0
+
+
+def test_sequential_nops_update_touches_every_agent_and_only_through_its_own_slice():
+    trainer = make_train(tiny(algo="a2po", sharing="nops", num_seeds=1, updates_per_chunk=1))
+    state = trainer.init(jax.random.PRNGKey(0))
+    before = jax.device_get(state.actor_params)
+    state, _ = trainer.chunk(state)
+    after = jax.device_get(state.actor_params)
+    kernel_b = before["params"]["head"]["kernel"][0]
+    kernel_a = after["params"]["head"]["kernel"][0]
+    for i in range(3):  # every agent's own head moved
+        assert not np.allclose(kernel_a[i], kernel_b[i])

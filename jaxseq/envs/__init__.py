@@ -35,6 +35,12 @@ class _Family:
     help: str
 
 
+def _jaxmarl_limit(max_steps: int) -> int:
+    """JaxMARL tests ``step >= max_steps`` before incrementing the step, so its episodes last
+    max_steps + 1 transitions; passing max_steps - 1 gives episodes of exactly ``max_steps``."""
+    return max_steps - 1
+
+
 def _smax_names() -> list[str]:
     from jaxmarl.environments.smax.smax_env import MAP_NAME_TO_SCENARIO
 
@@ -46,7 +52,7 @@ def _build_smax(env_id: str, name: str, params: dict) -> MultiAgentEnv:
 
     from jaxseq.envs.jaxmarl_adapter import SMAXAdapter
 
-    env = HeuristicEnemySMAX(scenario=map_name_to_scenario(name), max_steps=params["max_steps"])
+    env = HeuristicEnemySMAX(scenario=map_name_to_scenario(name), max_steps=_jaxmarl_limit(params["max_steps"]))
     return SMAXAdapter(env_id, env, max_steps=params["max_steps"], has_win=True)
 
 
@@ -62,7 +68,7 @@ def _build_mpe(env_id: str, name: str, params: dict) -> MultiAgentEnv:
 
     from jaxseq.envs.jaxmarl_adapter import MPEAdapter
 
-    kwargs: dict = {"max_steps": params["max_steps"]}
+    kwargs: dict = {"max_steps": _jaxmarl_limit(params["max_steps"])}
     if name == "spread":
         n = params["n"]
         # Seed 000 App. B.2.3: "shared" = fully cooperative (every agent gets the landmark

@@ -55,7 +55,7 @@ class Config:
     huber_delta: float = 10.0  #: Huber loss delta of the value loss; <= 0 uses the squared error
     value_clip: float = 0.2  #: clip the value update around the old prediction; <= 0 disables
     advantage_norm: bool = True  #: normalise advantages over the batch (active agents only)
-    death_mask: bool = True  #: dead agents: death ends their own trace, zeroed critic input (id kept), no loss terms
+    death_mask: bool = True  #: dead agents: zeroed critic input (agent id kept), no actor-loss terms
     # -- evaluation, logging, checkpoints -----------------------------------------------------
     updates_per_chunk: int = 10  #: updates compiled into one program call; one metrics line per chunk
     eval_every: int = 5  #: greedy evaluation every this many chunks (0 disables)

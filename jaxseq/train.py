@@ -57,7 +57,6 @@ class Rollout:
     value_preds: jax.Array  # [T, B, N] critic outputs (normalised space when value_norm)
     next_value_preds: jax.Array  # [T, B, N] critic outputs on the true next observation
     rewards: jax.Array  # [T, B, N]
-    next_alive: jax.Array  # [T, B, N] alive in the true next observation (False: died, or dead)
     terminated: jax.Array  # [T, B]
     truncated: jax.Array  # [T, B]
     actor_carry: jax.Array  # [T, B, N, C]
@@ -153,7 +152,7 @@ class Trainer:
             record = Rollout(
                 obs=ts.obs, start=ts.start, actions=actions, log_probs=log_probs,
                 value_preds=v[..., 0], next_value_preds=v_next[..., 0], rewards=out.reward,
-                next_alive=out.final_obs.alive, terminated=out.terminated, truncated=out.truncated,
+                terminated=out.terminated, truncated=out.truncated,
                 actor_carry=ts.actor_carry, critic_carry=ts.critic_carry,
             )
             done = out.done.astype(jnp.float32)
@@ -181,16 +180,13 @@ class Trainer:
     def returns_inputs(self, batch: Rollout, vn: normalization.ValueNormState) -> dict:
         """The estimators' inputs, all [T, B, N] in return units.
 
-        With ``death_mask``, an agent's death is its own termination: no bootstrapping past it and
-        the trace is cut there (MAPPO's per-agent done), so no advantage depends on the value of a
-        dead agent's (untrained, zeroed) critic input.
+        Dead agents keep receiving the team reward (JaxMARL SMAX), so their traces run on to the
+        end of the episode; the critic is trained on their (death-masked) inputs too, so the value
+        a dying agent bootstraps from is a trained one.
         """
         cfg = self.config
         terminated = jnp.broadcast_to(batch.terminated[..., None], batch.rewards.shape)
         ends = terminated | batch.truncated[..., None]
-        if cfg.death_mask:
-            gone = ~batch.next_alive
-            terminated, ends = terminated | gone, ends | gone
         return {
             "rewards": batch.rewards,
             "values": self._denorm(vn, batch.value_preds),
@@ -257,7 +253,7 @@ class Trainer:
         preds = self._replay(self._all_agents(self.critic, params), mb["critic_carry"][0],
                              self._critic_input(mb["obs"]), mb["start"])
         loss = objectives.value_loss(preds[..., 0], mb["value_preds"], mb["targets"], cfg.value_clip,
-                                     cfg.huber_delta, self._mask(mb["obs"].alive))
+                                     cfg.huber_delta, jnp.ones_like(mb["value_preds"]))
         return loss, {"loss_critic": loss}
 
     # -- one update ---------------------------------------------------------------------------
@@ -275,9 +271,14 @@ class Trainer:
         return x.reshape((-1, B) + x.shape[3:])
 
     def update(self, ts: TrainState) -> tuple[TrainState, dict]:
-        """Rollout, advantages, the actor update of the algorithm's scheme, then the critic."""
-        cfg = self.config
+        """One training update: a rollout, then :meth:`learn` on it."""
         ts, batch, ep_stats = self.rollout(ts)
+        ts, metrics = self.learn(ts, batch)
+        return ts, {**metrics, **ep_stats}
+
+    def learn(self, ts: TrainState, batch: Rollout) -> tuple[TrainState, dict]:
+        """Advantages, the actor update of the algorithm's scheme, then the critic, on one batch."""
+        cfg = self.config
         est = self.returns_inputs(batch, ts.value_norm)
         key, k_actor, k_critic, k_order = jax.random.split(ts.key, 4)
         data = jax.tree.map(self._sequences, {
@@ -294,8 +295,7 @@ class Trainer:
         else:
             actor_params, actor_opt, targets, info = self._sequential_actors(ts, data, est, batch, k_actor, k_order)
         # Critic: fitted once, after the actors, on the targets the actors' advantages came from.
-        alive_mask = self._mask(batch.obs.alive)
-        value_norm = normalization.update(ts.value_norm, targets, alive_mask) if cfg.value_norm else ts.value_norm
+        value_norm = normalization.update(ts.value_norm, targets) if cfg.value_norm else ts.value_norm
         # Old predictions re-expressed under the updated statistics, so value clipping compares like with like.
         data["value_preds"] = self._sequences(self._norm(value_norm, est["values"]))
         data["targets"] = self._sequences(self._norm(value_norm, targets))
@@ -303,7 +303,7 @@ class Trainer:
                                                        self.critic_tx, data, k_critic, cfg.epochs, cfg.num_minibatches)
         ts = ts.replace(actor_params=actor_params, critic_params=critic_params, actor_opt=actor_opt,
                         critic_opt=critic_opt, value_norm=value_norm, key=key, update=ts.update + 1)
-        return ts, {**info, **c_info, **ep_stats}
+        return ts, {**info, **c_info}
 
     def _sequential_actors(self, ts: TrainState, data: dict, est: dict, batch: Rollout, k_actor, k_order):
         """The agent-by-agent actor update (HARL; A2PO Alg. 1): a ``lax.scan`` over positions k = 0..N-1.
@@ -403,7 +403,9 @@ class Trainer:
         (_, _, _, _, finished, ret, won), _ = jax.lax.scan(step, init, jax.random.split(k_steps, spec.max_steps + 1))
         f = finished.astype(jnp.float32)
         count = jnp.maximum(f.sum(), 1.0)
-        return {"test_return_mean": (ret * f).sum() / count, "test_win_rate": (won * f).sum() / count}
+        nan = jnp.float32(jnp.nan)  # no finished episode: no number (the rows say null), not 0
+        return {"test_return_mean": jnp.where(f.sum() > 0, (ret * f).sum() / count, nan),
+                "test_win_rate": jnp.where(f.sum() > 0, (won * f).sum() / count, nan)}
 
     def _traced_chunk(self, ts: TrainState) -> tuple[TrainState, dict]:
         self.trace_counter[0] += 1

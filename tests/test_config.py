@@ -12,7 +12,7 @@ from jaxseq.train import make_train
 
 
 @pytest.mark.parametrize("overrides, field, words", [
-    (dict(algo="qmix"), "algo", "allowed: \\['ippo', 'mappo'"),
+    (dict(algo="qmix"), "algo", "allowed: .*'a2po'.*'mappo'"),
     (dict(env="smax:4m"), "env", "unknown smax task"),
     (dict(sharing="some"), "sharing", "allowed: \\['fups', 'paps', 'nops'\\]"),
     (dict(network="lstm"), "network", "allowed: \\['mlp', 'gru'\\]"),
@@ -87,3 +87,12 @@ def test_cli_train_writes_a_run_folder(tmp_path):
     assert res.returncode == 0, res.stderr
     (run_dir,) = tmp_path.iterdir()
     assert (run_dir / "summary.json").exists() and "final_return_mean" in res.stdout
+
+
+def test_sequential_fields_are_validated():
+    with pytest.raises(ConfigError, match="allowed") as err:
+        make_train(Config(algo="a2po", selection_rule="best-first"))
+    assert err.value.field == "selection_rule"
+    with pytest.raises(ConfigError, match="\\[0, 1\\]") as err:
+        make_train(Config(algo="a2po", clip_c=1.5))
+    assert err.value.field == "clip_c"

@@ -1,0 +1,96 @@
+"""Cost of the agent-by-agent update as the number of agents grows, measured in one run.
+
+(a) Compile time and compiled program size of one training update for A2PO, n = 3, 12, 27 agents:
+    the sequential scheme is a ``lax.scan`` over positions with dynamic indexing into stacked
+    parameters, so neither should grow with n (beyond the env's own size).
+(b) Update-phase time (advantages + actor + critic on one fixed batch, no rollout) of A2PO and
+    HAPPO relative to MAPPO on the same batch, n = 3, 8, 27.
+
+Uses ``mpe:spread?n=N`` (N agents, N landmarks), NoPS networks, a small batch. Appends the tables,
+with device, command and date, to ``benchmarks/results/sequential_scaling.md``.
+
+    python benchmarks/sequential_scaling.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import time
+from pathlib import Path
+
+import jax
+
+from jaxseq.config import make_config
+from jaxseq.train import make_train
+
+RESULTS = Path(__file__).parent / "results" / "sequential_scaling.md"
+
+
+def _trainer(algo: str, n: int, num_envs: int, rollout_length: int):
+    cfg = make_config(env=f"mpe:spread?n={n}", algo=algo, sharing="nops", num_envs=num_envs,
+                      rollout_length=rollout_length, chunk_length=8, epochs=5, num_minibatches=2,
+                      updates_per_chunk=1, total_steps=num_envs * rollout_length)
+    return make_train(cfg)
+
+
+def compile_cost(algo: str, n: int, num_envs: int, rollout_length: int) -> dict:
+    trainer = _trainer(algo, n, num_envs, rollout_length)
+    state = jax.tree.map(lambda x: x[0], trainer.init(jax.random.PRNGKey(0)))
+    t0 = time.perf_counter()
+    lowered = jax.jit(trainer.update).lower(state)
+    compiled = lowered.compile()
+    seconds = time.perf_counter() - t0
+    return {"algo": algo, "n": n, "compile_s": seconds, "hlo_chars": len(lowered.as_text()),
+            "compiled_chars": len(compiled.as_text() or "")}
+
+
+def update_time(algo: str, n: int, num_envs: int, rollout_length: int, repeats: int) -> float:
+    trainer = _trainer(algo, n, num_envs, rollout_length)
+    state = jax.tree.map(lambda x: x[0], trainer.init(jax.random.PRNGKey(0)))
+    state, batch, _ = jax.jit(trainer.rollout)(state)
+    learn = jax.jit(lambda s, b: trainer.learn(s, b)[1])
+    jax.block_until_ready(learn(state, batch))
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        out = learn(state, batch)
+    jax.block_until_ready(out)
+    return (time.perf_counter() - t0) / repeats
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--compile-agents", nargs="+", type=int, default=[3, 12, 27])
+    parser.add_argument("--time-agents", nargs="+", type=int, default=[3, 8, 27])
+    parser.add_argument("--num-envs", type=int, default=16)
+    parser.add_argument("--rollout-length", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-save", action="store_true")
+    args = parser.parse_args(argv)
+
+    device = jax.devices()[0]
+    lines = [f"## {datetime.date.today().isoformat()} on {device.platform}: {device.device_kind}", "",
+             f"command: `python benchmarks/sequential_scaling.py {' '.join(sys.argv[1:] if argv is None else argv)}`; "
+             f"mpe:spread?n=N, NoPS MLP, {args.num_envs} envs x {args.rollout_length} steps, 5 epochs x 2 minibatches",
+             "", "### (a) one A2PO update: compile time and program size", "",
+             "| agents | compile s | lowered HLO chars | compiled HLO chars |", "|---|---|---|---|"]
+    for n in args.compile_agents:
+        r = compile_cost("a2po", n, args.num_envs, args.rollout_length)
+        lines.append(f"| {n} | {r['compile_s']:.1f} | {r['hlo_chars']:,} | {r['compiled_chars']:,} |")
+    lines += ["", "### (b) update phase (no rollout) on the same batch, relative to MAPPO", "",
+              "| agents | MAPPO s | HAPPO s | A2PO s | HAPPO / MAPPO | A2PO / MAPPO |", "|---|---|---|---|---|---|"]
+    for n in args.time_agents:
+        t = {a: update_time(a, n, args.num_envs, args.rollout_length, args.repeats) for a in ("mappo", "happo", "a2po")}
+        lines.append(f"| {n} | {t['mappo']:.3f} | {t['happo']:.3f} | {t['a2po']:.3f} | "
+                     f"{t['happo'] / t['mappo']:.2f} | {t['a2po'] / t['mappo']:.2f} |")
+    text = "\n".join(lines) + "\n\n"
+    print(text)
+    if not args.no_save:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        with RESULTS.open("a") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()

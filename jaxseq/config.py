@@ -19,7 +19,7 @@ from jaxseq.errors import ConfigError
 class Config:
     # -- what to train ------------------------------------------------------------------------
     env: str = "mpe:spread"  #: env id, family:name?k=v (see ``python -m jaxseq envs``)
-    algo: str = "mappo"  #: algorithm (see ``python -m jaxseq algos``)
+    algo: str = "a2po"  #: algorithm (see ``python -m jaxseq algos``)
     total_steps: int = 2_000_000  #: environment steps per seed (one step = one joint action in one env)
     num_seeds: int = 1  #: independent seeds run as one program through jax.vmap
     seed: int = 0  #: the one key that seeds everything

@@ -96,3 +96,9 @@ def test_sequential_fields_are_validated():
     with pytest.raises(ConfigError, match="\\[0, 1\\]") as err:
         make_train(Config(algo="a2po", clip_c=1.5))
     assert err.value.field == "clip_c"
+
+
+def test_the_default_job_is_a2po_on_mpe_spread():
+    cfg = Config()
+    assert (cfg.algo, cfg.env) == ("a2po", "mpe:spread")
+    validate(cfg)

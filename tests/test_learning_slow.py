@@ -25,14 +25,14 @@ def _train(cfg):
 
 
 def test_mappo_mpe_spread_4_seeds_2m_steps():
-    cfg = make_config("mpe-fast", num_seeds=4, total_steps=2_000_000)
+    cfg = make_config("mpe-fast", algo="mappo", num_seeds=4, total_steps=2_000_000)
     _, _, ms = _train(cfg)
     first, last = ms[0]["return_mean"].mean(), ms[-1]["return_mean"].mean()
     assert last > first + 15.0, (first, last)
 
 
 def test_mappo_smax_3m_reaches_a_greedy_win_rate_of_0_8_within_3m_steps():
-    cfg = make_config("smax-fast", num_seeds=2, total_steps=3_000_000)
+    cfg = make_config("smax-fast", algo="mappo", num_seeds=2, total_steps=3_000_000)
     trainer, state, _ = _train(cfg)
     win = jax.device_get(trainer.evaluate(state))["test_win_rate"]
     assert np.mean(win) >= 0.8, win

@@ -132,13 +132,14 @@ def test_wandb_missing_gives_a_clear_error(tmp_path):
         train_run(tiny(), out=tmp_path, progress=False, use_wandb=True)
 
 
-def test_mappo_learns_mpe_spread_in_a_minute():
-    """MAPPO on mpe:spread, 2 seeds, 160k steps: the return rises well above a random policy's."""
-    cfg = make_config("mpe-fast", total_steps=160_000, num_seeds=2, updates_per_chunk=10)
+@pytest.mark.parametrize("algo", ["mappo", "a2po"])
+def test_learns_mpe_spread_in_a_minute(algo):
+    """mpe:spread, 2 seeds, 160k steps: the return rises well above a random policy's."""
+    cfg = make_config("mpe-fast", algo=algo, total_steps=160_000, num_seeds=2, updates_per_chunk=10)
     trainer = make_train(cfg)
     state, ms = _chunks(trainer, trainer.init(jax.random.PRNGKey(0)), cfg.num_chunks)
     first, last = ms[0]["return_mean"], ms[-1]["return_mean"]
-    # A uniform random policy scores about -50 per 26-step episode here; learning lifts it by > 5 in each seed.
+    # A near-uniform initial policy scores about -48 per 25-step episode here; learning lifts it by > 5 in each seed.
     assert np.all(last - first > 5.0), (first, last)
 
 

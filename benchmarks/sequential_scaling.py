@@ -15,17 +15,13 @@ with device, command and date, to ``benchmarks/results/sequential_scaling.md``.
 from __future__ import annotations
 
 import argparse
-import datetime
-import sys
 import time
-from pathlib import Path
 
 import jax
+from report import header, publish
 
 from jaxseq.config import make_config
 from jaxseq.train import make_train
-
-RESULTS = Path(__file__).parent / "results" / "sequential_scaling.md"
 
 
 def _trainer(algo: str, n: int, num_envs: int, rollout_length: int):
@@ -69,11 +65,9 @@ def main(argv=None) -> None:
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
 
-    device = jax.devices()[0]
-    lines = [f"## {datetime.date.today().isoformat()} on {device.platform}: {device.device_kind}", "",
-             f"command: `python benchmarks/sequential_scaling.py {' '.join(sys.argv[1:] if argv is None else argv)}`; "
-             f"mpe:spread?n=N, NoPS MLP, {args.num_envs} envs x {args.rollout_length} steps, 5 epochs x 2 minibatches",
-             "", "### (a) one A2PO update: compile time and program size", "",
+    head = header("sequential_scaling.py", argv, f"mpe:spread?n=N, NoPS MLP, {args.num_envs} envs x "
+                  f"{args.rollout_length} steps, 5 epochs x 2 minibatches")
+    lines = ["### (a) one A2PO update: compile time and program size", "",
              "| agents | compile s | lowered HLO chars | compiled HLO chars |", "|---|---|---|---|"]
     for n in args.compile_agents:
         r = compile_cost("a2po", n, args.num_envs, args.rollout_length)
@@ -84,12 +78,7 @@ def main(argv=None) -> None:
         t = {a: update_time(a, n, args.num_envs, args.rollout_length, args.repeats) for a in ("mappo", "happo", "a2po")}
         lines.append(f"| {n} | {t['mappo']:.3f} | {t['happo']:.3f} | {t['a2po']:.3f} | "
                      f"{t['happo'] / t['mappo']:.2f} | {t['a2po'] / t['mappo']:.2f} |")
-    text = "\n".join(lines) + "\n\n"
-    print(text)
-    if not args.no_save:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        with RESULTS.open("a") as f:
-            f.write(text)
+    publish(head + "\n".join(lines) + "\n\n", "sequential_scaling.md", not args.no_save)
 
 
 if __name__ == "__main__":

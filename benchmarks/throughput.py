@@ -12,17 +12,13 @@ steps x updates); compile time is excluded (one warm-up call first).
 from __future__ import annotations
 
 import argparse
-import datetime
-import sys
 import time
-from pathlib import Path
 
 import jax
+from report import header, publish
 
 from jaxseq.config import make_config
 from jaxseq.train import make_train
-
-RESULTS = Path(__file__).parent / "results" / "throughput.md"
 
 
 def _timed(fn, arg, repeats: int) -> float:
@@ -61,22 +57,13 @@ def main(argv=None) -> None:
 
     rows = [measure(e, s, args.num_envs, args.rollout_length, args.updates, args.repeats)
             for e in args.envs for s in args.seeds]
-    device = jax.devices()[0]
-    header = (f"## {datetime.date.today().isoformat()} on {device.platform}: {device.device_kind}\n\n"
-              f"command: `python benchmarks/throughput.py {' '.join(sys.argv[1:] if argv is None else argv)}`; "
-              f"MAPPO, MLP, FuPS, {args.num_envs} envs x {args.rollout_length} steps per seed per update, "
-              f"5 epochs x 1 minibatch; steps summed over seeds\n\n")
+    head = header("throughput.py", argv, f"MAPPO, MLP, FuPS, {args.num_envs} envs x {args.rollout_length} steps per "
+                  f"seed per update, 5 epochs x 1 minibatch; steps summed over seeds")
     table = ["| env | seeds | rollout steps/s | training steps/s | training / rollout |", "|---|---|---|---|---|"]
     for r in rows:
         table.append(f"| {r['env']} | {r['seeds']} | {r['rollout_sps']:,.0f} | {r['train_sps']:,.0f} | "
                      f"{r['train_sps'] / r['rollout_sps']:.2f} |")
-    text = header + "\n".join(table) + "\n\n"
-    print(text)
-    if not args.no_save:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        with RESULTS.open("a") as f:
-            f.write(text)
-
+    publish(head + "\n".join(table) + "\n\n", "throughput.md", not args.no_save)
 
 if __name__ == "__main__":
     main()

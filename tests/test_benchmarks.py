@@ -1,0 +1,26 @@
+"""The benchmark scripts run end to end (tiny sizes, nothing saved) and print their tables."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(script, *args):
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--no-save"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res.stdout
+
+
+def test_throughput_script():
+    out = _run("throughput.py", "--envs", "mpe:spread", "--seeds", "1", "--num-envs", "2", "--rollout-length", "8",
+               "--updates", "1", "--repeats", "1")
+    assert "| mpe:spread | 1 |" in out and "command: `python benchmarks/throughput.py" in out
+
+
+def test_sequential_scaling_script():
+    out = _run("sequential_scaling.py", "--compile-agents", "2", "--time-agents", "2", "--num-envs", "2",
+               "--rollout-length", "8", "--repeats", "1")
+    assert "| 2 |" in out and "A2PO / MAPPO" in out

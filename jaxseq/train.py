@@ -442,6 +442,8 @@ def make_train(config: Config) -> Trainer:
     """Validate ``config`` (before anything compiles) and assemble the trainer."""
     validate(config)
     algorithm = ALGORITHMS[config.algo]
+    if algorithm.scheme == "simultaneous" and (algorithm.estimator, algorithm.objective) != ("gae", "ppo"):
+        raise NotImplementedError(f"{algorithm.name}: the simultaneous scheme implements GAE + PPO-clip only")
     env = make_env(config.env)
     spec = env.spec
     common = dict(sharing=config.sharing, num_agents=spec.num_agents, hidden=config.hidden_size,

@@ -24,11 +24,14 @@ def ppo_clip_objective(log_ratio: jax.Array, advantages: jax.Array, clip_eps: fl
 
 
 def policy_diagnostics(log_ratio: jax.Array, clip_eps: float, mask: jax.Array) -> dict[str, jax.Array]:
-    """clip_frac: share of samples with |r - 1| > eps; approx_kl: mean of (r - 1) - log r (Schulman's k3)."""
+    """clip_frac: share of samples with |r - 1| > eps; approx_kl: mean of (r - 1) - log r (Schulman's
+    k3); tv: 0.5 * E|r - 1|, the sample estimate of the total-variation distance between the new and
+    the behaviour policy (E over behaviour actions of |pi_new/pi_old - 1| = sum |pi_new - pi_old|)."""
     ratio = jnp.exp(log_ratio)
     return {
         "clip_frac": masked_mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32), mask),
         "approx_kl": masked_mean((ratio - 1.0) - log_ratio, mask),
+        "tv": 0.5 * masked_mean(jnp.abs(ratio - 1.0), mask),
     }
 
 

@@ -60,8 +60,11 @@ def metrics_line(config: Config, has_win: bool, chunk: int, m: dict, evaluation:
         "sps": (config.num_seeds * steps_per_chunk / seconds) if seconds > 0 else None,
     }
     for k in m:  # losses, diagnostics and anything an algorithm adds (means over seeds)
-        if k not in row and k not in ("return_mean", "win_rate", "episodes"):
-            row[k] = _nanmean(m[k])
+        if k in row or k in ("return_mean", "win_rate", "episodes"):
+            continue
+        values = np.asarray(m[k])
+        # Per-agent diagnostics ([S, N]) become one list per line: the mean over seeds of each agent.
+        row[k] = [_nanmean(values[:, j]) for j in range(values.shape[1])] if values.ndim == 2 else _nanmean(values)
     row["return_per_seed"] = [_num(v) for v in np.asarray(m["return_mean"])]
     if evaluation:
         row["test_return_per_seed"] = [_num(v) for v in np.asarray(evaluation["test_return_mean"])]

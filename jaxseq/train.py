@@ -354,14 +354,20 @@ class Trainer:
                                   agent_data["obs"].obs, agent_data["start"])
             new_logp = nets.action_log_prob(logits, agent_data["obs"].avail, agent_data["actions"])
             log_rho = log_rho + self._unsequences(new_logp - agent_data["log_probs"])
-            info["agent"] = i
+            info.update(agent=i, abs_adv=scores[i])
             return (params, opt, log_rho, remaining.at[i].set(False), targets), info
 
         init = (ts.actor_params, ts.actor_opt, jnp.zeros(alive.shape[:2]), jnp.ones((n,), bool),
                 jnp.zeros_like(est["values"]))
         (params, opt, log_rho, _, targets), infos = jax.lax.scan(position, init, jnp.arange(n))
-        metrics = {k: v.mean() for k, v in infos.items() if k != "agent"}
+        agents = infos.pop("agent")  # [N] agent updated at each position
+        metrics = {k: v.mean() for k, v in infos.items() if k != "abs_adv"}
         metrics["preceding_ratio_mean"] = jnp.exp(log_rho).mean()  # the joint ratio after the last agent
+        # Per-agent diagnostics, [N] indexed by agent id: its position in the order, its surrogate's
+        # clip fraction, KL and TV estimates, and E|A_i| when it was picked.
+        per_agent = {"position": jnp.arange(n, dtype=jnp.float32), "clip_frac": infos["clip_frac"],
+                     "approx_kl": infos["approx_kl"], "tv": infos["tv"], "abs_adv": infos["abs_adv"]}
+        metrics.update({f"agent_{k}": jnp.zeros(n).at[agents].set(v) for k, v in per_agent.items()})
         return params, opt, targets, metrics
 
     # -- chunks and evaluation ----------------------------------------------------------------
@@ -370,7 +376,7 @@ class Trainer:
         ts, m = jax.lax.scan(lambda s, _: self.update(s), ts, None, length=self.config.updates_per_chunk)
         episodes = m["episodes"].sum()
         episode_keys = ("episodes", "return_sum", "length_sum", "win_sum")
-        out = {k: v.mean() for k, v in m.items() if k not in episode_keys}
+        out = {k: v.mean(axis=0) for k, v in m.items() if k not in episode_keys}  # mean over updates
         out["episodes"] = episodes
         safe = jnp.maximum(episodes, 1.0)
         nan = jnp.float32(jnp.nan)

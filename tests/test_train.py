@@ -181,3 +181,17 @@ def test_sequential_nops_update_touches_every_agent_and_only_through_its_own_sli
     kernel_a = after["params"]["head"]["kernel"][0]
     for i in range(3):  # every agent's own head moved
         assert not np.allclose(kernel_a[i], kernel_b[i])
+
+
+def test_sequential_per_agent_diagnostics_in_the_metrics_lines(tmp_path):
+    cfg = tiny(algo="a2po", selection_rule="greedy", num_seeds=2, total_steps=4 * 8 * 2 * 2, eval_every=0)
+    run_dir = train_run(cfg, out=tmp_path, progress=False)
+    rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    n = 3
+    for row in rows:
+        # Every update's order is a permutation, so the mean positions always sum to 0 + 1 + ... + n-1.
+        assert len(row["agent_position"]) == n
+        assert sum(row["agent_position"]) == pytest.approx(n * (n - 1) / 2)
+        for key in ("agent_clip_frac", "agent_approx_kl", "agent_tv", "agent_abs_adv"):
+            assert len(row[key]) == n and all(v >= 0 for v in row[key]), key
+        assert row["tv"] >= 0 and row["preceding_ratio_mean"] > 0

@@ -41,6 +41,7 @@ class Config:
     selection_rule: str = "semi-greedy"  #: A2PO agent order: cyclic, random, greedy, semi-greedy, reverse-greedy, reverse-semi-greedy
     adaptive_clip: bool = True  #: A2PO adaptive clipping C(eps, k) = eps * c + eps * (1 - c) * k / n
     clip_c: float = 0.5  #: c of the adaptive clipping schedule, in [0, 1]
+    coppo_clip_others: float = 0.2  #: CoPPO: clip range of the other agents' joint ratio, in (0, 1)
     # -- networks -----------------------------------------------------------------------------
     network: str = "mlp"  #: "mlp" or "gru" (a GRU after the dense layers)
     hidden_size: int = 64  #: width of every hidden layer
@@ -187,6 +188,8 @@ def validate(config: Config) -> None:
         raise ConfigError("gae_lambda", f"must lie in [0, 1], got {config.gae_lambda}")
     if not 0.0 < config.clip_eps < 1.0:
         raise ConfigError("clip_eps", f"must lie in (0, 1), got {config.clip_eps}")
+    if not 0.0 < config.coppo_clip_others < 1.0:
+        raise ConfigError("coppo_clip_others", f"must lie in (0, 1), got {config.coppo_clip_others}")
     if not 0.0 <= config.clip_c <= 1.0:
         raise ConfigError("clip_c", f"must lie in [0, 1], got {config.clip_c}")
     for name in ("actor_lr", "critic_lr"):

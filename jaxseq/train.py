@@ -232,6 +232,11 @@ class Trainer:
         objective = self.algorithm.objective
         if objective == "ppo":
             surrogate = objectives.ppo_clip_objective(log_ratio, mb["advantages"], clip_eps, mask)
+        elif objective == "coppo":  # log_ratio [..., N]: every agent at once (simultaneous scheme)
+            masked = log_ratio * mask
+            log_others = jnp.sum(masked, axis=-1, keepdims=True) - masked
+            surrogate = objectives.coppo_objective(log_ratio, log_others, mb["advantages"], clip_eps,
+                                                   cfg.coppo_clip_others, mask)
         elif objective == "happo":
             surrogate = objectives.happo_objective(log_ratio, mb["log_rho"], mb["advantages"], clip_eps, mask)
         elif objective == "a2po":
@@ -448,8 +453,8 @@ def make_train(config: Config) -> Trainer:
     """Validate ``config`` (before anything compiles) and assemble the trainer."""
     validate(config)
     algorithm = ALGORITHMS[config.algo]
-    if algorithm.scheme == "simultaneous" and (algorithm.estimator, algorithm.objective) != ("gae", "ppo"):
-        raise NotImplementedError(f"{algorithm.name}: the simultaneous scheme implements GAE + PPO-clip only")
+    if algorithm.scheme == "simultaneous" and (algorithm.estimator != "gae" or algorithm.objective not in ("ppo", "coppo")):
+        raise NotImplementedError(f"{algorithm.name}: the simultaneous scheme implements GAE with PPO-clip or CoPPO")
     env = make_env(config.env)
     spec = env.spec
     common = dict(sharing=config.sharing, num_agents=spec.num_agents, hidden=config.hidden_size,

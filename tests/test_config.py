@@ -27,6 +27,7 @@ from jaxseq.train import make_train
     (dict(num_minibatches=3), "num_minibatches", "must divide the number of training sequences"),
     (dict(total_steps=100), "total_steps", "at least one batch"),
     (dict(eval_every=-1), "eval_every", ">= 0"),
+    (dict(coppo_clip_others=1.5), "coppo_clip_others", "\\(0, 1\\)"),
 ])
 def test_bad_config_values_name_the_field(overrides, field, words):
     with pytest.raises(ConfigError, match=words) as err:

@@ -19,7 +19,8 @@ class Algorithm:
     scheme: str
     #: advantage estimator in jaxseq.estimators ("gae", or "preopc" recomputed per agent).
     estimator: str
-    #: surrogate in jaxseq.objectives: "ppo", "happo" (preceding factor on A), "a2po" (Eq. 6).
+    #: surrogate in jaxseq.objectives: "ppo", "coppo" (others' clipped ratio), "happo" (preceding
+    #: factor on A), "a2po" (Eq. 6).
     objective: str
     #: agent order of the sequential scheme: "config" (Config.selection_rule) or a fixed rule.
     order: str
@@ -33,6 +34,9 @@ ALGORITHMS: dict[str, Algorithm] = {
                   "MAPPO (Yu et al. 2022): PPO-clip per agent, centralised critic on the agent-specific global state"),
         Algorithm("ippo", "obs", "simultaneous", "gae", "ppo", "",
                   "IPPO (de Witt et al. 2020): PPO-clip per agent with a local critic on the agent's own observation"),
+        Algorithm("coppo", "state", "simultaneous", "gae", "coppo", "",
+                  "CoPPO (Wu et al. 2021) without the advantage mix: r_i * sg(clip(prod_{j != i} r_j, 1 +/- "
+                  "coppo_clip_others)) clipped as a whole with clip_eps, all agents at once"),
         Algorithm("happo", "state", "sequential", "gae", "happo", "random",
                   "HAPPO (Kuba et al. 2022): a random order per rollout; each agent maximises "
                   "M * min(r A, clip(r) A), M the preceding agents' unclipped ratio product"),

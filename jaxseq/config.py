@@ -41,6 +41,10 @@ class Config:
     selection_rule: str = "semi-greedy"  #: A2PO agent order: cyclic, random, greedy, semi-greedy, reverse-greedy, reverse-semi-greedy
     adaptive_clip: bool = True  #: A2PO adaptive clipping C(eps, k) = eps * c + eps * (1 - c) * k / n
     clip_c: float = 0.5  #: c of the adaptive clipping schedule, in [0, 1]
+    agent_blocks: int = 0  #: sequential schemes: blocks of agents updated as one unit (0: one agent per block; seed 000 App. B.3)
+    loop_order: str = "auto"  #: sequential schemes: "agents-outer" (each block all its epochs; A2PO Alg. 1, HARL), "epochs-outer" (ceil(epochs / blocks) passes over the blocks, one epoch each; A2PO Alg. 2), "auto" (epochs-outer for a2po with shared parameters)
+    vtrace_clip_rho: float = 1.0  #: V-trace rho-bar (mappo_vtrace), > 0
+    vtrace_clip_c: float = 1.0  #: V-trace c-bar (mappo_vtrace), > 0
     coppo_clip_others: float = 0.2  #: CoPPO: clip range of the other agents' joint ratio, in (0, 1)
     # -- networks -----------------------------------------------------------------------------
     network: str = "mlp"  #: "mlp" or "gru" (a GRU after the dense layers)
@@ -107,6 +111,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "network": ("mlp", "gru"),
     "activation": ("relu", "tanh"),
     "sharing": ("fups", "paps", "nops"),
+    "loop_order": ("auto", "agents-outer", "epochs-outer"),
     "selection_rule": ("cyclic", "random", "greedy", "semi-greedy", "reverse-greedy", "reverse-semi-greedy"),
 }
 _POSITIVE_INT = ("total_steps", "num_seeds", "num_envs", "rollout_length", "epochs", "num_minibatches",
@@ -192,6 +197,16 @@ def validate(config: Config) -> None:
         raise ConfigError("coppo_clip_others", f"must lie in (0, 1), got {config.coppo_clip_others}")
     if not 0.0 <= config.clip_c <= 1.0:
         raise ConfigError("clip_c", f"must lie in [0, 1], got {config.clip_c}")
+    for name in ("vtrace_clip_rho", "vtrace_clip_c"):
+        if getattr(config, name) <= 0:
+            raise ConfigError(name, f"must be > 0, got {getattr(config, name)}")
+    if config.agent_blocks < 0:
+        raise ConfigError("agent_blocks", f"must be >= 0 (0: one agent per block), got {config.agent_blocks}")
+    scheme = ALGORITHMS[config.algo].scheme
+    if scheme != "sequential" and config.agent_blocks:
+        raise ConfigError("agent_blocks", f"applies to the sequential algorithms only; {config.algo} is {scheme}")
+    if scheme != "sequential" and config.loop_order != "auto":
+        raise ConfigError("loop_order", f"applies to the sequential algorithms only; {config.algo} is {scheme}")
     for name in ("actor_lr", "critic_lr"):
         if getattr(config, name) < 0:
             raise ConfigError(name, f"must be >= 0, got {getattr(config, name)}")

@@ -109,20 +109,33 @@ class MultiAgentNet:
         carry, start = self.init_carry(()), jnp.zeros((n,), bool)
         stacked = jax.vmap(self.net.init)(jax.random.split(key, n), carry, x, start)
         return jax.tree.map(lambda ax, p: p if ax == 0 else jax.tree.map(lambda a: a[0], p), self.param_axes, stacked,
-                            is_leaf=lambda t: t is None or isinstance(t, int))
+                            is_leaf=is_axis)
 
-    def apply_agent(self, view: Any, i: jax.Array, carry: jax.Array, x: jax.Array,
-                    start: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Agent i alone, with its parameter view (see :func:`jaxseq.update.agent_view`):
-        carry [..., C], x [..., D], start [...] -> (carry, out [..., K])."""
-        ids = jnp.broadcast_to(jax.nn.one_hot(i, self.num_agents, dtype=x.dtype), x.shape[:-1] + (self.num_agents,))
-        return self.net.apply(view, carry, jnp.concatenate([x, ids], axis=-1), start)
+    def view(self, params: Any, i: jax.Array) -> Any:
+        """Agent i's parameters as a single-agent tree: stacked sub-trees indexed at i (a dynamic
+        index), shared ones as they are."""
+        return jax.tree.map(lambda ax, p: jax.tree.map(lambda a: a[i], p) if ax == 0 else p, self.param_axes,
+                            params, is_leaf=is_axis)
+
+    def apply_agents(self, params: Any, agents: jax.Array, carry: jax.Array, x: jax.Array,
+                     start: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The K agents ``agents`` [K] (dynamic indices, repeats allowed), each with its own view:
+        carry [..., K, C], x [..., K, D], start [..., K] -> (carry [..., K, C], out [..., K, out])."""
+
+        def one(i, c, x_i, s):
+            ids = jnp.broadcast_to(jax.nn.one_hot(i, self.num_agents, dtype=x_i.dtype), x_i.shape[:-1] + (self.num_agents,))
+            return self.net.apply(self.view(params, i), c, jnp.concatenate([x_i, ids], axis=-1), s)
+
+        return jax.vmap(one, in_axes=(0, -2, -2, -1), out_axes=-2)(agents, carry, x, start)
 
     def apply(self, params: Any, carry: jax.Array, x: jax.Array, start: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """carry [..., N, C], x [..., N, D], start [..., N] -> (carry [..., N, C], out [..., N, K])."""
-        x = self._with_agent_id(x)
-        fn = jax.vmap(self.net.apply, in_axes=(self.param_axes, -2, -2, -1), out_axes=-2)
-        return fn(params, carry, x, start)
+        """Every agent: carry [..., N, C], x [..., N, D], start [..., N] -> (carry [..., N, C], out [..., N, K])."""
+        return self.apply_agents(params, jnp.arange(self.num_agents), carry, x, start)
+
+
+def is_axis(t: Any) -> bool:
+    """Leaves of :attr:`MultiAgentNet.param_axes` (0 or None), for ``jax.tree.map(..., is_leaf=is_axis)``."""
+    return t is None or isinstance(t, int)
 
 
 def make_network(*, out_dim: int, out_gain: float, sharing: str, num_agents: int, hidden: int, num_layers: int,

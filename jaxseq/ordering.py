@@ -57,3 +57,30 @@ def adaptive_clip(eps: float, k: jax.Array, n: int, c: float = 0.5) -> jax.Array
     position in the update order: agents updated later, which see more preceding changes, get a
     wider range; c = 1 gives eps for every agent."""
     return eps * c + eps * (1.0 - c) * k / n
+
+
+def block_sizes(num_agents: int, num_blocks: int) -> tuple[int, ...]:
+    """Sizes of the agent blocks updated as one unit (seed 000 App. B.3: 10 agents in 3 blocks are
+    3, 3, 4). ``num_blocks`` 0 means one agent per block."""
+    if num_blocks <= 0 or num_blocks >= num_agents:
+        return (1,) * num_agents
+    base, extra = divmod(num_agents, num_blocks)
+    return (base,) * (num_blocks - extra) + (base + 1,) * extra
+
+
+def pick_block(rule: str, start: jax.Array, size: jax.Array, max_size: int, scores: jax.Array,
+               remaining: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The agents at positions start .. start + size - 1 of the order, picked one by one with
+    :func:`next_agent`. Returns (agents [max_size] int, valid [max_size] bool, remaining [N]).
+    Slots from ``size`` on are padding: invalid, and repeating the first agent so that any write
+    through them writes the same value as slot 0."""
+    agents, valid = [], []
+    for s, k in enumerate(jax.random.split(key, max_size)):
+        ok = s < size
+        pool = jnp.where(remaining.any(), remaining, True)  # padding may run past the last agent
+        i = next_agent(rule, start + s, scores, pool, k)
+        i = jnp.where(ok, i, agents[0]) if agents else i
+        remaining = jnp.where(ok, remaining.at[i].set(False), remaining)
+        agents.append(i)
+        valid.append(ok)
+    return jnp.stack(agents), jnp.stack(valid), remaining

@@ -25,6 +25,7 @@ from flax import struct
 from jaxseq import estimators, nets, normalization, objectives, ordering, update
 from jaxseq.algorithms import ALGORITHMS, Algorithm
 from jaxseq.config import Config, validate
+from jaxseq.errors import ConfigError
 from jaxseq.envs import AutoReset, EnvState, Observation, make_env
 
 
@@ -44,6 +45,7 @@ class TrainState:
     critic_carry: jax.Array  # [B, N, C]
     key: jax.Array
     update: jax.Array  # [] int32, updates done
+    stage_remaining: jax.Array  # [N] bool, agents not yet updated in this stage (RPISA's stage spans N updates)
 
 
 @struct.dataclass
@@ -87,7 +89,7 @@ class Trainer:
         return TrainState(
             actor_params=actor_params,
             critic_params=critic_params,
-            actor_opt=self._init_actor_opt(actor_params),
+            actor_opt=self.actor_optimizer.init(actor_params),
             critic_opt=self.critic_tx.init(critic_params),
             value_norm=normalization.init(),
             env_state=env_state,
@@ -97,17 +99,13 @@ class Trainer:
             critic_carry=self.critic.init_carry((cfg.num_envs,)),
             key=key,
             update=jnp.zeros((), jnp.int32),
+            stage_remaining=jnp.ones((spec.num_agents,), bool),
         )
 
-    def _init_actor_opt(self, actor_params):
-        """One optimiser state for the simultaneous scheme; under the sequential scheme one per agent,
-        stacked [N], each over that agent's parameter view (HARL gives every agent its own optimiser;
-        under FuPS each agent's Adam statistics see only its own gradients on the shared weights)."""
-        if self.algorithm.scheme == "simultaneous":
-            return self.actor_tx.init(actor_params)
-        views = jax.vmap(lambda i: update.agent_view(actor_params, self.actor.param_axes, i))(
-            jnp.arange(self.env.spec.num_agents))
-        return jax.vmap(self.actor_tx.init)(views)
+    @functools.cached_property
+    def actor_optimizer(self) -> update.AgentOptimizer:
+        """Per-agent optimiser states for stacked parameters, one for shared ones (HARL's semantics)."""
+        return update.AgentOptimizer(self.actor_tx, self.actor.param_axes, self.env.spec.num_agents)
 
     def init(self, key: jax.Array) -> TrainState:
         """``num_seeds`` independent states with a leading seed axis, all from ``key``.
@@ -120,6 +118,15 @@ class Trainer:
         # Strong dtypes everywhere (JaxMARL's reset leaves weakly typed ints), so the state the chunk
         # returns has the same types as this one and the chunk compiles once.
         return jax.tree.map(lambda x: x.astype(x.dtype), state)
+
+    @property
+    def loop_order(self) -> str:
+        """The sequential scheme's loop order, with "auto" resolved: A2PO with shared parameters
+        follows its Alg. 2 (epochs outside, agents inside), everything else Alg. 1 / HARL."""
+        if self.config.loop_order != "auto":
+            return self.config.loop_order
+        shared = self.config.sharing in ("fups", "paps") and self.algorithm.name == "a2po"
+        return "epochs-outer" if shared else "agents-outer"
 
     def _critic_in_dim(self) -> int:
         spec = self.env.spec
@@ -195,10 +202,23 @@ class Trainer:
             "episode_ends": ends,
         }
 
-    def _normalize_advantages(self, adv: jax.Array, alive: jax.Array) -> jax.Array:
+    def _estimate(self, est: dict, log_rho: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(advantages, value targets), both [T, B, N], with the algorithm's estimator; ``log_rho``
+        [T, B] is the log joint ratio the off-policy estimators correct for (ignored by GAE)."""
+        cfg, name = self.config, self.algorithm.estimator
+        if name == "vtrace":
+            targets, adv = estimators.vtrace(**est, lam=cfg.gae_lambda, log_rhos=log_rho[..., None],
+                                             clip_rho=cfg.vtrace_clip_rho, clip_c=cfg.vtrace_clip_c)
+            return adv, targets
+        if name == "preopc":
+            adv = estimators.preopc(**est, lam=cfg.gae_lambda, log_rhos=log_rho[..., None])
+        else:
+            adv = estimators.gae(**est, lam=cfg.gae_lambda)
+        return adv, adv + est["values"]
+
+    def _normalize_advantages(self, adv: jax.Array, mask: jax.Array) -> jax.Array:
         if not self.config.advantage_norm:
             return adv
-        mask = alive if self.config.death_mask else jnp.ones_like(alive)
         mean = objectives.masked_mean(adv, mask)
         std = jnp.sqrt(objectives.masked_mean((adv - mean) ** 2, mask))
         return (adv - mean) / (std + 1e-8)
@@ -210,29 +230,28 @@ class Trainer:
         inputs [L, M, ...], start [L, M], carry0 [M, ...] -> outputs [L, M, ...]."""
         return jax.lax.scan(lambda c, xs: step_fn(c, *xs), carry0, (inputs, start))[1]
 
-    def _all_agents(self, net: nets.MultiAgentNet, params):
-        """Step function of every agent at once; episode-start flags broadcast over agents."""
-        n = self.env.spec.num_agents
-        return lambda c, x, s: net.apply(params, c, x, jnp.broadcast_to(s[..., None], s.shape + (n,)))
-
-    def _one_agent(self, net: nets.MultiAgentNet, view, i):
-        return lambda c, x, s: net.apply_agent(view, i, c, x, s)
+    @staticmethod
+    def _agents_step(net: nets.MultiAgentNet, params, agents: jax.Array):
+        """Step function of the agents ``agents`` [K]; episode-start flags broadcast over them."""
+        k = agents.shape[0]
+        return lambda c, x, s: net.apply_agents(params, agents, c, x, jnp.broadcast_to(s[..., None], s.shape + (k,)))
 
     def _mask(self, alive: jax.Array) -> jax.Array:
         return alive.astype(jnp.float32) if self.config.death_mask else jnp.ones_like(alive, jnp.float32)
 
     def _policy_loss(self, logits, mb: dict, clip_eps) -> tuple[jax.Array, dict]:
-        """Negative surrogate of ``self.algorithm.objective`` minus the entropy bonus.
+        """Negative surrogate of ``self.algorithm.objective`` minus the entropy bonus, over the K agents
+        of an update unit (the last axis).
 
-        mb: obs (avail, alive), actions, log_probs (behaviour), advantages, and for the sequential
-        objectives log_rho, the preceding agents' joint log ratio (same leading shape)."""
+        mb: obs (avail), actions, log_probs (behaviour), advantages, mask (alive and a real unit
+        member) and log_rho, the preceding agents' joint log ratio, all [..., K]."""
         cfg = self.config
         log_ratio = nets.action_log_prob(logits, mb["obs"].avail, mb["actions"]) - mb["log_probs"]
-        mask = self._mask(mb["obs"].alive)
+        mask = mb["mask"]
         objective = self.algorithm.objective
         if objective == "ppo":
             surrogate = objectives.ppo_clip_objective(log_ratio, mb["advantages"], clip_eps, mask)
-        elif objective == "coppo":  # log_ratio [..., N]: every agent at once (simultaneous scheme)
+        elif objective == "coppo":  # the unit is every agent at once (simultaneous scheme)
             masked = log_ratio * mask
             log_others = jnp.sum(masked, axis=-1, keepdims=True) - masked
             surrogate = objectives.coppo_objective(log_ratio, log_others, mb["advantages"], clip_eps,
@@ -247,15 +266,11 @@ class Trainer:
         loss = -surrogate - cfg.ent_coef * ent
         return loss, {"loss_actor": loss, "entropy": ent, **objectives.policy_diagnostics(log_ratio, clip_eps, mask)}
 
-    def actor_loss(self, params, mb: dict) -> tuple[jax.Array, dict]:
-        """Every agent at once (simultaneous scheme), on a minibatch of sequences."""
-        logits = self._replay(self._all_agents(self.actor, params), mb["actor_carry"][0], mb["obs"].obs, mb["start"])
-        return self._policy_loss(logits, mb, self.config.clip_eps)
-
     def critic_loss(self, params, mb: dict) -> tuple[jax.Array, dict]:
         """mb["value_preds"] and mb["targets"] are in the critic's (normalised) space."""
         cfg = self.config
-        preds = self._replay(self._all_agents(self.critic, params), mb["critic_carry"][0],
+        agents = jnp.arange(self.env.spec.num_agents)
+        preds = self._replay(self._agents_step(self.critic, params, agents), mb["critic_carry"][0],
                              self._critic_input(mb["obs"]), mb["start"])
         loss = objectives.value_loss(preds[..., 0], mb["value_preds"], mb["targets"], cfg.value_clip,
                                      cfg.huber_delta, jnp.ones_like(mb["value_preds"]))
@@ -282,98 +297,168 @@ class Trainer:
         return ts, {**metrics, **ep_stats}
 
     def learn(self, ts: TrainState, batch: Rollout) -> tuple[TrainState, dict]:
-        """Advantages, the actor update of the algorithm's scheme, then the critic, on one batch."""
+        """Advantages and the actor update of the algorithm's scheme, then the critic, on one batch."""
         cfg = self.config
         est = self.returns_inputs(batch, ts.value_norm)
-        key, k_actor, k_critic, k_order = jax.random.split(ts.key, 4)
+        key, k_actor, k_critic = jax.random.split(ts.key, 3)
         data = jax.tree.map(self._sequences, {
             "obs": batch.obs, "start": batch.start, "actions": batch.actions, "log_probs": batch.log_probs,
             "actor_carry": batch.actor_carry, "critic_carry": batch.critic_carry,
         })
-        if self.algorithm.scheme == "simultaneous":
-            adv = estimators.gae(**est, lam=cfg.gae_lambda)
-            data["advantages"] = self._sequences(self._normalize_advantages(adv, batch.obs.alive))
-            actor_params, actor_opt, info = update.fit(self.actor_loss, ts.actor_params, ts.actor_opt, self.actor_tx,
-                                                       data, jax.random.split(k_actor, 1)[0], cfg.epochs,
-                                                       cfg.num_minibatches)
-            targets = adv + est["values"]
-        else:
-            actor_params, actor_opt, targets, info = self._sequential_actors(ts, data, est, batch, k_actor, k_order)
+        schemes = {"simultaneous": self._simultaneous_actors, "sequential": self._sequential_actors,
+                   "rpisa": self._rpisa_actor}
+        ts, targets, info = schemes[self.algorithm.scheme](ts, data, est, k_actor)
         # Critic: fitted once, after the actors, on the targets the actors' advantages came from.
         value_norm = normalization.update(ts.value_norm, targets) if cfg.value_norm else ts.value_norm
         # Old predictions re-expressed under the updated statistics, so value clipping compares like with like.
         data["value_preds"] = self._sequences(self._norm(value_norm, est["values"]))
         data["targets"] = self._sequences(self._norm(value_norm, targets))
         critic_params, critic_opt, c_info = update.fit(self.critic_loss, ts.critic_params, ts.critic_opt,
-                                                       self.critic_tx, data, k_critic, cfg.epochs, cfg.num_minibatches)
-        ts = ts.replace(actor_params=actor_params, critic_params=critic_params, actor_opt=actor_opt,
-                        critic_opt=critic_opt, value_norm=value_norm, key=key, update=ts.update + 1)
+                                                       update.plain_step(self.critic_tx), data, k_critic, cfg.epochs,
+                                                       cfg.num_minibatches)
+        ts = ts.replace(critic_params=critic_params, critic_opt=critic_opt, value_norm=value_norm, key=key,
+                        update=ts.update + 1)
         return ts, {**info, **c_info}
 
-    def _sequential_actors(self, ts: TrainState, data: dict, est: dict, batch: Rollout, k_actor, k_order):
-        """The agent-by-agent actor update (HARL; A2PO Alg. 1): a ``lax.scan`` over positions k = 0..N-1.
+    def _fit_unit(self, params, opt, data: dict, agents: jax.Array, valid: jax.Array, advantages: jax.Array,
+                  log_rho: jax.Array, clip_eps, key: jax.Array, epochs: int):
+        """Update the agents ``agents`` [K] (``valid`` [K]: real members, not padding) as one unit.
 
-        At position k the selection rule picks agent i among those not yet updated (dynamic index);
-        agent i's advantages are GAE or PreOPC under the preceding agents' joint ratio rho (their new
-        over behaviour probabilities of the taken actions, over the whole batch); agent i runs all
-        its epochs on its own data with its own optimiser state; then its new log-probabilities over
-        the whole batch extend rho. Returns the actor parameters and optimiser states, the value
-        targets [T, B, N] (column i from agent i's advantages) and metrics averaged over agents.
+        data: sequences of every agent ([L, S, N, ...]); advantages [T, B, K] of the unit's agents;
+        log_rho [T, B] the preceding agents' joint log ratio. Only the members' parameters and
+        optimiser states move. Returns (params, opt, info averaged over the gradient steps).
+        """
+        cfg = self.config
+        unit = jax.tree.map(lambda x: jnp.take(x, agents, axis=2), {k: v for k, v in data.items() if k != "start"})
+        mask = self._mask(unit["obs"].alive) * valid
+        unit.update(start=data["start"], mask=mask,
+                    log_rho=jnp.broadcast_to(self._sequences(log_rho)[..., None], mask.shape),
+                    advantages=self._normalize_advantages(self._sequences(advantages), mask))
+
+        def loss(p, mb):
+            logits = self._replay(self._agents_step(self.actor, p, agents), mb["actor_carry"][0], mb["obs"].obs,
+                                  mb["start"])
+            return self._policy_loss(logits, mb, clip_eps)
+
+        members = jnp.zeros((self.env.spec.num_agents,), bool).at[agents].max(valid)
+        return update.fit(loss, params, opt, self.actor_optimizer.step(members), unit, key, epochs,
+                          cfg.num_minibatches)
+
+    def _log_ratio(self, params, data: dict, agents: jax.Array, valid: jax.Array) -> jax.Array:
+        """Sum over the valid agents ``agents`` [K] of log pi_params(a|o) - log pi_behaviour(a|o) over
+        the whole batch: [T, B]."""
+        take = lambda x: jnp.take(x, agents, axis=2)  # noqa: E731
+        obs = jax.tree.map(take, data["obs"])
+        logits = self._replay(self._agents_step(self.actor, params, agents), take(data["actor_carry"])[0], obs.obs,
+                              data["start"])
+        log_ratio = nets.action_log_prob(logits, obs.avail, take(data["actions"])) - take(data["log_probs"])
+        return self._unsequences(jnp.sum(log_ratio * valid, axis=-1))
+
+    def _simultaneous_actors(self, ts: TrainState, data: dict, est: dict, key: jax.Array):
+        """Every agent at once (MAPPO, IPPO, CoPPO). With V-trace the advantages are recomputed before
+        every epoch under the joint ratio of all agents' current policies (the correction of all
+        agents that seed 000 Sec. 5.2 ablates); the critic's targets are the last ones."""
+        cfg, n = self.config, self.env.spec.num_agents
+        agents, valid = jnp.arange(n), jnp.ones((n,), bool)
+        corrected = self.algorithm.estimator == "vtrace"
+        passes, epochs = (cfg.epochs, 1) if corrected else (1, cfg.epochs)
+
+        def one_pass(carry, k):
+            params, opt, _ = carry
+            log_rho = self._log_ratio(params, data, agents, valid) if corrected else jnp.zeros(est["values"].shape[:2])
+            adv, targets = self._estimate(est, log_rho)
+            params, opt, info = self._fit_unit(params, opt, data, agents, valid, adv, log_rho, cfg.clip_eps, k, epochs)
+            return (params, opt, targets), info
+
+        init = (ts.actor_params, ts.actor_opt, jnp.zeros_like(est["values"]))
+        (params, opt, targets), infos = jax.lax.scan(one_pass, init, jax.random.split(key, passes))
+        return ts.replace(actor_params=params, actor_opt=opt), targets, jax.tree.map(jnp.mean, infos)
+
+    def _sequential_actors(self, ts: TrainState, data: dict, est: dict, key: jax.Array):
+        """The agent-by-agent actor update: a ``lax.scan`` over units (agent blocks) k = 0..U-1.
+
+        At each unit the selection rule picks its agents among those not yet updated (dynamic
+        indices), from E|A_i| under the preceding agents' joint ratio rho (over the whole batch);
+        each agent's advantages and value targets come from the estimator under rho; the unit's
+        agents are updated together with their own optimiser states; then rho is extended by their
+        new log-probabilities. ``loop_order``: "agents-outer" runs every unit's epochs in one go
+        (A2PO Alg. 1; HARL); "epochs-outer" makes ceil(epochs / U) passes over a fresh order, one
+        epoch per unit, with rho recomputed from the current parameters of the preceding agents
+        (A2PO Alg. 2, for shared parameters, which every unit's update moves).
+        Returns the state with the new actor, the value targets [T, B, N] and metrics.
         """
         cfg, alg = self.config, self.algorithm
         n = self.env.spec.num_agents
-        axes = self.actor.param_axes
+        sizes = ordering.block_sizes(n, cfg.agent_blocks)
+        units, width = len(sizes), max(sizes)
+        starts = [sum(sizes[:u]) for u in range(units)]
         rule = cfg.selection_rule if alg.order == "config" else alg.order
-        alive = batch.obs.alive  # [T, B, N]
-        actor_keys = jax.random.split(k_actor, n)
-        order_keys = jax.random.split(k_order, n)
+        epochs_outer = self.loop_order == "epochs-outer"
+        passes, epochs = (-(-cfg.epochs // units), 1) if epochs_outer else (1, cfg.epochs)
+        alive = self._unsequences(data["obs"].alive)  # [T, B, N]
+        all_agents = jnp.arange(n)
 
-        def advantages(log_rho):  # [T, B] -> [T, B, N]
-            if alg.estimator == "preopc":
-                return estimators.preopc(**est, lam=cfg.gae_lambda, log_rhos=log_rho[..., None])
-            return estimators.gae(**est, lam=cfg.gae_lambda)
-
-        def position(carry, k):
+        def unit(carry, xs):
             params, opt, log_rho, remaining, targets = carry
-            adv_all = advantages(log_rho)
+            start, size, k = xs
+            k_pick, k_fit = jax.random.split(k)
+            if epochs_outer:
+                log_rho = self._log_ratio(params, data, all_agents, ~remaining)
+            adv_all, targets_all = self._estimate(est, log_rho)
             scores = jnp.sum(jnp.abs(adv_all) * alive, axis=(0, 1)) / jnp.maximum(jnp.sum(alive, axis=(0, 1)), 1)
-            i = ordering.next_agent(rule, k, scores, remaining, order_keys[k])
-            adv_i = adv_all[..., i]
-            targets = targets.at[..., i].set(adv_i + est["values"][..., i])
-            eps = ordering.adaptive_clip(cfg.clip_eps, k + 1, n, cfg.clip_c) if (
+            agents, valid, remaining = ordering.pick_block(rule, start, size, width, scores, remaining, k_pick)
+            targets = targets.at[..., agents].set(targets_all[..., agents])
+            eps = ordering.adaptive_clip(cfg.clip_eps, start + size, n, cfg.clip_c) if (
                 alg.objective == "a2po" and cfg.adaptive_clip) else cfg.clip_eps
-            agent_data = jax.tree.map(lambda x: jnp.take(x, i, axis=2), {k_: v for k_, v in data.items() if k_ != "start"})
-            agent_data.update(start=data["start"], log_rho=self._sequences(log_rho),
-                              advantages=self._sequences(self._normalize_advantages(adv_i, alive[..., i])))
+            params, opt, info = self._fit_unit(params, opt, data, agents, valid, adv_all[..., agents], log_rho, eps,
+                                               k_fit, epochs)
+            if not epochs_outer:
+                log_rho = log_rho + self._log_ratio(params, data, agents, valid)
+            info.update(agents=agents, valid=valid, position=start + jnp.arange(width), abs_adv=scores[agents])
+            return (params, opt, log_rho, remaining, targets), info
 
-            def loss(view, mb):
-                logits = self._replay(self._one_agent(self.actor, view, i), mb["actor_carry"][0], mb["obs"].obs,
-                                      mb["start"])
-                return self._policy_loss(logits, mb, eps)
+        def one_pass(carry, k):
+            params, opt, targets = carry
+            xs = (jnp.array(starts), jnp.array(sizes), jax.random.split(k, units))
+            (params, opt, log_rho, _, targets), infos = jax.lax.scan(
+                unit, (params, opt, jnp.zeros(alive.shape[:2]), jnp.ones((n,), bool), targets), xs)
+            return (params, opt, targets), (infos, log_rho)
 
-            view, opt_i, info = update.fit(loss, update.agent_view(params, axes, i), jax.tree.map(lambda x: x[i], opt),
-                                           self.actor_tx, agent_data, actor_keys[k], cfg.epochs, cfg.num_minibatches)
-            params = update.set_agent_view(params, axes, i, view)
-            opt = jax.tree.map(lambda a, b: a.at[i].set(b), opt, opt_i)
-            logits = self._replay(self._one_agent(self.actor, view, i), agent_data["actor_carry"][0],
-                                  agent_data["obs"].obs, agent_data["start"])
-            new_logp = nets.action_log_prob(logits, agent_data["obs"].avail, agent_data["actions"])
-            log_rho = log_rho + self._unsequences(new_logp - agent_data["log_probs"])
-            info.update(agent=i, abs_adv=scores[i])
-            return (params, opt, log_rho, remaining.at[i].set(False), targets), info
+        init = (ts.actor_params, ts.actor_opt, jnp.zeros_like(est["values"]))
+        (params, opt, targets), (infos, log_rho) = jax.lax.scan(one_pass, init, jax.random.split(key, passes))
+        # infos: [P, U, ...] over passes and units
+        log_rho = log_rho[-1]  # after the last unit of the last pass
+        agents, valid = infos.pop("agents"), infos.pop("valid")  # [P, U, K]
+        metrics = {k: v.mean() for k, v in infos.items() if k not in ("position", "abs_adv")}
+        # The joint ratio after the last unit: the whole new joint policy over the behaviour one.
+        rho = jnp.exp(log_rho)
+        metrics.update(preceding_ratio_mean=rho.mean(), preceding_ratio_std=rho.std(),
+                       preceding_ratio_max=rho.max())
+        # Per-agent diagnostics, [N] indexed by agent id, averaged over passes: its position in the
+        # order, its unit's clip fraction, KL and TV estimates, and E|A_i| when it was picked.
+        per_agent = {"position": infos["position"], "abs_adv": infos["abs_adv"]}
+        per_agent.update({k: jnp.broadcast_to(infos[k][..., None], agents.shape) for k in ("clip_frac", "approx_kl", "tv")})
+        weight = valid.astype(jnp.float32).ravel()
+        count = jnp.zeros(n).at[agents.ravel()].add(weight)
+        metrics.update({f"agent_{k}": jnp.zeros(n).at[agents.ravel()].add(v.ravel() * weight) / count
+                        for k, v in per_agent.items()})
+        return ts.replace(actor_params=params, actor_opt=opt), targets, metrics
 
-        init = (ts.actor_params, ts.actor_opt, jnp.zeros(alive.shape[:2]), jnp.ones((n,), bool),
-                jnp.zeros_like(est["values"]))
-        (params, opt, log_rho, _, targets), infos = jax.lax.scan(position, init, jnp.arange(n))
-        agents = infos.pop("agent")  # [N] agent updated at each position
-        metrics = {k: v.mean() for k, v in infos.items() if k != "abs_adv"}
-        metrics["preceding_ratio_mean"] = jnp.exp(log_rho).mean()  # the joint ratio after the last agent
-        # Per-agent diagnostics, [N] indexed by agent id: its position in the order, its surrogate's
-        # clip fraction, KL and TV estimates, and E|A_i| when it was picked.
-        per_agent = {"position": jnp.arange(n, dtype=jnp.float32), "clip_frac": infos["clip_frac"],
-                     "approx_kl": infos["approx_kl"], "tv": infos["tv"], "abs_adv": infos["abs_adv"]}
-        metrics.update({f"agent_{k}": jnp.zeros(n).at[agents].set(v) for k, v in per_agent.items()})
-        return params, opt, targets, metrics
+    def _rpisa_actor(self, ts: TrainState, data: dict, est: dict, key: jax.Array):
+        """RPISA-PPO: this update's fresh batch serves one agent, the next in this stage's order
+        (a stage spans N updates, so N rollouts); PPO-clip on that agent only, GAE advantages; the
+        critic is fitted on every agent's targets of every batch."""
+        cfg, alg = self.config, self.algorithm
+        n = self.env.spec.num_agents
+        k_pick, k_fit = jax.random.split(key)
+        remaining = jnp.where(ts.stage_remaining.any(), ts.stage_remaining, True)
+        adv, targets = self._estimate(est, jnp.zeros(est["values"].shape[:2]))
+        alive = self._unsequences(data["obs"].alive)
+        scores = jnp.sum(jnp.abs(adv) * alive, axis=(0, 1)) / jnp.maximum(jnp.sum(alive, axis=(0, 1)), 1)
+        agents, valid, remaining = ordering.pick_block(alg.order, n - remaining.sum(), 1, 1, scores, remaining, k_pick)
+        params, opt, info = self._fit_unit(ts.actor_params, ts.actor_opt, data, agents, valid, adv[..., agents],
+                                           jnp.zeros(adv.shape[:2]), cfg.clip_eps, k_fit, cfg.epochs)
+        return ts.replace(actor_params=params, actor_opt=opt, stage_remaining=remaining), targets, info
 
     # -- chunks and evaluation ----------------------------------------------------------------
     def chunk_one(self, ts: TrainState) -> tuple[TrainState, dict]:
@@ -453,10 +538,11 @@ def make_train(config: Config) -> Trainer:
     """Validate ``config`` (before anything compiles) and assemble the trainer."""
     validate(config)
     algorithm = ALGORITHMS[config.algo]
-    if algorithm.scheme == "simultaneous" and (algorithm.estimator != "gae" or algorithm.objective not in ("ppo", "coppo")):
-        raise NotImplementedError(f"{algorithm.name}: the simultaneous scheme implements GAE with PPO-clip or CoPPO")
     env = make_env(config.env)
     spec = env.spec
+    if config.agent_blocks > spec.num_agents:
+        raise ConfigError("agent_blocks", f"must be at most the number of agents of {config.env} "
+                                          f"({spec.num_agents}), got {config.agent_blocks}")
     common = dict(sharing=config.sharing, num_agents=spec.num_agents, hidden=config.hidden_size,
                   num_layers=config.num_layers, recurrent=config.network == "gru", layer_norm=config.layer_norm,
                   orthogonal=config.orthogonal_init, activation=config.activation)

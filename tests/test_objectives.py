@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxseq import objectives as O
-from jaxseq.ordering import SELECTION_RULES, adaptive_clip, next_agent, select_order
+from jaxseq.ordering import block_sizes, pick_block, SELECTION_RULES, adaptive_clip, next_agent, select_order
 
 ONE = jnp.ones(())
 
@@ -85,6 +85,28 @@ def test_random_rule_only_picks_remaining_agents():
     picks = jax.vmap(lambda k: next_agent("random", 1, jnp.zeros(4), remaining, k))(
         jax.random.split(jax.random.PRNGKey(0), 200))
     assert set(np.asarray(picks).tolist()) == {1, 3}
+
+
+def test_block_sizes_follow_the_paper_example():
+    assert block_sizes(10, 3) == (3, 3, 4)  # seed 000 App. B.3
+    assert block_sizes(5, 0) == (1,) * 5 and block_sizes(4, 4) == (1,) * 4 and block_sizes(4, 1) == (4,)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 9), blocks=st.integers(0, 9), seed=st.integers(0, 10_000),
+       rule=st.sampled_from(SELECTION_RULES))
+def test_blocks_partition_the_agents(n, blocks, seed, rule):
+    sizes = block_sizes(n, min(blocks, n))
+    scores = jax.random.normal(jax.random.PRNGKey(seed), (n,))
+    remaining, picked = jnp.ones(n, bool), []
+    for u, size in enumerate(sizes):
+        agents, valid, remaining = pick_block(rule, sum(sizes[:u]), size, max(sizes), scores, remaining,
+                                              jax.random.PRNGKey(seed + u))
+        assert np.asarray(valid).sum() == size
+        # padding slots repeat the block's first agent
+        assert all(int(a) == int(agents[0]) for a, v in zip(agents, valid) if not v)
+        picked += [int(a) for a, v in zip(agents, valid) if v]
+    assert sorted(picked) == list(range(n)) and not bool(remaining.any())
 
 
 def test_adaptive_clip_schedule():

@@ -15,9 +15,11 @@ class Algorithm:
     #: "state": centralised critic on the agent-specific global state; "obs": local critic.
     critic_input: str
     #: "simultaneous": every agent's actor is updated on the same batch at once;
-    #: "sequential": agent by agent in an order, each seeing the preceding agents' new policies.
+    #: "sequential": agent by agent in an order, each seeing the preceding agents' new policies;
+    #: "rpisa": agent by agent, a fresh rollout before each agent's update (one agent per update).
     scheme: str
-    #: advantage estimator in jaxseq.estimators ("gae", or "preopc" recomputed per agent).
+    #: advantage estimator in jaxseq.estimators: "gae"; "preopc" (under the preceding agents' ratio,
+    #: per agent); "vtrace" (under every agent's current ratio, recomputed before each epoch).
     estimator: str
     #: surrogate in jaxseq.objectives: "ppo", "coppo" (others' clipped ratio), "happo" (preceding
     #: factor on A), "a2po" (Eq. 6).
@@ -37,6 +39,12 @@ ALGORITHMS: dict[str, Algorithm] = {
         Algorithm("coppo", "state", "simultaneous", "gae", "coppo", "",
                   "CoPPO (Wu et al. 2021) without the advantage mix: r_i * sg(clip(prod_{j != i} r_j, 1 +/- "
                   "coppo_clip_others)) clipped as a whole with clip_eps, all agents at once"),
+        Algorithm("mappo_vtrace", "state", "simultaneous", "vtrace", "ppo", "",
+                  "MAPPO with V-trace advantages and targets (seed 000 Sec. 5.2 ablation): before every epoch the "
+                  "joint ratio of all agents' current policies corrects the traces"),
+        Algorithm("rpisa", "state", "rpisa", "gae", "ppo", "random",
+                  "RPISA-PPO (seed 000 Table 1; Bertsekas 2021): agents in a random order per stage, each after a fresh "
+                  "rollout, PPO-clip on that agent only; the critic fitted on every rollout"),
         Algorithm("happo", "state", "sequential", "gae", "happo", "random",
                   "HAPPO (Kuba et al. 2022): a random order per rollout; each agent maximises "
                   "M * min(r A, clip(r) A), M the preceding agents' unclipped ratio product"),

@@ -3,8 +3,8 @@
 (a) Compile time and compiled program size of one training update for A2PO, n = 3, 12, 27 agents:
     the sequential scheme is a ``lax.scan`` over positions with dynamic indexing into stacked
     parameters, so neither should grow with n (beyond the env's own size).
-(b) Update-phase time (advantages + actor + critic on one fixed batch, no rollout) of A2PO and
-    HAPPO relative to MAPPO on the same batch, n = 3, 8, 27.
+(b) Update-phase time (advantages + actor + critic on one fixed batch, no rollout) of HAPPO, A2PO
+    and A2PO in 3 agent blocks relative to MAPPO on the same batch, n = 3, 8, 27.
 
 Uses ``mpe:spread?n=N`` (N agents, N landmarks), NoPS networks, a small batch. Appends the tables,
 with device, command and date, to ``benchmarks/results/sequential_scaling.md``.
@@ -24,10 +24,15 @@ from jaxseq.config import make_config
 from jaxseq.train import make_train
 
 
-def _trainer(algo: str, n: int, num_envs: int, rollout_length: int):
+#: (label, algorithm, overrides) timed in (b); the first is the reference.
+VARIANTS = (("MAPPO", "mappo", {}), ("HAPPO", "happo", {}), ("A2PO", "a2po", {}),
+            ("A2PO 3 blocks", "a2po", {"agent_blocks": 3}))
+
+
+def _trainer(algo: str, n: int, num_envs: int, rollout_length: int, **overrides):
     cfg = make_config(env=f"mpe:spread?n={n}", algo=algo, sharing="nops", num_envs=num_envs,
                       rollout_length=rollout_length, chunk_length=8, epochs=5, num_minibatches=2,
-                      updates_per_chunk=1, total_steps=num_envs * rollout_length)
+                      updates_per_chunk=1, total_steps=num_envs * rollout_length, **overrides)
     return make_train(cfg)
 
 
@@ -42,8 +47,8 @@ def compile_cost(algo: str, n: int, num_envs: int, rollout_length: int) -> dict:
             "compiled_chars": len(compiled.as_text() or "")}
 
 
-def update_time(algo: str, n: int, num_envs: int, rollout_length: int, repeats: int) -> float:
-    trainer = _trainer(algo, n, num_envs, rollout_length)
+def update_time(algo: str, n: int, num_envs: int, rollout_length: int, repeats: int, **overrides) -> float:
+    trainer = _trainer(algo, n, num_envs, rollout_length, **overrides)
     state = jax.tree.map(lambda x: x[0], trainer.init(jax.random.PRNGKey(0)))
     state, batch, _ = jax.jit(trainer.rollout)(state)
     learn = jax.jit(lambda s, b: trainer.learn(s, b)[1])
@@ -72,12 +77,15 @@ def main(argv=None) -> None:
     for n in args.compile_agents:
         r = compile_cost("a2po", n, args.num_envs, args.rollout_length)
         lines.append(f"| {n} | {r['compile_s']:.1f} | {r['hlo_chars']:,} | {r['compiled_chars']:,} |")
+    labels = [label for label, _, _ in VARIANTS]
     lines += ["", "### (b) update phase (no rollout) on the same batch, relative to MAPPO", "",
-              "| agents | MAPPO s | HAPPO s | A2PO s | HAPPO / MAPPO | A2PO / MAPPO |", "|---|---|---|---|---|---|"]
+              "| agents | " + " | ".join(f"{x} s" for x in labels) + " | "
+              + " | ".join(f"{x} / MAPPO" for x in labels[1:]) + " |", "|---" * (2 * len(labels)) + "|"]
     for n in args.time_agents:
-        t = {a: update_time(a, n, args.num_envs, args.rollout_length, args.repeats) for a in ("mappo", "happo", "a2po")}
-        lines.append(f"| {n} | {t['mappo']:.3f} | {t['happo']:.3f} | {t['a2po']:.3f} | "
-                     f"{t['happo'] / t['mappo']:.2f} | {t['a2po'] / t['mappo']:.2f} |")
+        t = [update_time(algo, n, args.num_envs, args.rollout_length, args.repeats, **extra)
+             for _, algo, extra in VARIANTS]
+        lines.append(f"| {n} | " + " | ".join(f"{x:.3f}" for x in t) + " | "
+                     + " | ".join(f"{x / t[0]:.2f}" for x in t[1:]) + " |")
     publish(head + "\n".join(lines) + "\n\n", "sequential_scaling.md", not args.no_save)
 
 

@@ -6,6 +6,7 @@ and one results table into an experiment folder.
 
     python experiments/mpe.py                                # MAPPO vs IPPO, mpe:spread, 4 seeds, 2M steps
     python experiments/mpe.py --env 'mpe:spread?n=5' --preset a2po-mpe --algos mappo ippo --steps 5000000
+    python experiments/mpe.py --algos a2po a2po@loop_order=agents-outer a2po@selection_rule=cyclic   # ablation variants
 """
 
 import argparse

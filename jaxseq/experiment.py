@@ -8,25 +8,43 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from jaxseq.config import Config
+from jaxseq.config import Config, parse_value, validate
+from jaxseq.errors import ConfigError
 from jaxseq.plotting import plot_runs, read_jsonl
 from jaxseq.run import train_run
 
 
+def parse_variant(spec: str) -> dict:
+    """``"a2po"`` or an ablation variant ``"a2po@loop_order=agents-outer@selection_rule=cyclic"`` ->
+    the config overrides it names (``algo`` included). Bad fields or values raise ConfigError."""
+    algo, *settings = spec.split("@")
+    overrides = {"algo": algo}
+    for item in settings:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(name, f"variant {spec!r}: expected FIELD=VALUE after '@', got {item!r}")
+        overrides[name] = parse_value(name, text)
+    return overrides
+
+
 def compare(base: Config, algos: Sequence[str], out: Path | str, progress: bool = True) -> Path:
-    """Train ``base`` once per algorithm (same seeds, same everything else) under ``out/<stamp>/``.
+    """Train ``base`` once per algorithm or variant (see :func:`parse_variant`; same seeds, same
+    everything else) under ``out/<stamp>/``.
 
     Writes ``curves.png``, ``results.md`` and ``results.json`` there; returns that folder.
     """
+    configs = {spec: base.replace(**parse_variant(spec)) for spec in algos}
+    for config in configs.values():
+        validate(config)  # every variant, before the first one trains
     folder = Path(out) / f"compare-{base.env.replace(':', '-').replace('?', '-').replace('&', '-').replace('=', '')}" \
                          f"-{time.strftime('%Y%m%d-%H%M%S')}"
     folder.mkdir(parents=True)
     runs, rows = {}, []
-    for algo in algos:
-        run_dir = train_run(base.replace(algo=algo), out=folder / "runs", progress=progress)
+    for spec, config in configs.items():
+        run_dir = train_run(config, out=folder / "runs", progress=progress)
         metrics = read_jsonl(run_dir / "metrics.jsonl")
-        summary = json.loads((run_dir / "summary.json").read_text())
-        runs[algo] = metrics
+        summary = {"label": spec, **json.loads((run_dir / "summary.json").read_text())}
+        runs[spec] = metrics
         rows.append(summary)
     plot_runs(runs, folder / "curves.png", title=f"{base.env}, {base.num_seeds} seeds")
     (folder / "results.json").write_text(json.dumps(rows, indent=2))
@@ -53,6 +71,6 @@ def results_table(base: Config, rows: list[dict]) -> str:
         test_ret = "n/a" if r["final_test_return_mean"] is None else f"{r['final_test_return_mean']:.3f}"
         win = "n/a" if r["final_test_win_rate"] is None else f"{r['final_test_win_rate']:.3f}"
         wall = "n/a" if r["wall_seconds"] is None else f"{r['wall_seconds']:.0f}"
-        lines.append(f"| {r['algo']} | {_pm(r['final_return_mean'], r['final_return_std'])} | {test_ret} | "
+        lines.append(f"| {r.get('label', r['algo'])} | {_pm(r['final_return_mean'], r['final_return_std'])} | {test_ret} | "
                      f"{win} | {wall} |")
     return "\n".join(lines) + "\n"

@@ -21,6 +21,6 @@ def test_throughput_script():
 
 
 def test_sequential_scaling_script():
-    out = _run("sequential_scaling.py", "--compile-agents", "2", "--time-agents", "2", "--num-envs", "2",
+    out = _run("sequential_scaling.py", "--compile-agents", "2", "--time-agents", "3", "--num-envs", "2",
                "--rollout-length", "8", "--repeats", "1")
-    assert "| 2 |" in out and "A2PO / MAPPO" in out
+    assert "| 2 |" in out and "| 3 |" in out and "A2PO 3 blocks / MAPPO" in out

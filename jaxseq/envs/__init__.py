@@ -1,8 +1,9 @@
 """Environment ids and construction.
 
 An env id is ``family:name`` with optional parameters, e.g. ``smax:3m``, ``mpe:spread``,
-``mpe:spread?n=5&reward=general``. :func:`make_env` validates the id (before anything compiles)
-and returns an :class:`~jaxseq.envs.base.AutoReset` environment.
+``mpe:spread?n=5&reward=general``, ``tabular:game?seed=0&states=4&agents=3&actions=3&max_steps=50``.
+:func:`make_env` validates the id (before anything compiles) and returns an
+:class:`~jaxseq.envs.base.AutoReset` environment.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class _Family:
     params: dict[str, _Param]
     build: Callable[[str, str, dict], MultiAgentEnv]
     help: str
+    #: Extra checks of the parsed parameters (env_id, params), raising ConfigError; run by parse_env_id.
+    check: Callable[[str, dict], None] | None = None
 
 
 def _jaxmarl_limit(max_steps: int) -> int:
@@ -80,6 +83,30 @@ def _build_mpe(env_id: str, name: str, params: dict) -> MultiAgentEnv:
     return MPEAdapter(env_id, env, max_steps=params["max_steps"], has_win=False)
 
 
+#: Largest S * (A**N) * S the tabular family builds (the transition tensor, float64).
+_TABULAR_MAX_ENTRIES = 4_000_000
+
+
+def _check_tabular(env_id: str, params: dict) -> None:
+    if params["seed"] < 0:
+        raise ConfigError("env", f"parameter seed in {env_id!r} must be >= 0, got {params['seed']}")
+    for key in ("states", "agents", "actions"):
+        if params[key] < 1:
+            raise ConfigError("env", f"parameter {key} in {env_id!r} must be positive, got {params[key]}")
+    size = params["states"] ** 2 * params["actions"] ** params["agents"]
+    if size > _TABULAR_MAX_ENTRIES:
+        raise ConfigError("env", f"{env_id!r} needs states**2 * actions**agents = {size} transition entries; "
+                                 f"at most {_TABULAR_MAX_ENTRIES:,} allowed")
+
+
+def _build_tabular(env_id: str, name: str, params: dict) -> MultiAgentEnv:
+    from jaxseq.envs.tabular import TabularAdapter, make_game
+
+    game = make_game(params["seed"], num_states=params["states"], num_agents=params["agents"],
+                     num_actions=params["actions"])
+    return TabularAdapter(env_id, game, max_steps=params["max_steps"])
+
+
 _FAMILIES: dict[str, _Family] = {
     "smax": _Family(
         names=_smax_names,
@@ -96,6 +123,19 @@ _FAMILIES: dict[str, _Family] = {
         },
         build=_build_mpe,
         help="JaxMARL MPE cooperative tasks",
+    ),
+    "tabular": _Family(
+        names=lambda: ["game"],
+        params={
+            "seed": _Param(int, 0, help="draws the random game (jaxseq.envs.tabular.make_game)"),
+            "states": _Param(int, 4, help="number of states"),
+            "agents": _Param(int, 3, help="number of agents"),
+            "actions": _Param(int, 3, help="actions per agent"),
+            "max_steps": _Param(int, 50, help="episode step limit (a truncation: the game never terminates)"),
+        },
+        build=_build_tabular,
+        help="a random cooperative tabular game with exact evaluation (jaxseq.envs.tabular)",
+        check=_check_tabular,
     ),
 }
 
@@ -130,6 +170,8 @@ def parse_env_id(env_id: str) -> tuple[str, str, dict]:
             raise ConfigError("env", f"parameter {key} in {env_id!r} must be one of {list(p.allowed)}")
     if params.get("max_steps", 1) < 1 or params.get("n", 1) < 1:
         raise ConfigError("env", f"n and max_steps in {env_id!r} must be positive")
+    if fam.check is not None:
+        fam.check(env_id, params)
     return family, name, params
 
 

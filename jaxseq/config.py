@@ -42,7 +42,8 @@ class Config:
     adaptive_clip: bool = True  #: A2PO adaptive clipping C(eps, k) = eps * c + eps * (1 - c) * k / n
     clip_c: float = 0.5  #: c of the adaptive clipping schedule, in [0, 1]
     agent_blocks: int = 0  #: sequential schemes: blocks of agents updated as one unit (0: one agent per block; seed 000 App. B.3)
-    loop_order: str = "auto"  #: sequential schemes: "agents-outer" (each block all its epochs; A2PO Alg. 1, HARL), "epochs-outer" (ceil(epochs / blocks) passes over the blocks, one epoch each; A2PO Alg. 2), "auto" (epochs-outer for a2po with shared parameters)
+    loop_order: str = "agents-outer"  #: sequential schemes: "agents-outer" (each block all its epochs; A2PO Alg. 1, HARL) or "epochs-outer" (ceil(epochs / blocks) passes over the blocks, one epoch each; A2PO Alg. 2)
+    shared_optimizer: str = "per-agent"  #: optimiser state of shared actor weights (FuPS, PaPS trunk): "per-agent" (each agent its own; a block applies its members' mean update) or "one" (HARL's share_param)
     vtrace_clip_rho: float = 1.0  #: V-trace rho-bar (mappo_vtrace), > 0
     vtrace_clip_c: float = 1.0  #: V-trace c-bar (mappo_vtrace), > 0
     coppo_clip_others: float = 0.2  #: CoPPO: clip range of the other agents' joint ratio, in (0, 1)
@@ -97,6 +98,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "a2po-mpe": dict(env="mpe:spread", num_envs=40, rollout_length=100, epochs=8, chunk_length=5, ent_coef=0.05, actor_lr=2e-4, critic_lr=2e-4,
                      gae_lambda=0.97, clip_eps=0.2),
     # Seed 000 Tab. 7 (SMAC 3s5z row): 8 epochs, lambda 0.95, eps 0.2; MAPPO's SMAC tricks (GRU).
+    # The paper's A2PO with shared parameters is Alg. 2: add loop_order=epochs-outer for a2po.
     "a2po-smax": dict(env="smax:3m", epochs=8, gae_lambda=0.95, clip_eps=0.2, network="gru", chunk_length=10,
                       rollout_length=100, ent_coef=0.01),
     # Fast settings that learn MPE spread on a CPU in minutes.
@@ -111,7 +113,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "network": ("mlp", "gru"),
     "activation": ("relu", "tanh"),
     "sharing": ("fups", "paps", "nops"),
-    "loop_order": ("auto", "agents-outer", "epochs-outer"),
+    "loop_order": ("agents-outer", "epochs-outer"),
+    "shared_optimizer": ("per-agent", "one"),
     "selection_rule": ("cyclic", "random", "greedy", "semi-greedy", "reverse-greedy", "reverse-semi-greedy"),
 }
 _POSITIVE_INT = ("total_steps", "num_seeds", "num_envs", "rollout_length", "epochs", "num_minibatches",
@@ -205,7 +208,7 @@ def validate(config: Config) -> None:
     scheme = ALGORITHMS[config.algo].scheme
     if scheme != "sequential" and config.agent_blocks:
         raise ConfigError("agent_blocks", f"applies to the sequential algorithms only; {config.algo} is {scheme}")
-    if scheme != "sequential" and config.loop_order != "auto":
+    if scheme != "sequential" and config.loop_order != "agents-outer":
         raise ConfigError("loop_order", f"applies to the sequential algorithms only; {config.algo} is {scheme}")
     for name in ("actor_lr", "critic_lr"):
         if getattr(config, name) < 0:

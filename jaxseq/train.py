@@ -104,8 +104,9 @@ class Trainer:
 
     @functools.cached_property
     def actor_optimizer(self) -> update.AgentOptimizer:
-        """Per-agent optimiser states for stacked parameters, one for shared ones (HARL's semantics)."""
-        return update.AgentOptimizer(self.actor_tx, self.actor.param_axes, self.env.spec.num_agents)
+        """Per-agent optimiser states for stacked parameters; for shared ones per ``shared_optimizer``."""
+        return update.AgentOptimizer(self.actor_tx, self.actor.param_axes, self.env.spec.num_agents,
+                                     per_agent_shared=self.config.shared_optimizer == "per-agent")
 
     def init(self, key: jax.Array) -> TrainState:
         """``num_seeds`` independent states with a leading seed axis, all from ``key``.
@@ -118,15 +119,6 @@ class Trainer:
         # Strong dtypes everywhere (JaxMARL's reset leaves weakly typed ints), so the state the chunk
         # returns has the same types as this one and the chunk compiles once.
         return jax.tree.map(lambda x: x.astype(x.dtype), state)
-
-    @property
-    def loop_order(self) -> str:
-        """The sequential scheme's loop order, with "auto" resolved: A2PO with shared parameters
-        follows its Alg. 2 (epochs outside, agents inside), everything else Alg. 1 / HARL."""
-        if self.config.loop_order != "auto":
-            return self.config.loop_order
-        shared = self.config.sharing in ("fups", "paps") and self.algorithm.name == "a2po"
-        return "epochs-outer" if shared else "agents-outer"
 
     def _critic_in_dim(self) -> int:
         spec = self.env.spec
@@ -393,7 +385,7 @@ class Trainer:
         units, width = len(sizes), max(sizes)
         starts = [sum(sizes[:u]) for u in range(units)]
         rule = cfg.selection_rule if alg.order == "config" else alg.order
-        epochs_outer = self.loop_order == "epochs-outer"
+        epochs_outer = cfg.loop_order == "epochs-outer"
         passes, epochs = (-(-cfg.epochs // units), 1) if epochs_outer else (1, cfg.epochs)
         alive = self._unsequences(data["obs"].alive)  # [T, B, N]
         all_agents = jnp.arange(n)

@@ -55,18 +55,24 @@ def plain_step(tx: optax.GradientTransformation) -> Step:
 
 @dataclasses.dataclass(frozen=True)
 class AgentOptimizer:
-    """``tx`` once over the shared parameters and once *per agent* over the stacked ones.
+    """``tx`` per agent over the stacked parameters, and over the shared ones either per agent
+    (``per_agent_shared``) or once.
 
     ``axes`` is :attr:`jaxseq.nets.MultiAgentNet.param_axes`. Every agent has its own optimiser
-    state (moments, step count, gradient-norm clip) for its own slice, as with HARL's per-agent
-    optimisers; shared parameters (FuPS, the PaPS trunk) have one state, as with a single shared
-    network. :meth:`step` moves only the ``members``: the other agents' slices and optimiser states
-    are left bit-for-bit unchanged (a zero gradient would still move them through Adam's momentum).
+    state (moments, step count, gradient-norm clip) for its own slice of stacked parameters (NoPS,
+    PaPS heads), as with HARL's per-agent optimisers. Shared parameters (FuPS, the PaPS trunk) get
+    either one state per agent, so one agent's momentum never carries into another agent's steps
+    (a unit of several agents applies the mean of its members' updates), or a single state, as with
+    HARL's ``share_param`` (one network object, one optimiser). :meth:`step` moves only the
+    ``members``: the other agents' slices and optimiser states are left bit-for-bit unchanged (a
+    zero gradient would still move them through Adam's momentum). When every agent is a member and
+    the states agree, both variants are the same single optimiser (the simultaneous scheme).
     """
 
     tx: optax.GradientTransformation
     axes: Any
     num_agents: int
+    per_agent_shared: bool = True
 
     def split(self, tree: Any) -> tuple[Any, Any]:
         """(stacked part, shared part): the same tree with the other part's sub-trees set to None."""
@@ -79,7 +85,10 @@ class AgentOptimizer:
 
     def init(self, params: Any) -> dict:
         stacked, shared = self.split(params)
-        return {"stacked": jax.vmap(self.tx.init, axis_size=self.num_agents)(stacked), "shared": self.tx.init(shared)}
+        n = self.num_agents
+        return {"stacked": jax.vmap(self.tx.init, axis_size=n)(stacked),
+                "shared": (jax.vmap(self.tx.init, in_axes=None, axis_size=n)(shared) if self.per_agent_shared
+                           else self.tx.init(shared))}
 
     def step(self, members: jax.Array) -> Step:
         """The optimiser step that updates the agents where ``members`` [N] bool is True."""
@@ -87,13 +96,21 @@ class AgentOptimizer:
         def keep_members(new, old):
             return jnp.where(members.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
 
+        weights = members / jnp.maximum(members.sum(), 1)
+
         def step(params, opt_state, grads):
             p_stacked, p_shared = self.split(params)
             g_stacked, g_shared = self.split(grads)
             u_stacked, s_stacked = jax.vmap(self.tx.update)(g_stacked, opt_state["stacked"], p_stacked)
             u_stacked = jax.tree.map(lambda u: keep_members(u, jnp.zeros_like(u)), u_stacked)
             s_stacked = jax.tree.map(keep_members, s_stacked, opt_state["stacked"])
-            u_shared, s_shared = self.tx.update(g_shared, opt_state["shared"], p_shared)
+            if self.per_agent_shared:
+                u_each, s_shared = jax.vmap(self.tx.update, in_axes=(None, 0, None))(g_shared, opt_state["shared"],
+                                                                                     p_shared)
+                u_shared = jax.tree.map(lambda u: jnp.tensordot(weights, u, axes=1), u_each)
+                s_shared = jax.tree.map(keep_members, s_shared, opt_state["shared"])
+            else:
+                u_shared, s_shared = self.tx.update(g_shared, opt_state["shared"], p_shared)
             updates = self.merge(u_stacked, u_shared)
             return optax.apply_updates(params, updates), {"stacked": s_stacked, "shared": s_shared}
 

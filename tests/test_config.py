@@ -28,12 +28,13 @@ from jaxseq.train import make_train
     (dict(total_steps=100), "total_steps", "at least one batch"),
     (dict(eval_every=-1), "eval_every", ">= 0"),
     (dict(coppo_clip_others=1.5), "coppo_clip_others", "\\(0, 1\\)"),
-    (dict(algo="a2po", loop_order="inner"), "loop_order", "allowed: \\['auto', 'agents-outer', 'epochs-outer'\\]"),
+    (dict(algo="a2po", loop_order="inner"), "loop_order", "allowed: \\['agents-outer', 'epochs-outer'\\]"),
     (dict(algo="a2po", agent_blocks=-1), "agent_blocks", ">= 0"),
     (dict(algo="a2po", agent_blocks=4), "agent_blocks", "at most the number of agents of mpe:spread \\(3\\)"),
     (dict(algo="mappo", agent_blocks=2), "agent_blocks", "sequential algorithms only; mappo is simultaneous"),
     (dict(algo="mappo", loop_order="epochs-outer"), "loop_order", "sequential algorithms only"),
     (dict(algo="mappo_vtrace", vtrace_clip_rho=0.0), "vtrace_clip_rho", "> 0"),
+    (dict(shared_optimizer="global"), "shared_optimizer", "allowed: \\['per-agent', 'one'\\]"),
 ])
 def test_bad_config_values_name_the_field(overrides, field, words):
     with pytest.raises(ConfigError, match=words) as err:

@@ -158,10 +158,11 @@ def _same_training(cfg, reference: str, algo: str, **algo_overrides):
         np.testing.assert_allclose(runs[reference][1][k], runs[algo][1][k], rtol=1e-4, atol=1e-7, err_msg=k)
 
 
-@pytest.mark.parametrize("algo, sharing", [("happo", "fups"), ("happo_preopc", "nops"), ("a2po", "fups"),
-                                           ("a2po", "nops"), ("coppo", "fups"), ("rpisa", "paps")])
-def test_with_one_agent_every_multi_agent_objective_equals_ppo(algo, sharing):
-    _same_training(tiny(env="mpe:spread?n=1", num_seeds=1, sharing=sharing), "mappo", algo)
+@pytest.mark.parametrize("algo, sharing, extra", [
+    ("happo", "fups", {}), ("happo_preopc", "nops", {}), ("a2po", "fups", {}), ("a2po", "paps", {"loop_order": "epochs-outer"}),
+    ("a2po", "nops", {"shared_optimizer": "one"}), ("coppo", "fups", {}), ("rpisa", "paps", {})])
+def test_with_one_agent_every_multi_agent_objective_equals_ppo(algo, sharing, extra):
+    _same_training(tiny(env="mpe:spread?n=1", num_seeds=1, sharing=sharing), "mappo", algo, **extra)
 
 
 @pytest.mark.parametrize("algo", ["happo", "a2po"])
@@ -199,17 +200,18 @@ def test_rpisa_updates_one_agent_per_rollout_and_every_agent_once_per_stage():
     assert int(state.update[0]) == 3
 
 
-@pytest.mark.parametrize("algo, sharing", [("happo", "nops"), ("a2po", "fups"), ("a2po", "paps")])
-def test_sequential_zero_learning_rate_changes_nothing_and_rho_stays_one(algo, sharing):
-    # a2po with shared parameters runs A2PO Alg. 2 (epochs outside), recomputing rho from the parameters.
-    trainer = make_train(tiny(algo=algo, sharing=sharing, actor_lr=0.0, critic_lr=0.0, num_seeds=1))
+@pytest.mark.parametrize("algo, sharing, loop_order", [("happo", "nops", "agents-outer"), ("a2po", "fups", "epochs-outer"),
+                                                       ("a2po", "paps", "agents-outer")])
+def test_sequential_zero_learning_rate_changes_nothing_and_rho_stays_one(algo, sharing, loop_order):
+    # epochs-outer (A2PO Alg. 2) recomputes rho from the parameters before every unit.
+    trainer = make_train(tiny(algo=algo, sharing=sharing, loop_order=loop_order, actor_lr=0.0, critic_lr=0.0, num_seeds=1))
     state = trainer.init(jax.random.PRNGKey(0))
     before = jax.device_get(state.actor_params)
     state, m = trainer.chunk(state)
     for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(jax.device_get(state.actor_params))):
         np.testing.assert_array_equal(a, b)
     assert float(m["preceding_ratio_mean"][0]) == 1.0
-    moving = make_train(tiny(algo=algo, sharing=sharing, num_seeds=1))
+    moving = make_train(tiny(algo=algo, sharing=sharing, loop_order=loop_order, num_seeds=1))
     _, m = moving.chunk(moving.init(jax.random.PRNGKey(0)))
     assert float(m["preceding_ratio_mean"][0]) != 1.0
 

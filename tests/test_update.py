@@ -14,12 +14,12 @@ def _net(sharing):
                              recurrent=False, layer_norm=True, orthogonal=False, activation="relu")
 
 
-@pytest.mark.parametrize("sharing", ["fups", "paps", "nops"])
-def test_agent_optimizer_moves_members_only_and_keeps_the_others_state(sharing):
+@pytest.mark.parametrize("sharing, per_agent_shared", [("fups", True), ("fups", False), ("paps", True), ("nops", True)])
+def test_agent_optimizer_moves_members_only_and_keeps_the_others_state(sharing, per_agent_shared):
     net = _net(sharing)
     params = net.init(jax.random.PRNGKey(0), 5)
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-2))
-    opt = update.AgentOptimizer(tx, net.param_axes, 3)
+    opt = update.AgentOptimizer(tx, net.param_axes, 3, per_agent_shared)
     state = opt.init(params)
     grads = jax.tree.map(jnp.ones_like, params)
     step = jax.jit(opt.step(jnp.array([False, True, False])))
@@ -35,8 +35,25 @@ def test_agent_optimizer_moves_members_only_and_keeps_the_others_state(sharing):
                 else:  # shared: moved by the member's update
                     assert not np.allclose(a, b)
         params, state = new_params, new_state
-    counts = [x for x in jax.tree.leaves(state["stacked"]) if x.ndim == 1 and x.dtype == jnp.int32]
-    assert [c.tolist() for c in counts] == [[0, 2, 0]]  # each agent's own Adam step count
+    counts = [x.tolist() for x in jax.tree.leaves(state) if x.dtype == jnp.int32]
+    # each agent's own Adam step count; a single state for shared weights counts every step
+    assert counts == ([[0, 2, 0]] * 2 if per_agent_shared else [2, [0, 2, 0]])  # leaves: shared, stacked
+
+
+def test_per_agent_states_on_shared_weights_equal_one_optimizer_when_everyone_moves():
+    net = _net("fups")
+    params = net.init(jax.random.PRNGKey(0), 5)
+    tx = optax.adam(1e-2)
+    results = []
+    for per_agent in (True, False):
+        opt = update.AgentOptimizer(tx, net.param_axes, 3, per_agent)
+        p, s = params, opt.init(params)
+        for k in range(3):
+            grads = jax.tree.map(lambda x: jax.random.normal(jax.random.PRNGKey(k), x.shape), params)
+            p, s = opt.step(jnp.ones(3, bool))(p, s, grads)
+        results.append(p)
+    for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
 def test_agent_view_and_apply_agents_agree_with_apply():

@@ -1,5 +1,6 @@
 """The compiled trainer: one compilation, determinism, resume, the metrics contract, learning."""
 
+import functools
 import json
 
 import jax
@@ -144,18 +145,23 @@ def test_learns_mpe_spread_in_a_minute(algo):
     assert np.all(last - first > 5.0), (first, last)
 
 
+@functools.lru_cache(maxsize=None)
+def _one_chunk(cfg):
+    """Actor parameters and metrics after one chunk from key 3 (cached: references repeat across cases)."""
+    trainer = make_train(cfg)
+    state, (m,) = _chunks(trainer, trainer.init(jax.random.PRNGKey(3)), 1)
+    return jax.device_get(state.actor_params), m
+
+
 def _same_training(cfg, reference: str, algo: str, **algo_overrides):
     """Train ``reference`` and ``algo`` from the same key; their actors and losses must agree.
     One minibatch per epoch, so the schemes' different minibatch permutations cannot matter."""
-    runs = {}
-    for name, extra in ((reference, {}), (algo, algo_overrides)):
-        trainer = make_train(cfg.replace(algo=name, num_minibatches=1, **extra))
-        state, (m,) = _chunks(trainer, trainer.init(jax.random.PRNGKey(3)), 1)
-        runs[name] = (jax.device_get(state.actor_params), m)
-    for a, b in zip(jax.tree.leaves(runs[reference][0]), jax.tree.leaves(runs[algo][0])):
+    ref_params, ref_m = _one_chunk(cfg.replace(algo=reference, num_minibatches=1))
+    params, m = _one_chunk(cfg.replace(algo=algo, num_minibatches=1, **algo_overrides))
+    for a, b in zip(jax.tree.leaves(ref_params), jax.tree.leaves(params)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     for k in ("loss_actor", "loss_critic", "clip_frac", "approx_kl"):
-        np.testing.assert_allclose(runs[reference][1][k], runs[algo][1][k], rtol=1e-4, atol=1e-7, err_msg=k)
+        np.testing.assert_allclose(ref_m[k], m[k], rtol=1e-4, atol=1e-7, err_msg=k)
 
 
 @pytest.mark.parametrize("algo, sharing, extra", [

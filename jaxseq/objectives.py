@@ -79,3 +79,35 @@ def coppo_objective(log_ratio, log_others, advantages, clip_eps, clip_others, ma
     sg(clip(prod_{j != i} r_j, 1 +/- clip_others)), clipped as a whole with clip_eps."""
     others = jax.lax.stop_gradient(jnp.clip(jnp.exp(log_others), 1.0 - clip_others, 1.0 + clip_others))
     return ppo_clip_objective(log_ratio + jnp.log(others), advantages, clip_eps, mask)
+
+
+def opspo_clip_range(log_rho, eps1: float, eps2: float):
+    """OPSPO's dynamic base clip range (seed 003 Sec. 3.3), per sample, from the preceding joint ratio
+    rho = exp(log_rho): l = min[max(rho, 1/rho) (1 - eps1), 1 - eps2], h = max[min(rho, 1/rho) (1 + eps1), 1 + eps2].
+    At rho = 1 it is the widest, (1 - eps1, 1 + eps1); far off-policy it narrows to (1 - eps2, 1 + eps2)
+    (eps2 < eps1). Returns (l, h)."""
+    off = jnp.exp(jnp.abs(log_rho))  # max(rho, 1/rho)
+    return jnp.minimum(off * (1.0 - eps1), 1.0 - eps2), jnp.maximum((1.0 + eps1) / off, 1.0 + eps2)
+
+
+def opspo_objective(log_ratio, log_rho, advantages, weights, eps1: float, eps2: float, clip_range_correction: bool,
+                    mask):
+    """OPSPO's surrogate (seed 003 Eq. 20), to maximise:
+
+        min(r rt w A, clip(r rt, l rt, h rt) w A),   rt = clip(rho, 1 +/- eps1),
+
+    r = exp(log_ratio) agent i's ratio, rho = exp(log_rho) the preceding agents' joint ratio (no
+    gradient), w the state weights (the caller passes min(omega, 1) with the state-distribution
+    correction, 1 without), (l, h) = :func:`opspo_clip_range`. Without the clip-range correction
+    the range is the fixed (1 - eps1, 1 + eps1), not scaled by rt (our reading of the ablation: the
+    stabilising clips on rho and omega stay); with rho = 1 both are PPO-clip with eps1.
+    """
+    rho = jax.lax.stop_gradient(jnp.clip(jnp.exp(log_rho), 1.0 - eps1, 1.0 + eps1))
+    weighted = jax.lax.stop_gradient(weights) * advantages
+    joint = jnp.exp(log_ratio) * rho
+    if clip_range_correction:
+        low, high = opspo_clip_range(jax.lax.stop_gradient(log_rho), eps1, eps2)
+        clipped = jnp.clip(joint, low * rho, high * rho)
+    else:
+        clipped = jnp.clip(joint, 1.0 - eps1, 1.0 + eps1)
+    return masked_mean(jnp.minimum(joint * weighted, clipped * weighted), mask)

@@ -59,6 +59,40 @@ def test_coppo_objective_double_clip():
     np.testing.assert_allclose(O.coppo_objective(jnp.log(1.3), 0.0, jnp.array(1.0), 0.2, 0.1, ONE), 1.2, rtol=1e-6)
 
 
+def test_opspo_clip_range_narrows_with_off_policyness():
+    low, high = O.opspo_clip_range(jnp.log(jnp.array([1.0, 1.05, 1.5, 1 / 1.5])), 0.2, 0.1)
+    np.testing.assert_allclose(low, [0.8, 0.84, 0.9, 0.9], rtol=1e-6)  # min(max(rho, 1/rho) 0.8, 0.9)
+    np.testing.assert_allclose(high, [1.2, 1.2 / 1.05, 1.1, 1.1], rtol=1e-6)  # max(min(rho, 1/rho) 1.2, 1.1)
+
+
+def test_opspo_objective_hand_cases():
+    eps1, eps2, a = 0.2, 0.1, jnp.array(1.0)
+    rho = jnp.log(1.5)  # rt = 1.2; base (0.9, 1.1) -> corrected range (1.08, 1.32)
+    # r = 1: r rt = 1.2 inside the corrected range, weight 0.5
+    np.testing.assert_allclose(O.opspo_objective(0.0, rho, a, 0.5, eps1, eps2, True, ONE), 0.6, rtol=1e-6)
+    # r = 1.2: r rt = 1.44 clipped to 1.32 for A > 0
+    np.testing.assert_allclose(O.opspo_objective(jnp.log(1.2), rho, a, 1.0, eps1, eps2, True, ONE), 1.32, rtol=1e-6)
+    # without the correction the same sample is clipped to 1 + eps1
+    np.testing.assert_allclose(O.opspo_objective(jnp.log(1.2), rho, a, 1.0, eps1, eps2, False, ONE), 1.2, rtol=1e-6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), crc=st.booleans())
+def test_opspo_reduces_to_ppo_on_policy_and_to_the_vanilla_objective_without_corrections(seed, crc):
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(seed), 3)
+    log_ratio = 0.3 * jax.random.normal(k1, (64,))
+    log_rho = 0.3 * jax.random.normal(k2, (64,))
+    adv = jax.random.normal(k3, (64,))
+    mask = jnp.ones(64)
+    # rho = 1, weights 1: PPO-clip with eps1, with or without the clip-range correction
+    np.testing.assert_allclose(O.opspo_objective(log_ratio, 0.0, adv, 1.0, 0.2, 0.1, crc, mask),
+                               O.ppo_clip_objective(log_ratio, adv, 0.2, mask), rtol=1e-5)
+    # every correction off (weights 1, no CRC; the caller's GAE advantages): PPO-clip on r * clip(rho)
+    rt = jnp.clip(jnp.exp(log_rho), 0.8, 1.2)
+    np.testing.assert_allclose(O.opspo_objective(log_ratio, log_rho, adv, 1.0, 0.2, 0.1, False, mask),
+                               O.ppo_clip_objective(log_ratio + jnp.log(rt), adv, 0.2, mask), rtol=1e-5)
+
+
 @settings(max_examples=30, deadline=None)
 @given(n=st.integers(1, 9), seed=st.integers(0, 10_000), rule=st.sampled_from(SELECTION_RULES))
 def test_selection_rules_produce_permutations(n, seed, rule):

@@ -79,3 +79,27 @@ def vtrace(rewards, values, next_values, discounts, episode_ends, lam, log_rhos,
     following = jnp.concatenate([targets[1:], next_values[-1:]])
     bootstrap = jnp.where(ends, next_values, following)
     return targets, rewards + discounts * bootstrap - values
+
+
+def stepwise_weighted_is(log_rhos, episode_starts):
+    """Step-wise weighted importance sampling of the state density ratio (seed 003 App. B.2), the
+    OPSPO state weights under parameter sharing. log_rhos [T, B] (log joint ratio of the taken
+    actions), episode_starts [T, B] bool -> weights [T, B].
+
+    w_b(t) = prod of rho over the steps of env b's episode *before* t (1 at an episode's first
+    step), and omega_b(t) = w_b(t) / mean_b' w_b'(t): self-normalised across the B trajectories at
+    the same time index, so the weights average 1 at every t. Readings, documented in docs/: the
+    extracted formula also multiplies in rho_t and normalises to sum 1; we estimate the ratio of
+    *states* (the objective applies the step's own ratio separately) and scale to mean 1, the
+    scale of a density ratio. Computed in log space.
+    """
+    starts = jnp.asarray(episode_starts, bool)
+
+    def step(log_w, xs):
+        log_rho, start = xs
+        log_w = jnp.where(start, 0.0, log_w)  # the weight of s_t: actions before t in this episode
+        return log_w + log_rho, log_w
+
+    _, log_w = jax.lax.scan(step, jnp.zeros_like(log_rhos[0]), (log_rhos, starts))
+    log_mean = jax.nn.logsumexp(log_w, axis=1, keepdims=True) - jnp.log(log_w.shape[1])
+    return jnp.exp(log_w - log_mean)

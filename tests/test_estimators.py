@@ -98,7 +98,7 @@ def test_trailing_agent_axis_broadcasts_discounts():
 
 # -- off-policy estimators -------------------------------------------------------------------
 
-from jaxseq.estimators import preopc, vtrace  # noqa: E402
+from jaxseq.estimators import preopc, stepwise_weighted_is, vtrace  # noqa: E402
 
 
 def numpy_preopc(r, v, nv, d, ends, lam, log_rhos):
@@ -196,3 +196,28 @@ def test_vtrace_on_policy_is_lambda_returns():
     r, v, nv, d, ends, lr = _random_batch(3)
     targets, adv = vtrace(r, v, nv, d, ends, 0.8, np.zeros_like(lr))
     np.testing.assert_allclose(targets, v + gae(r, v, nv, d, ends, 0.8), rtol=1e-5, atol=1e-5)
+
+
+def _stepwise_is_numpy(log_rhos, starts):
+    T, B = log_rhos.shape
+    w = np.ones((T, B))
+    for b in range(B):
+        prod = 1.0
+        for t in range(T):
+            if starts[t, b]:
+                prod = 1.0
+            w[t, b] = prod
+            prod *= np.exp(log_rhos[t, b])
+    return w / w.mean(axis=1, keepdims=True)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), T=st.integers(1, 12), B=st.integers(1, 6))
+def test_stepwise_weighted_is_matches_a_numpy_loop(seed, T, B):
+    rng = np.random.default_rng(seed)
+    log_rhos = rng.normal(0.0, 0.3, (T, B)).astype(np.float32)
+    starts = rng.random((T, B)) < 0.2
+    starts[0] = True
+    got = stepwise_weighted_is(jnp.asarray(log_rhos), jnp.asarray(starts))
+    np.testing.assert_allclose(got, _stepwise_is_numpy(log_rhos, starts), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(got).mean(axis=1), 1.0, rtol=1e-5)

@@ -44,6 +44,10 @@ class Config:
     agent_blocks: int = 0  #: sequential schemes: blocks of agents updated as one unit (0: one agent per block; seed 000 App. B.3)
     loop_order: str = "agents-outer"  #: sequential schemes: "agents-outer" (each block all its epochs; A2PO Alg. 1, HARL) or "epochs-outer" (ceil(epochs / blocks) passes over the blocks, one epoch each; A2PO Alg. 2)
     shared_optimizer: str = "per-agent"  #: optimiser state of shared actor weights (FuPS, PaPS trunk): "per-agent" (each agent its own; a block applies its members' mean update) or "one" (HARL's share_param)
+    opspo_eps2: float = 0.1  #: OPSPO: the narrowest base clip range 1 +/- eps2 (eps1 is clip_eps; 0 < eps2 < clip_eps)
+    opspo_aec: bool = True  #: OPSPO advantage-estimation correction: V-trace under the preceding ratio (off: GAE)
+    opspo_sdc: bool = True  #: OPSPO state-distribution correction: state weights min(omega, 1) (off: 1)
+    opspo_crc: bool = True  #: OPSPO clip-range correction: dynamic base range scaled by the clipped preceding ratio
     vtrace_clip_rho: float = 1.0  #: V-trace rho-bar (mappo_vtrace), > 0
     vtrace_clip_c: float = 1.0  #: V-trace c-bar (mappo_vtrace), > 0
     coppo_clip_others: float = 0.2  #: CoPPO: clip range of the other agents' joint ratio, in (0, 1)
@@ -203,6 +207,8 @@ def validate(config: Config) -> None:
     for name in ("vtrace_clip_rho", "vtrace_clip_c"):
         if getattr(config, name) <= 0:
             raise ConfigError(name, f"must be > 0, got {getattr(config, name)}")
+    if not 0.0 < config.opspo_eps2 < config.clip_eps:
+        raise ConfigError("opspo_eps2", f"must lie in (0, clip_eps={config.clip_eps}), got {config.opspo_eps2}")
     if config.agent_blocks < 0:
         raise ConfigError("agent_blocks", f"must be >= 0 (0: one agent per block), got {config.agent_blocks}")
     scheme = ALGORITHMS[config.algo].scheme

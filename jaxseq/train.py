@@ -198,6 +198,8 @@ class Trainer:
         """(advantages, value targets), both [T, B, N], with the algorithm's estimator; ``log_rho``
         [T, B] is the log joint ratio the off-policy estimators correct for (ignored by GAE)."""
         cfg, name = self.config, self.algorithm.estimator
+        if self.algorithm.objective == "opspo" and not cfg.opspo_aec:
+            name = "gae"
         if name == "vtrace":
             targets, adv = estimators.vtrace(**est, lam=cfg.gae_lambda, log_rhos=log_rho[..., None],
                                              clip_rho=cfg.vtrace_clip_rho, clip_c=cfg.vtrace_clip_c)
@@ -236,7 +238,8 @@ class Trainer:
         of an update unit (the last axis).
 
         mb: obs (avail), actions, log_probs (behaviour), advantages, mask (alive and a real unit
-        member) and log_rho, the preceding agents' joint log ratio, all [..., K]."""
+        member), log_rho, the preceding agents' joint log ratio, and state_weights (OPSPO's state
+        density ratio estimate), all [..., K]."""
         cfg = self.config
         log_ratio = nets.action_log_prob(logits, mb["obs"].avail, mb["actions"]) - mb["log_probs"]
         mask = mb["mask"]
@@ -252,6 +255,9 @@ class Trainer:
             surrogate = objectives.happo_objective(log_ratio, mb["log_rho"], mb["advantages"], clip_eps, mask)
         elif objective == "a2po":
             surrogate = objectives.a2po_objective(log_ratio, mb["log_rho"], mb["advantages"], clip_eps, mask)
+        elif objective == "opspo":
+            surrogate = objectives.opspo_objective(log_ratio, mb["log_rho"], mb["advantages"], mb["state_weights"],
+                                                   clip_eps, cfg.opspo_eps2, cfg.opspo_crc, mask)
         else:
             raise ValueError(f"unknown objective {objective!r}")
         ent = objectives.masked_mean(nets.entropy(logits, mb["obs"].avail), mask)
@@ -323,8 +329,9 @@ class Trainer:
         cfg = self.config
         unit = jax.tree.map(lambda x: jnp.take(x, agents, axis=2), {k: v for k, v in data.items() if k != "start"})
         mask = self._mask(unit["obs"].alive) * valid
-        unit.update(start=data["start"], mask=mask,
-                    log_rho=jnp.broadcast_to(self._sequences(log_rho)[..., None], mask.shape),
+        per_step = lambda x: jnp.broadcast_to(self._sequences(x)[..., None], mask.shape)  # noqa: E731  [T, B] -> [L, S, K]
+        unit.update(start=data["start"], mask=mask, log_rho=per_step(log_rho),
+                    state_weights=per_step(self._state_weights(log_rho, data)),
                     advantages=self._normalize_advantages(self._sequences(advantages), mask))
 
         def loss(p, mb):
@@ -335,6 +342,15 @@ class Trainer:
         members = jnp.zeros((self.env.spec.num_agents,), bool).at[agents].max(valid)
         return update.fit(loss, params, opt, self.actor_optimizer.step(members), unit, key, epochs,
                           cfg.num_minibatches)
+
+    def _state_weights(self, log_rho: jax.Array, data: dict) -> jax.Array:
+        """OPSPO's state weights min(omega, 1) [T, B], omega the density ratio of the preceding joint
+        policy's states over the behaviour one's, by step-wise weighted importance sampling (seed 003
+        App. B.2); 1 without the state-distribution correction and for the other algorithms."""
+        if self.algorithm.objective != "opspo" or not self.config.opspo_sdc:
+            return jnp.ones_like(log_rho)
+        omega = estimators.stepwise_weighted_is(log_rho, self._unsequences(data["start"]))
+        return jnp.minimum(omega, 1.0)
 
     def _log_ratio(self, params, data: dict, agents: jax.Array, valid: jax.Array) -> jax.Array:
         """Sum over the valid agents ``agents`` [K] of log pi_params(a|o) - log pi_behaviour(a|o) over

@@ -34,6 +34,7 @@ from jaxseq.train import make_train
     (dict(algo="mappo", agent_blocks=2), "agent_blocks", "sequential algorithms only; mappo is simultaneous"),
     (dict(algo="mappo", loop_order="epochs-outer"), "loop_order", "sequential algorithms only"),
     (dict(algo="mappo_vtrace", vtrace_clip_rho=0.0), "vtrace_clip_rho", "> 0"),
+    (dict(algo="opspo", opspo_eps2=0.3), "opspo_eps2", "\\(0, clip_eps=0.2\\)"),
     (dict(shared_optimizer="global"), "shared_optimizer", "allowed: \\['per-agent', 'one'\\]"),
 ])
 def test_bad_config_values_name_the_field(overrides, field, words):

@@ -177,6 +177,21 @@ def test_one_block_of_every_agent_is_the_simultaneous_update(algo):
     _same_training(tiny(num_seeds=1, sharing="nops"), "mappo", algo, agent_blocks=1, loop_order="agents-outer")
 
 
+@pytest.mark.parametrize("extra", [{}, {"opspo_aec": False, "opspo_sdc": False, "opspo_crc": False}])
+def test_opspo_with_one_agent_equals_ppo(extra):
+    # rho = 1: V-trace = GAE at lambda = 1, state weights 1, the dynamic range is 1 +/- eps1.
+    _same_training(tiny(env="mpe:spread?n=1", num_seeds=1, gae_lambda=1.0), "mappo", "opspo", **extra)
+
+
+@pytest.mark.parametrize("extra", [{}, {"opspo_aec": False, "opspo_sdc": False, "opspo_crc": False}])
+def test_opspo_runs_with_several_agents(extra):
+    trainer = make_train(tiny(algo="opspo", num_seeds=1, **extra))
+    _, (m,) = _chunks(trainer, trainer.init(jax.random.PRNGKey(0)), 1)
+    for k in ("loss_actor", "loss_critic", "clip_frac", "preceding_ratio_mean"):
+        assert np.all(np.isfinite(m[k])), k
+    assert float(m["preceding_ratio_mean"][0]) != 1.0
+
+
 def test_mappo_vtrace_with_one_epoch_and_lambda_one_equals_mappo():
     # Before the first epoch every ratio is 1, and then V-trace's advantage r + gamma v_{t+1} - V equals GAE's at lambda = 1.
     _same_training(tiny(num_seeds=1, epochs=1, gae_lambda=1.0), "mappo", "mappo_vtrace")

@@ -22,7 +22,7 @@ class Algorithm:
     #: per agent); "vtrace" (under every agent's current ratio, recomputed before each epoch).
     estimator: str
     #: surrogate in jaxseq.objectives: "ppo", "coppo" (others' clipped ratio), "happo" (preceding
-    #: factor on A), "a2po" (Eq. 6).
+    #: factor on A), "a2po" (Eq. 6), "opspo" (seed 003 Eq. 20).
     objective: str
     #: agent order of the sequential scheme: "config" (Config.selection_rule) or a fixed rule.
     order: str
@@ -53,5 +53,9 @@ ALGORITHMS: dict[str, Algorithm] = {
         Algorithm("a2po", "state", "sequential", "preopc", "a2po", "config",
                   "A2PO (Wang et al. 2023, Alg. 1): PreOPC advantages per agent, Eq. 6 surrogate with the "
                   "preceding ratio clipped to 1 +/- eps/2, adaptive clipping, agent selection rule"),
+        Algorithm("opspo", "state", "sequential", "vtrace", "opspo", "random",
+                  "OPSPO (seed 003 Alg. 1, Eq. 20): V-trace advantages and targets under the preceding ratio (AEC), "
+                  "state weights min(omega, 1) by step-wise weighted IS (SDC), dynamic clip range scaled by the "
+                  "clipped preceding ratio (CRC); each switchable (opspo_aec, opspo_sdc, opspo_crc)"),
     )
 }

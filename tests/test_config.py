@@ -111,3 +111,10 @@ def test_the_default_job_is_a2po_on_mpe_spread():
     cfg = Config()
     assert (cfg.algo, cfg.env) == ("a2po", "mpe:spread")
     validate(cfg)
+
+
+def test_opspo_smac_presets_follow_seed_003_table_2():
+    cfg = make_config("opspo-smax-5m_vs_6m")
+    assert (cfg.algo, cfg.env, cfg.epochs, cfg.gae_lambda, cfg.clip_eps, cfg.opspo_eps2) == (
+        "opspo", "smax:5m_vs_6m", 10, 0.93, 0.1, 0.05)
+    assert make_config("opspo-smax-6h_vs_8z").network == "gru"  # the rest from A2PO's SMAX preset

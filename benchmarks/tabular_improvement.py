@@ -46,6 +46,7 @@ sees the same stages (paired comparison).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 
@@ -76,45 +77,29 @@ def make_stage(rng: np.random.Generator, n: int, states: int, actions: int, gamm
     return game, logits, rng.permutation(n)
 
 
-@jax.jit
-def _happo_ascent(theta, log_old, table_i, log_pre, adv, weights, eps, lr, steps):
-    """``steps`` gradient-ascent steps of ``happo_objective`` on agent i's logits theta [S, A].
+#: Agent i's surrogate per variant, f(log_ratio, log_pre, adv, eps, weights): HAPPO's factor M =
+#: exp(log_pre) on A^pi; A2PO's Eq. 6 with log_pre = log rho (the default); the diagnostic with rho
+#: unclipped (PPO-clip on r_i * rho).
+SURROGATES = {
+    "happo": happo_objective,
+    "a2po": a2po_objective,
+    "a2po-unclipped-rho": lambda log_ratio, log_pre, adv, eps, w: ppo_clip_objective(log_ratio + log_pre, adv, eps, w),
+}
+
+
+@functools.partial(jax.jit, static_argnames="surrogate")
+def _ascent(surrogate, theta, log_old, table_i, log_pre, adv, weights, eps, lr, steps):
+    """``steps`` gradient-ascent steps of ``SURROGATES[surrogate]`` on agent i's logits theta [S, A].
 
     log_old: [S, A] behaviour log-probs of agent i; table_i: [J] agent i's action in each joint
-    action; log_pre: [S, J] preceding agents' log ratio (the factor M = exp(log_pre)); adv: [S, J]
-    A^pi; weights: [S, J] d^pi(s) pi(a|s), the mask that turns masked_mean into the expectation.
+    action; log_pre: [S, J] preceding agents' log ratio; adv: [S, J] the variant's advantages;
+    weights: [S, J] d^pi(s) pi(a|s), the mask that turns masked_mean into the expectation.
     """
 
     def objective(th):
         log_ratio = (jax.nn.log_softmax(th) - log_old)[:, table_i]
-        return happo_objective(log_ratio, log_pre, adv, eps, weights)
+        return SURROGATES[surrogate](log_ratio, log_pre, adv, eps, weights)
 
-    return _ascend(objective, theta, lr, steps)
-
-
-@jax.jit
-def _a2po_ascent(theta, log_old, table_i, log_pre, adv, weights, eps, lr, steps):
-    """As :func:`_happo_ascent` for ``a2po_objective`` (seed 000 Eq. 6): log_pre is log rho, eps = eps_k."""
-
-    def objective(th):
-        log_ratio = (jax.nn.log_softmax(th) - log_old)[:, table_i]
-        return a2po_objective(log_ratio, log_pre, adv, eps, weights)
-
-    return _ascend(objective, theta, lr, steps)
-
-
-@jax.jit
-def _unclipped_rho_ascent(theta, log_old, table_i, log_pre, adv, weights, eps, lr, steps):
-    """As :func:`_a2po_ascent` with rho unclipped: ``ppo_clip_objective`` on r_i * rho (a diagnostic)."""
-
-    def objective(th):
-        log_ratio = (jax.nn.log_softmax(th) - log_old)[:, table_i]
-        return ppo_clip_objective(log_ratio + log_pre, adv, eps, weights)
-
-    return _ascend(objective, theta, lr, steps)
-
-
-def _ascend(objective, theta, lr, steps):
     grad = jax.grad(objective)
     return jax.lax.fori_loop(0, steps, lambda _, th: th + lr * grad(th), theta)
 
@@ -155,8 +140,8 @@ def run_stage(game, logits: np.ndarray, order: np.ndarray, variant: str, lr: flo
         log_pre = (agent_log_probs(log_hat, table) - agent_log_probs(log_pi, table)).sum(0)  # log rho, [S, J]
         adv = _advantages(variant, game, base, prev, log_pi, log_hat, lam)
         clip = eps if variant == "happo" else float(adaptive_clip(eps, k, n))
-        ascent = {"happo": _happo_ascent, "a2po-unclipped-rho": _unclipped_rho_ascent}.get(variant, _a2po_ascent)
-        theta = ascent(jnp.asarray(logits[i], jnp.float32), jnp.asarray(log_pi[i], jnp.float32), table[:, i],
+        surrogate = variant if variant in SURROGATES else "a2po"
+        theta = _ascent(surrogate, jnp.asarray(logits[i], jnp.float32), jnp.asarray(log_pi[i], jnp.float32), table[:, i],
                        jnp.asarray(log_pre, jnp.float32), jnp.asarray(adv, jnp.float32),
                        jnp.asarray(weights, jnp.float32), clip, lr, steps)
         log_hat[i] = _log_softmax(np.asarray(theta, np.float64))

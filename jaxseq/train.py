@@ -194,12 +194,17 @@ class Trainer:
             "episode_ends": ends,
         }
 
+    @property
+    def estimator(self) -> str:
+        """The algorithm's estimator, after the ablation switches (OPSPO without AEC uses GAE)."""
+        if self.algorithm.objective == "opspo" and not self.config.opspo_aec:
+            return "gae"
+        return self.algorithm.estimator
+
     def _estimate(self, est: dict, log_rho: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(advantages, value targets), both [T, B, N], with the algorithm's estimator; ``log_rho``
         [T, B] is the log joint ratio the off-policy estimators correct for (ignored by GAE)."""
-        cfg, name = self.config, self.algorithm.estimator
-        if self.algorithm.objective == "opspo" and not cfg.opspo_aec:
-            name = "gae"
+        cfg, name = self.config, self.estimator
         if name == "vtrace":
             targets, adv = estimators.vtrace(**est, lam=cfg.gae_lambda, log_rhos=log_rho[..., None],
                                              clip_rho=cfg.vtrace_clip_rho, clip_c=cfg.vtrace_clip_c)
@@ -209,6 +214,11 @@ class Trainer:
         else:
             adv = estimators.gae(**est, lam=cfg.gae_lambda)
         return adv, adv + est["values"]
+
+    @staticmethod
+    def _abs_advantage(adv: jax.Array, alive: jax.Array) -> jax.Array:
+        """E|A_i| over the batch's active samples, per agent: [T, B, N] -> [N] (the greedy rules' score)."""
+        return jnp.sum(jnp.abs(adv) * alive, axis=(0, 1)) / jnp.maximum(jnp.sum(alive, axis=(0, 1)), 1)
 
     def _normalize_advantages(self, adv: jax.Array, mask: jax.Array) -> jax.Array:
         if not self.config.advantage_norm:
@@ -368,7 +378,7 @@ class Trainer:
         agents that seed 000 Sec. 5.2 ablates); the critic's targets are the last ones."""
         cfg, n = self.config, self.env.spec.num_agents
         agents, valid = jnp.arange(n), jnp.ones((n,), bool)
-        corrected = self.algorithm.estimator == "vtrace"
+        corrected = self.estimator == "vtrace"
         passes, epochs = (cfg.epochs, 1) if corrected else (1, cfg.epochs)
 
         def one_pass(carry, k):
@@ -413,7 +423,7 @@ class Trainer:
             if epochs_outer:
                 log_rho = self._log_ratio(params, data, all_agents, ~remaining)
             adv_all, targets_all = self._estimate(est, log_rho)
-            scores = jnp.sum(jnp.abs(adv_all) * alive, axis=(0, 1)) / jnp.maximum(jnp.sum(alive, axis=(0, 1)), 1)
+            scores = self._abs_advantage(adv_all, alive)
             agents, valid, remaining = ordering.pick_block(rule, start, size, width, scores, remaining, k_pick)
             targets = targets.at[..., agents].set(targets_all[..., agents])
             eps = ordering.adaptive_clip(cfg.clip_eps, start + size, n, cfg.clip_c) if (
@@ -462,7 +472,7 @@ class Trainer:
         remaining = jnp.where(ts.stage_remaining.any(), ts.stage_remaining, True)
         adv, targets = self._estimate(est, jnp.zeros(est["values"].shape[:2]))
         alive = self._unsequences(data["obs"].alive)
-        scores = jnp.sum(jnp.abs(adv) * alive, axis=(0, 1)) / jnp.maximum(jnp.sum(alive, axis=(0, 1)), 1)
+        scores = self._abs_advantage(adv, alive)
         agents, valid, remaining = ordering.pick_block(alg.order, n - remaining.sum(), 1, 1, scores, remaining, k_pick)
         params, opt, info = self._fit_unit(ts.actor_params, ts.actor_opt, data, agents, valid, adv[..., agents],
                                            jnp.zeros(adv.shape[:2]), cfg.clip_eps, k_fit, cfg.epochs)

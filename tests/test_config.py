@@ -118,3 +118,16 @@ def test_opspo_smac_presets_follow_seed_003_table_2():
     assert (cfg.algo, cfg.env, cfg.epochs, cfg.gae_lambda, cfg.clip_eps, cfg.opspo_eps2) == (
         "opspo", "smax:5m_vs_6m", 10, 0.93, 0.1, 0.05)
     assert make_config("opspo-smax-6h_vs_8z").network == "gru"  # the rest from A2PO's SMAX preset
+
+
+def test_experiment_variants_parse_and_bad_ones_name_the_field():
+    from jaxseq.experiment import parse_variant
+
+    assert parse_variant("a2po@loop_order=epochs-outer@adaptive_clip=false") == {
+        "algo": "a2po", "loop_order": "epochs-outer", "adaptive_clip": False}
+    with pytest.raises(ConfigError, match="expected FIELD=VALUE") as err:
+        parse_variant("a2po@cyclic")
+    assert err.value.field == "cyclic"
+    with pytest.raises(ConfigError, match="unknown config field") as err:
+        parse_variant("a2po@order=cyclic")
+    assert err.value.field == "order"

@@ -48,6 +48,13 @@ class Config:
     opspo_aec: bool = True  #: OPSPO advantage-estimation correction: V-trace under the preceding ratio (off: GAE)
     opspo_sdc: bool = True  #: OPSPO state-distribution correction: state weights min(omega, 1) (off: 1)
     opspo_crc: bool = True  #: OPSPO clip-range correction: dynamic base range scaled by the clipped preceding ratio
+    opspo_sdc_method: str = "auto"  #: OPSPO state weights: "bch" (learned omega-net, seed 003 Alg. 2), "wis" (step-wise weighted IS, App. B.2), "auto" (bch under nops, wis under parameter sharing, as in seed 003)
+    omega_n: int = 10  #: bch: behaviour policies (and their batches) kept in the ring buffer; pi_mix is their mean
+    omega_e: int = 10  #: bch: outer iterations of Alg. 2 (omega-net steps), each on a fresh batch from the buffer
+    f_e: int = 5  #: bch: f-net (test function) ascent steps per outer iteration
+    density_batch: int = 256  #: bch: transitions (and initial states) per Alg. 2 batch
+    density_lr: float = 1e-3  #: bch: Adam step size of the omega-net and the f-net
+    density_hidden: int = 64  #: bch: width of the omega-net's and f-net's two hidden layers
     vtrace_clip_rho: float = 1.0  #: V-trace rho-bar (mappo_vtrace), > 0
     vtrace_clip_c: float = 1.0  #: V-trace c-bar (mappo_vtrace), > 0
     coppo_clip_others: float = 0.2  #: CoPPO: clip range of the other agents' joint ratio, in (0, 1)
@@ -131,10 +138,12 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "sharing": ("fups", "paps", "nops"),
     "loop_order": ("agents-outer", "epochs-outer"),
     "shared_optimizer": ("per-agent", "one"),
+    "opspo_sdc_method": ("auto", "bch", "wis"),
     "selection_rule": ("cyclic", "random", "greedy", "semi-greedy", "reverse-greedy", "reverse-semi-greedy"),
 }
 _POSITIVE_INT = ("total_steps", "num_seeds", "num_envs", "rollout_length", "epochs", "num_minibatches",
-                 "hidden_size", "num_layers", "chunk_length", "updates_per_chunk", "eval_envs", "checkpoint_every")
+                 "hidden_size", "num_layers", "chunk_length", "updates_per_chunk", "eval_envs", "checkpoint_every",
+                 "omega_n", "omega_e", "f_e", "density_batch", "density_hidden")
 
 
 def field_types() -> dict[str, type]:
@@ -228,6 +237,8 @@ def validate(config: Config) -> None:
         raise ConfigError("agent_blocks", f"applies to the sequential algorithms only; {config.algo} is {scheme}")
     if scheme != "sequential" and config.loop_order != "agents-outer":
         raise ConfigError("loop_order", f"applies to the sequential algorithms only; {config.algo} is {scheme}")
+    if config.density_lr <= 0:
+        raise ConfigError("density_lr", f"must be > 0, got {config.density_lr}")
     for name in ("actor_lr", "critic_lr"):
         if getattr(config, name) < 0:
             raise ConfigError(name, f"must be >= 0, got {getattr(config, name)}")

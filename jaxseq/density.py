@@ -125,10 +125,11 @@ class DensityRatio:
 
     def objective(self, omega_params: Any, f_params: Any, batch: TransitionBatch) -> tuple[jax.Array, jax.Array]:
         """(L(omega, f), the penalty 1/2 E_d[f^2]) of the nets on a batch."""
-        omega = lambda x: self.omega(omega_params, x)  # noqa: E731
-        f = lambda x: self.f_net.apply(f_params, x)  # noqa: E731
-        return bch_objective(omega(batch.states), omega(batch.next_states), omega(batch.initial),
-                             f(batch.next_states), f(batch.initial), batch, self.gamma)
+        m = batch.states.shape[0]
+        every = jnp.concatenate([batch.states, batch.next_states, batch.initial])  # one forward pass per net
+        omega = self.omega(omega_params, every)
+        f = self.f_net.apply(f_params, every[m:])
+        return bch_objective(omega[:m], omega[m:2 * m], omega[2 * m:], f[:m], f[m:], batch, self.gamma)
 
     def fit(self, rs: RatioState, batches: TransitionBatch) -> tuple[RatioState, dict]:
         """Alg. 2 over ``batches`` (every leaf with a leading axis of ``omega_steps``, one batch per

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxseq import estimators, nets, normalization, objectives, ordering, update
+from jaxseq import density, estimators, nets, normalization, objectives, ordering, state_weights, update
 from jaxseq.algorithms import ALGORITHMS, Algorithm
 from jaxseq.config import Config, validate
 from jaxseq.errors import ConfigError
@@ -46,6 +46,7 @@ class TrainState:
     key: jax.Array
     update: jax.Array  # [] int32, updates done
     stage_remaining: jax.Array  # [N] bool, agents not yet updated in this stage (RPISA's stage spans N updates)
+    density: Any  # OPSPO with learned state weights: state_weights.DensityState (ring buffers, omega-nets); else None
 
 
 @struct.dataclass
@@ -100,7 +101,43 @@ class Trainer:
             key=key,
             update=jnp.zeros((), jnp.int32),
             stage_remaining=jnp.ones((spec.num_agents,), bool),
+            density=self._init_density(jax.random.fold_in(key, 1), actor_params) if self.sdc_method == "bch" else None,
         )
+
+    @property
+    def sdc_method(self) -> str:
+        """OPSPO's state weights: "bch" (learned omega-nets), "wis" (step-wise weighted IS) or "none"."""
+        cfg = self.config
+        if self.algorithm.objective != "opspo" or not cfg.opspo_sdc:
+            return "none"
+        if cfg.opspo_sdc_method == "auto":
+            return "bch" if cfg.sharing == "nops" else "wis"
+        return cfg.opspo_sdc_method
+
+    @functools.cached_property
+    def learned_weights(self) -> state_weights.LearnedStateWeights:
+        cfg = self.config
+        learner = density.DensityRatio(state_dim=self.env.spec.state_dim, gamma=cfg.gamma, hidden=cfg.density_hidden,
+                                       lr=cfg.density_lr, omega_steps=cfg.omega_e, f_steps=cfg.f_e)
+        return state_weights.LearnedStateWeights(self.actor, learner, cfg.omega_n, cfg.density_batch)
+
+    def _init_density(self, key: jax.Array, actor_params: Any) -> state_weights.DensityState:
+        cfg, spec = self.config, self.env.spec
+        T, B, N = cfg.rollout_length, cfg.num_envs, spec.num_agents
+        f32 = jnp.float32
+        example = {"states": jnp.zeros((T + 1, B, spec.state_dim), f32), "valid": jnp.zeros((T, B), bool),
+                   "start": jnp.zeros((T, B), bool), "obs": jnp.zeros((T, B, N, spec.obs_dim), f32),
+                   "avail": jnp.zeros((T, B, N, spec.num_actions), bool), "actions": jnp.zeros((T, B, N), jnp.int32),
+                   "actor_carry": jnp.zeros((T, B, N, self.actor.carry_dim), f32)}
+        return self.learned_weights.init(key, example, actor_params)
+
+    @staticmethod
+    def _density_data(batch: Rollout, last_obs: Observation) -> dict:
+        """A batch in the ring's layout (:meth:`state_weights.LearnedStateWeights.push`)."""
+        states = jnp.concatenate([batch.obs.state[:, :, 0], last_obs.state[None, :, 0]])
+        return {"states": states, "valid": ~(batch.terminated | batch.truncated), "start": batch.start,
+                "obs": batch.obs.obs, "avail": batch.obs.avail, "actions": batch.actions,
+                "actor_carry": batch.actor_carry}
 
     @functools.cached_property
     def actor_optimizer(self) -> update.AgentOptimizer:
@@ -313,6 +350,9 @@ class Trainer:
             "obs": batch.obs, "start": batch.start, "actions": batch.actions, "log_probs": batch.log_probs,
             "actor_carry": batch.actor_carry, "critic_carry": batch.critic_carry,
         })
+        if self.sdc_method == "bch":
+            ts = ts.replace(density=self.learned_weights.push(ts.density, self._density_data(batch, ts.obs),
+                                                              ts.actor_params))
         schemes = {"simultaneous": self._simultaneous_actors, "sequential": self._sequential_actors,
                    "rpisa": self._rpisa_actor}
         ts, targets, info = schemes[self.algorithm.scheme](ts, data, est, k_actor)
@@ -329,19 +369,20 @@ class Trainer:
         return ts, {**info, **c_info}
 
     def _fit_unit(self, params, opt, data: dict, agents: jax.Array, valid: jax.Array, advantages: jax.Array,
-                  log_rho: jax.Array, clip_eps, key: jax.Array, epochs: int):
+                  log_rho: jax.Array, weights: jax.Array, clip_eps, key: jax.Array, epochs: int):
         """Update the agents ``agents`` [K] (``valid`` [K]: real members, not padding) as one unit.
 
         data: sequences of every agent ([L, S, N, ...]); advantages [T, B, K] of the unit's agents;
-        log_rho [T, B] the preceding agents' joint log ratio. Only the members' parameters and
-        optimiser states move. Returns (params, opt, info averaged over the gradient steps).
+        log_rho [T, B] the preceding agents' joint log ratio; weights [T, B] OPSPO's state weights
+        (ones elsewhere). Only the members' parameters and optimiser states move. Returns (params,
+        opt, info averaged over the gradient steps).
         """
         cfg = self.config
         unit = jax.tree.map(lambda x: jnp.take(x, agents, axis=2), {k: v for k, v in data.items() if k != "start"})
         mask = self._mask(unit["obs"].alive) * valid
         per_step = lambda x: jnp.broadcast_to(self._sequences(x)[..., None], mask.shape)  # noqa: E731  [T, B] -> [L, S, K]
         unit.update(start=data["start"], mask=mask, log_rho=per_step(log_rho),
-                    state_weights=per_step(self._state_weights(log_rho, data)),
+                    state_weights=per_step(weights),
                     advantages=self._normalize_advantages(self._sequences(advantages), mask))
 
         def loss(p, mb):
@@ -353,14 +394,38 @@ class Trainer:
         return update.fit(loss, params, opt, self.actor_optimizer.step(members), unit, key, epochs,
                           cfg.num_minibatches)
 
-    def _state_weights(self, log_rho: jax.Array, data: dict) -> jax.Array:
+    def _state_weights(self, log_rho: jax.Array, data: dict, preceding: jax.Array, params, ts: TrainState,
+                       density_nets: tuple, key: jax.Array) -> tuple[jax.Array, tuple, dict]:
         """OPSPO's state weights min(omega, 1) [T, B], omega the density ratio of the preceding joint
-        policy's states over the behaviour one's, by step-wise weighted importance sampling (seed 003
-        App. B.2); 1 without the state-distribution correction and for the other algorithms."""
-        if self.algorithm.objective != "opspo" or not self.config.opspo_sdc:
-            return jnp.ones_like(log_rho)
-        omega = estimators.stepwise_weighted_is(log_rho, self._unsequences(data["start"]))
-        return jnp.minimum(omega, 1.0)
+        policy's states over the behaviour policy's, for the unit whose preceding agents are
+        ``preceding`` [N] (their parameters in ``params``): step-wise weighted importance sampling
+        of ``log_rho`` (seed 003 App. B.2) or learned omega-nets (Alg. 2; ``density_nets`` = the
+        behaviour's and the preceding policy's (nets, scale), the latter refitted here); ones
+        without the state-distribution correction and for the other algorithms.
+        Returns (weights, density_nets, metrics)."""
+        method = self.sdc_method
+        if method == "wis":
+            omega = estimators.stepwise_weighted_is(log_rho, self._unsequences(data["start"]))
+            return jnp.minimum(omega, 1.0), density_nets, {}
+        if method == "none":
+            return jnp.ones_like(log_rho), density_nets, {}
+        lw, ds = self.learned_weights, ts.density
+        behaviour, (rs_p, _) = density_nets
+        rs_p, scale_p, info = lw.fit(rs_p, ds, ts.actor_params, params, preceding, key)
+        states = ds.ring.items["data"]["states"][ds.ring.newest, :-1]  # this batch's s_t, [T, B, D]
+        weights = jnp.where(preceding.any(), lw.weights(behaviour, (rs_p, scale_p), states), 1.0)
+        return weights, (behaviour, (rs_p, scale_p)), info
+
+    def _behaviour_density(self, ts: TrainState, key: jax.Array) -> tuple[TrainState, tuple]:
+        """With learned state weights, fit omega_k = d^{pi_k} / d_mix of this update's behaviour policy
+        (warm-started from the last update); the preceding policy's nets start from it. Returns the
+        state and the initial ``density_nets`` of :meth:`_state_weights`."""
+        if self.sdc_method != "bch":
+            return ts, ()
+        n = self.env.spec.num_agents
+        rs, scale, _ = self.learned_weights.fit(ts.density.ratio, ts.density, ts.actor_params, ts.actor_params,
+                                                jnp.zeros((n,), bool), key)
+        return ts.replace(density=ts.density.replace(ratio=rs)), ((rs, scale), (rs, scale))
 
     def _log_ratio(self, params, data: dict, agents: jax.Array, valid: jax.Array) -> jax.Array:
         """Sum over the valid agents ``agents`` [K] of log pi_params(a|o) - log pi_behaviour(a|o) over
@@ -385,7 +450,8 @@ class Trainer:
             params, opt, _ = carry
             log_rho = self._log_ratio(params, data, agents, valid) if corrected else jnp.zeros(est["values"].shape[:2])
             adv, targets = self._estimate(est, log_rho)
-            params, opt, info = self._fit_unit(params, opt, data, agents, valid, adv, log_rho, cfg.clip_eps, k, epochs)
+            params, opt, info = self._fit_unit(params, opt, data, agents, valid, adv, log_rho, jnp.ones_like(log_rho),
+                                               cfg.clip_eps, k, epochs)
             return (params, opt, targets), info
 
         init = (ts.actor_params, ts.actor_opt, jnp.zeros_like(est["values"]))
@@ -416,34 +482,40 @@ class Trainer:
         alive = self._unsequences(data["obs"].alive)  # [T, B, N]
         all_agents = jnp.arange(n)
 
+        k_density, key = jax.random.split(key)
+        ts, density_nets = self._behaviour_density(ts, k_density)
+
         def unit(carry, xs):
-            params, opt, log_rho, remaining, targets = carry
+            params, opt, log_rho, remaining, targets, density_nets = carry
             start, size, k = xs
-            k_pick, k_fit = jax.random.split(k)
+            k_pick, k_fit, k_weights = jax.random.split(k, 3)
             if epochs_outer:
                 log_rho = self._log_ratio(params, data, all_agents, ~remaining)
+            weights, density_nets, info_w = self._state_weights(log_rho, data, ~remaining, params, ts, density_nets,
+                                                                k_weights)
             adv_all, targets_all = self._estimate(est, log_rho)
             scores = self._abs_advantage(adv_all, alive)
             agents, valid, remaining = ordering.pick_block(rule, start, size, width, scores, remaining, k_pick)
             targets = targets.at[..., agents].set(targets_all[..., agents])
             eps = ordering.adaptive_clip(cfg.clip_eps, start + size, n, cfg.clip_c) if (
                 alg.objective == "a2po" and cfg.adaptive_clip) else cfg.clip_eps
-            params, opt, info = self._fit_unit(params, opt, data, agents, valid, adv_all[..., agents], log_rho, eps,
-                                               k_fit, epochs)
+            params, opt, info = self._fit_unit(params, opt, data, agents, valid, adv_all[..., agents], log_rho,
+                                               weights, eps, k_fit, epochs)
             if not epochs_outer:
                 log_rho = log_rho + self._log_ratio(params, data, agents, valid)
-            info.update(agents=agents, valid=valid, position=start + jnp.arange(width), abs_adv=scores[agents])
-            return (params, opt, log_rho, remaining, targets), info
+            info.update(agents=agents, valid=valid, position=start + jnp.arange(width), abs_adv=scores[agents],
+                        state_weight_mean=weights.mean(), state_weight_min=weights.min(), **info_w)
+            return (params, opt, log_rho, remaining, targets, density_nets), info
 
         def one_pass(carry, k):
-            params, opt, targets = carry
+            params, opt, targets, density_nets = carry
             xs = (jnp.array(starts), jnp.array(sizes), jax.random.split(k, units))
-            (params, opt, log_rho, _, targets), infos = jax.lax.scan(
-                unit, (params, opt, jnp.zeros(alive.shape[:2]), jnp.ones((n,), bool), targets), xs)
-            return (params, opt, targets), (infos, log_rho)
+            (params, opt, log_rho, _, targets, density_nets), infos = jax.lax.scan(
+                unit, (params, opt, jnp.zeros(alive.shape[:2]), jnp.ones((n,), bool), targets, density_nets), xs)
+            return (params, opt, targets, density_nets), (infos, log_rho)
 
-        init = (ts.actor_params, ts.actor_opt, jnp.zeros_like(est["values"]))
-        (params, opt, targets), (infos, log_rho) = jax.lax.scan(one_pass, init, jax.random.split(key, passes))
+        init = (ts.actor_params, ts.actor_opt, jnp.zeros_like(est["values"]), density_nets)
+        (params, opt, targets, _), (infos, log_rho) = jax.lax.scan(one_pass, init, jax.random.split(key, passes))
         # infos: [P, U, ...] over passes and units
         log_rho = log_rho[-1]  # after the last unit of the last pass
         agents, valid = infos.pop("agents"), infos.pop("valid")  # [P, U, K]
@@ -474,8 +546,9 @@ class Trainer:
         alive = self._unsequences(data["obs"].alive)
         scores = self._abs_advantage(adv, alive)
         agents, valid, remaining = ordering.pick_block(alg.order, n - remaining.sum(), 1, 1, scores, remaining, k_pick)
+        no_rho = jnp.zeros(adv.shape[:2])
         params, opt, info = self._fit_unit(ts.actor_params, ts.actor_opt, data, agents, valid, adv[..., agents],
-                                           jnp.zeros(adv.shape[:2]), cfg.clip_eps, k_fit, cfg.epochs)
+                                           no_rho, jnp.ones_like(no_rho), cfg.clip_eps, k_fit, cfg.epochs)
         return ts.replace(actor_params=params, actor_opt=opt, stage_remaining=remaining), targets, info
 
     # -- chunks and evaluation ----------------------------------------------------------------

@@ -177,19 +177,29 @@ def test_one_block_of_every_agent_is_the_simultaneous_update(algo):
     _same_training(tiny(num_seeds=1, sharing="nops"), "mappo", algo, agent_blocks=1, loop_order="agents-outer")
 
 
-@pytest.mark.parametrize("extra", [{}, {"opspo_aec": False, "opspo_sdc": False, "opspo_crc": False}])
-def test_opspo_with_one_agent_equals_ppo(extra):
-    # rho = 1: V-trace = GAE at lambda = 1, state weights 1, the dynamic range is 1 +/- eps1.
-    _same_training(tiny(env="mpe:spread?n=1", num_seeds=1, gae_lambda=1.0), "mappo", "opspo", **extra)
+@pytest.mark.parametrize("sharing, extra", [("fups", {}), ("nops", {}),
+                                            ("fups", {"opspo_aec": False, "opspo_sdc": False, "opspo_crc": False})],
+                         ids=["wis", "learned-omega", "no-corrections"])
+def test_opspo_with_one_agent_equals_ppo(sharing, extra):
+    # rho = 1: V-trace = GAE at lambda = 1, state weights 1 (no preceding agent: the learned omega is
+    # fitted but not used), the dynamic range is 1 +/- eps1.
+    _same_training(tiny(env="mpe:spread?n=1", num_seeds=1, gae_lambda=1.0, sharing=sharing), "mappo", "opspo", **extra)
 
 
-@pytest.mark.parametrize("extra", [{}, {"opspo_aec": False, "opspo_sdc": False, "opspo_crc": False}])
+@pytest.mark.parametrize("extra", [{}, {"sharing": "nops"}, {"opspo_aec": False, "opspo_sdc": False, "opspo_crc": False}],
+                         ids=["wis", "learned-omega", "no-corrections"])
 def test_opspo_runs_with_several_agents(extra):
     trainer = make_train(tiny(algo="opspo", num_seeds=1, **extra))
-    _, (m,) = _chunks(trainer, trainer.init(jax.random.PRNGKey(0)), 1)
+    state, (m,) = _chunks(trainer, trainer.init(jax.random.PRNGKey(0)), 1)
     for k in ("loss_actor", "loss_critic", "clip_frac", "preceding_ratio_mean"):
         assert np.all(np.isfinite(m[k])), k
     assert float(m["preceding_ratio_mean"][0]) != 1.0
+    assert 0.0 < float(m["state_weight_min"][0]) <= float(m["state_weight_mean"][0]) <= 1.0
+    if trainer.sdc_method == "none":
+        assert float(m["state_weight_min"][0]) == 1.0
+    if trainer.sdc_method == "bch":
+        assert np.isfinite(m["density_loss"][0])
+        assert state.density.ring.filled.sum() == trainer.config.updates_per_chunk  # one slot per update
 
 
 def test_mappo_vtrace_with_one_epoch_and_lambda_one_equals_mappo():

@@ -29,7 +29,7 @@ VARIANTS = (("MAPPO", "mappo", {}), ("HAPPO", "happo", {}), ("A2PO", "a2po", {})
             ("A2PO 3 blocks", "a2po", {"agent_blocks": 3}))
 
 
-def _trainer(algo: str, n: int, num_envs: int, rollout_length: int, **overrides):
+def make_trainer(algo: str, n: int, num_envs: int, rollout_length: int, **overrides):
     cfg = make_config(env=f"mpe:spread?n={n}", algo=algo, sharing="nops", num_envs=num_envs,
                       rollout_length=rollout_length, chunk_length=8, epochs=5, num_minibatches=2,
                       updates_per_chunk=1, total_steps=num_envs * rollout_length, **overrides)
@@ -37,7 +37,7 @@ def _trainer(algo: str, n: int, num_envs: int, rollout_length: int, **overrides)
 
 
 def compile_cost(algo: str, n: int, num_envs: int, rollout_length: int) -> dict:
-    trainer = _trainer(algo, n, num_envs, rollout_length)
+    trainer = make_trainer(algo, n, num_envs, rollout_length)
     state = jax.tree.map(lambda x: x[0], trainer.init(jax.random.PRNGKey(0)))
     t0 = time.perf_counter()
     lowered = jax.jit(trainer.update).lower(state)
@@ -48,7 +48,7 @@ def compile_cost(algo: str, n: int, num_envs: int, rollout_length: int) -> dict:
 
 
 def update_time(algo: str, n: int, num_envs: int, rollout_length: int, repeats: int, **overrides) -> float:
-    trainer = _trainer(algo, n, num_envs, rollout_length, **overrides)
+    trainer = make_trainer(algo, n, num_envs, rollout_length, **overrides)
     state = jax.tree.map(lambda x: x[0], trainer.init(jax.random.PRNGKey(0)))
     state, batch, _ = jax.jit(trainer.rollout)(state)
     learn = jax.jit(lambda s, b: trainer.learn(s, b)[1])

@@ -36,6 +36,9 @@ from jaxseq.train import make_train
     (dict(algo="mappo_vtrace", vtrace_clip_rho=0.0), "vtrace_clip_rho", "> 0"),
     (dict(algo="opspo", opspo_eps2=0.3), "opspo_eps2", "\\(0, clip_eps=0.2\\)"),
     (dict(shared_optimizer="global"), "shared_optimizer", "allowed: \\['per-agent', 'one'\\]"),
+    (dict(algo="opspo", opspo_sdc_method="dice"), "opspo_sdc_method", "allowed: \\['auto', 'bch', 'wis'\\]"),
+    (dict(algo="opspo", omega_n=0), "omega_n", "positive integer"),
+    (dict(algo="opspo", density_lr=0.0), "density_lr", "> 0"),
 ])
 def test_bad_config_values_name_the_field(overrides, field, words):
     with pytest.raises(ConfigError, match=words) as err:

@@ -17,10 +17,10 @@ import argparse
 
 import jax
 from report import header, publish
-from sequential_scaling import make_trainer, update_time
+from sequential_scaling import make_trainer, relative_update_times
 
 #: (label, algorithm, overrides); the first is the reference of the ratios.
-VARIANTS = (("OPSPO no SDC", "opspo", {"opspo_sdc": False}),
+VARIANTS = (("no SDC", "opspo", {"opspo_sdc": False}),
             ("OPSPO WIS", "opspo", {"opspo_sdc_method": "wis"}),
             ("OPSPO omega-net", "opspo", {"opspo_sdc_method": "bch"}),
             ("MAPPO", "mappo", {}))
@@ -44,15 +44,8 @@ def main(argv=None) -> None:
 
     head = header("sdc_cost.py", argv, f"mpe:spread?n=N, NoPS MLP, {args.num_envs} envs x {args.rollout_length} "
                   "steps, 5 epochs x 2 minibatches; omega-net defaults omega_n=10, omega_e=10, f_e=5, batch 256")
-    labels = [label for label, _, _ in VARIANTS]
-    lines = ["### update phase (no rollout) on the same batch, relative to OPSPO without SDC", "",
-             "| agents | " + " | ".join(f"{x} s" for x in labels) + " | "
-             + " | ".join(f"{x} / no SDC" for x in labels[1:]) + " |", "|---" * (2 * len(labels)) + "|"]
-    for n in args.agents:
-        t = [update_time(algo, n, args.num_envs, args.rollout_length, args.repeats, **extra)
-             for _, algo, extra in VARIANTS]
-        lines.append(f"| {n} | " + " | ".join(f"{x:.3f}" for x in t) + " | "
-                     + " | ".join(f"{x / t[0]:.2f}" for x in t[1:]) + " |")
+    lines = ["### update phase (no rollout) on the same batch, relative to OPSPO without SDC", ""]
+    lines += relative_update_times(VARIANTS, args.agents, args.num_envs, args.rollout_length, args.repeats)
     lines += ["", "### ring buffers + mixture cache, bytes per seed", "",
               "| agents | " + " | ".join(f"omega_n = {w}" for w in args.omega_n) + " |", "|---" * (1 + len(args.omega_n)) + "|"]
     for n in args.agents:

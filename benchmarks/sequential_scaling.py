@@ -60,6 +60,19 @@ def update_time(algo: str, n: int, num_envs: int, rollout_length: int, repeats: 
     return (time.perf_counter() - t0) / repeats
 
 
+def relative_update_times(variants, agents, num_envs: int, rollout_length: int, repeats: int) -> list[str]:
+    """Markdown rows: per number of agents, the update time of every ``(label, algo, overrides)``
+    variant and its ratio to the first one's, all timed in this run."""
+    labels = [label for label, _, _ in variants]
+    lines = ["| agents | " + " | ".join(f"{x} s" for x in labels) + " | "
+             + " | ".join(f"{x} / {labels[0]}" for x in labels[1:]) + " |", "|---" * (2 * len(labels)) + "|"]
+    for n in agents:
+        t = [update_time(algo, n, num_envs, rollout_length, repeats, **extra) for _, algo, extra in variants]
+        lines.append(f"| {n} | " + " | ".join(f"{x:.3f}" for x in t) + " | "
+                     + " | ".join(f"{x / t[0]:.2f}" for x in t[1:]) + " |")
+    return lines
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--compile-agents", nargs="+", type=int, default=[3, 12, 27])
@@ -77,15 +90,8 @@ def main(argv=None) -> None:
     for n in args.compile_agents:
         r = compile_cost("a2po", n, args.num_envs, args.rollout_length)
         lines.append(f"| {n} | {r['compile_s']:.1f} | {r['hlo_chars']:,} | {r['compiled_chars']:,} |")
-    labels = [label for label, _, _ in VARIANTS]
-    lines += ["", "### (b) update phase (no rollout) on the same batch, relative to MAPPO", "",
-              "| agents | " + " | ".join(f"{x} s" for x in labels) + " | "
-              + " | ".join(f"{x} / MAPPO" for x in labels[1:]) + " |", "|---" * (2 * len(labels)) + "|"]
-    for n in args.time_agents:
-        t = [update_time(algo, n, args.num_envs, args.rollout_length, args.repeats, **extra)
-             for _, algo, extra in VARIANTS]
-        lines.append(f"| {n} | " + " | ".join(f"{x:.3f}" for x in t) + " | "
-                     + " | ".join(f"{x / t[0]:.2f}" for x in t[1:]) + " |")
+    lines += ["", "### (b) update phase (no rollout) on the same batch, relative to MAPPO", ""]
+    lines += relative_update_times(VARIANTS, args.time_agents, args.num_envs, args.rollout_length, args.repeats)
     publish(head + "\n".join(lines) + "\n\n", "sequential_scaling.md", not args.no_save)
 
 

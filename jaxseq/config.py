@@ -58,6 +58,7 @@ class Config:
     vtrace_clip_rho: float = 1.0  #: V-trace rho-bar (mappo_vtrace), > 0
     vtrace_clip_c: float = 1.0  #: V-trace c-bar (mappo_vtrace), > 0
     coppo_clip_others: float = 0.2  #: CoPPO: clip range of the other agents' joint ratio, in (0, 1)
+    fp3o_guard: bool = False  #: FP3O: the public code's improvement guard: skip the dependence step when sum_j E[prod_k r_mid^k A] < sum_j E[r_mid^j A] (off: always run it, as in seed 002)
     # -- networks -----------------------------------------------------------------------------
     network: str = "mlp"  #: "mlp" or "gru" (a GRU after the dense layers)
     hidden_size: int = 64  #: width of every hidden layer
@@ -237,6 +238,8 @@ def validate(config: Config) -> None:
         raise ConfigError("agent_blocks", f"applies to the sequential algorithms only; {config.algo} is {scheme}")
     if scheme != "sequential" and config.loop_order != "agents-outer":
         raise ConfigError("loop_order", f"applies to the sequential algorithms only; {config.algo} is {scheme}")
+    if config.fp3o_guard and config.algo != "fp3o":
+        raise ConfigError("fp3o_guard", f"applies to fp3o only, got algo={config.algo}")
     if config.density_lr <= 0:
         raise ConfigError("density_lr", f"must be > 0, got {config.density_lr}")
     for name in ("actor_lr", "critic_lr"):

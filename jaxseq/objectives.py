@@ -74,6 +74,41 @@ def a2po_objective(log_ratio, log_rho, advantages, clip_eps, mask):
     return ppo_clip_objective(log_ratio + jnp.log(rho), advantages, clip_eps, mask)
 
 
+def others_log_ratio(log_ratio, mask):
+    """For each agent j of the last axis, the summed log ratio of the *other* members:
+    sum_{k != j} mask_k log r_k, [..., K] -> [..., K] (masked-out agents count as ratio 1).
+    exp of it is CoPPO's prod_{j != i} r_j and FP3O's R (seed 002 Eq. 10)."""
+    masked = log_ratio * mask
+    return jnp.sum(masked, axis=-1, keepdims=True) - masked
+
+
+def fp3o_objective(log_ratio, log_mid, advantages, clip_eps, mask):
+    """FP3O's dependence-step surrogate (seed 002 Eq. 10), per agent j of the last axis K:
+
+        min(r_j R_j A, clip(r_j, 1 +/- eps) R_j A),   R_j = sg(prod_{k != j} pi_mid^k / pi_old^k),
+
+    r_j = exp(log_ratio) agent j's current ratio over the behaviour (old) policy, log_mid [..., K]
+    every agent's middle log ratio log pi_mid^k - log pi_old^k (from the independence step),
+    ``mask`` also selecting which agents enter R (:func:`others_log_ratio`). R > 0 is outside the
+    clip, so this is PPO-clip on R A (HAPPO's form with the others' middle ratio for M). With
+    log_mid = 0 (R = 1) it is the independence step's plain PPO-clip (Eq. 9)."""
+    return happo_objective(log_ratio, others_log_ratio(log_mid, mask), advantages, clip_eps, mask)
+
+
+def fp3o_guard(log_mid, advantages, mask, tol: float = 1e-5):
+    """The improvement guard of the public FP3O code (off by default; not in seed 002's text):
+    True (run the dependence step) unless the joint middle surrogate falls below the independent one,
+
+        sum_j sum_t prod_k r_mid^k A_j  + tol  <  sum_j sum_t r_mid^j A_j,
+
+    sums over the agents j of the last axis and the masked samples t; log_mid [..., K] every agent's
+    middle log ratio (masked agents count as ratio 1 in the product), advantages [..., K] as the
+    surrogate sees them (normalised)."""
+    mask = jnp.broadcast_to(mask, log_mid.shape).astype(log_mid.dtype)
+    joint = jnp.exp(others_log_ratio(log_mid, mask) + log_mid * mask)
+    return jnp.sum(joint * advantages * mask) + tol >= jnp.sum(jnp.exp(log_mid) * advantages * mask)
+
+
 def coppo_objective(log_ratio, log_others, advantages, clip_eps, clip_others, mask):
     """CoPPO (Wu et al. 2021) without the advantage mix: agent i's ratio times
     sg(clip(prod_{j != i} r_j, 1 +/- clip_others)), clipped as a whole with clip_eps."""

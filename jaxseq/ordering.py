@@ -84,3 +84,14 @@ def pick_block(rule: str, start: jax.Array, size: jax.Array, max_size: int, scor
         agents.append(i)
         valid.append(ok)
     return jnp.stack(agents), jnp.stack(valid), remaining
+
+
+def fp3o_selection(num_agents: int, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """FP3O's pipelines and non-overlapping selection (seed 002 Eq. 5; the public code's map).
+
+    One random permutation P [N]: pipeline p starts from agent i_p = P[p] (independence step) and
+    selects agent j_p = P[(p + 1) mod N] for its dependence step. For N >= 2, j_p != i_p and
+    j_{1:N} is again every agent once (Eq. 5: j_p in -i_p, j_{1:N} = N). With one agent the map
+    can only return the agent itself (there is no -i_p to choose from). Returns (i [N], j [N])."""
+    perm = jax.random.permutation(key, num_agents)
+    return perm, jnp.roll(perm, -1)

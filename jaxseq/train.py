@@ -285,8 +285,8 @@ class Trainer:
         of an update unit (the last axis).
 
         mb: obs (avail), actions, log_probs (behaviour), advantages, mask (alive and a real unit
-        member), log_rho, the preceding agents' joint log ratio, and state_weights (OPSPO's state
-        density ratio estimate), all [..., K]."""
+        member), log_rho, the preceding agents' joint log ratio, state_weights (OPSPO's state
+        density ratio estimate) and, for FP3O, log_mid (each agent's middle log ratio), all [..., K]."""
         cfg = self.config
         log_ratio = nets.action_log_prob(logits, mb["obs"].avail, mb["actions"]) - mb["log_probs"]
         mask = mb["mask"]
@@ -294,10 +294,10 @@ class Trainer:
         if objective == "ppo":
             surrogate = objectives.ppo_clip_objective(log_ratio, mb["advantages"], clip_eps, mask)
         elif objective == "coppo":  # the unit is every agent at once (simultaneous scheme)
-            masked = log_ratio * mask
-            log_others = jnp.sum(masked, axis=-1, keepdims=True) - masked
-            surrogate = objectives.coppo_objective(log_ratio, log_others, mb["advantages"], clip_eps,
-                                                   cfg.coppo_clip_others, mask)
+            surrogate = objectives.coppo_objective(log_ratio, objectives.others_log_ratio(log_ratio, mask),
+                                                   mb["advantages"], clip_eps, cfg.coppo_clip_others, mask)
+        elif objective == "fp3o":  # the unit is every agent at once (FP3O scheme)
+            surrogate = objectives.fp3o_objective(log_ratio, mb["log_mid"], mb["advantages"], clip_eps, mask)
         elif objective == "happo":
             surrogate = objectives.happo_objective(log_ratio, mb["log_rho"], mb["advantages"], clip_eps, mask)
         elif objective == "a2po":
@@ -354,7 +354,7 @@ class Trainer:
             ts = ts.replace(density=self.learned_weights.push(ts.density, self._density_data(batch, ts.obs),
                                                               ts.actor_params))
         schemes = {"simultaneous": self._simultaneous_actors, "sequential": self._sequential_actors,
-                   "rpisa": self._rpisa_actor}
+                   "rpisa": self._rpisa_actor, "fp3o": self._fp3o_actors}
         ts, targets, info = schemes[self.algorithm.scheme](ts, data, est, k_actor)
         # Critic: fitted once, after the actors, on the targets the actors' advantages came from.
         value_norm = normalization.update(ts.value_norm, targets) if cfg.value_norm else ts.value_norm
@@ -427,15 +427,18 @@ class Trainer:
                                                 jnp.zeros((n,), bool), key)
         return ts.replace(density=ts.density.replace(ratio=rs)), ((rs, scale), (rs, scale))
 
-    def _log_ratio(self, params, data: dict, agents: jax.Array, valid: jax.Array) -> jax.Array:
-        """Sum over the valid agents ``agents`` [K] of log pi_params(a|o) - log pi_behaviour(a|o) over
-        the whole batch: [T, B]."""
+    def _agent_log_ratios(self, params, data: dict, agents: jax.Array) -> jax.Array:
+        """log pi_params(a|o) - log pi_behaviour(a|o) of each of the agents ``agents`` [K] over the
+        whole batch: [T, B, K]."""
         take = lambda x: jnp.take(x, agents, axis=2)  # noqa: E731
         obs = jax.tree.map(take, data["obs"])
         logits = self._replay(self._agents_step(self.actor, params, agents), take(data["actor_carry"])[0], obs.obs,
                               data["start"])
-        log_ratio = nets.action_log_prob(logits, obs.avail, take(data["actions"])) - take(data["log_probs"])
-        return self._unsequences(jnp.sum(log_ratio * valid, axis=-1))
+        return self._unsequences(nets.action_log_prob(logits, obs.avail, take(data["actions"])) - take(data["log_probs"]))
+
+    def _log_ratio(self, params, data: dict, agents: jax.Array, valid: jax.Array) -> jax.Array:
+        """Sum over the valid agents ``agents`` [K] of their log ratios (:meth:`_agent_log_ratios`): [T, B]."""
+        return jnp.sum(self._agent_log_ratios(params, data, agents) * valid, axis=-1)
 
     def _simultaneous_actors(self, ts: TrainState, data: dict, est: dict, key: jax.Array):
         """Every agent at once (MAPPO, IPPO, CoPPO). With V-trace the advantages are recomputed before
@@ -533,6 +536,43 @@ class Trainer:
         metrics.update({f"agent_{k}": jnp.zeros(n).at[agents.ravel()].add(v.ravel() * weight) / count
                         for k, v in per_agent.items()})
         return ts.replace(actor_params=params, actor_opt=opt), targets, metrics
+
+    def _fp3o_actors(self, ts: TrainState, data: dict, est: dict, key: jax.Array):
+        """FP3O (seed 002 Alg. 2, Eq. 9-10): every agent in one unit, twice, GAE advantages.
+
+        Independence step: ``epochs`` epochs of PPO-clip (Eq. 9) for every agent in parallel, from the
+        old parameters -> the middle parameters. Dependence step: from the middle parameters and the
+        optimiser state, ``epochs`` more epochs of Eq. 10 (:func:`objectives.fp3o_objective`), agent j
+        with R_j = the other agents' middle ratios, computed once after the independence step (both
+        steps run ``epochs``, as the public code's two stages each run ppo_epoch; the critic is
+        fitted once, after the actors). The non-overlapping map (:func:`ordering.fp3o_selection`)
+        assigns agent j_p to pipeline p; since R_j covers every k != j whichever pipeline selected
+        j, the update does not depend on it, and it is not drawn here. With ``fp3o_guard`` the
+        dependence step is skipped (the middle parameters kept) when :func:`objectives.fp3o_guard`
+        fails. With one agent R = 1: PPO-clip for 2 x ``epochs`` epochs (tested).
+        """
+        cfg, n = self.config, self.env.spec.num_agents
+        agents, valid = jnp.arange(n), jnp.ones((n,), bool)
+        k_ind, k_dep = jax.random.split(key)
+        adv, targets = self._estimate(est, jnp.zeros(est["values"].shape[:2]))
+        no_rho = jnp.zeros(adv.shape[:2])
+
+        def step(params, opt, log_mid, k):
+            return self._fit_unit(params, opt, {**data, "log_mid": self._sequences(log_mid)}, agents, valid, adv,
+                                  no_rho, jnp.ones_like(no_rho), cfg.clip_eps, k, cfg.epochs)
+
+        mid, mid_opt, info_ind = step(ts.actor_params, ts.actor_opt, jnp.zeros_like(adv), k_ind)
+        log_mid = self._agent_log_ratios(mid, data, agents)  # [T, B, N], fixed for the dependence step
+        params, opt, info_dep = step(mid, mid_opt, log_mid, k_dep)
+        mask = self._mask(self._unsequences(data["obs"].alive))
+        guard = objectives.fp3o_guard(log_mid, self._normalize_advantages(adv, mask), mask)
+        proceed = guard if cfg.fp3o_guard else jnp.bool_(True)
+        params, opt = jax.tree.map(lambda new, old: jnp.where(proceed, new, old), (params, opt), (mid, mid_opt))
+        info = jax.tree.map(lambda a, b: jnp.where(proceed, (a + b) / 2, a), info_ind, info_dep)
+        joint_mid = jnp.exp(jnp.sum(log_mid * mask, axis=-1))
+        info.update(fp3o_guard_pass=guard.astype(jnp.float32), middle_ratio_mean=joint_mid.mean(),
+                    middle_ratio_std=joint_mid.std())
+        return ts.replace(actor_params=params, actor_opt=opt), targets, info
 
     def _rpisa_actor(self, ts: TrainState, data: dict, est: dict, key: jax.Array):
         """RPISA-PPO: this update's fresh batch serves one agent, the next in this stage's order

@@ -39,6 +39,7 @@ from jaxseq.train import make_train
     (dict(algo="opspo", opspo_sdc_method="dice"), "opspo_sdc_method", "allowed: \\['auto', 'bch', 'wis'\\]"),
     (dict(algo="opspo", omega_n=0), "omega_n", "positive integer"),
     (dict(algo="opspo", density_lr=0.0), "density_lr", "> 0"),
+    (dict(algo="mappo", fp3o_guard=True), "fp3o_guard", "applies to fp3o only, got algo=mappo"),
 ])
 def test_bad_config_values_name_the_field(overrides, field, words):
     with pytest.raises(ConfigError, match=words) as err:

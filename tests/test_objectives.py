@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxseq import objectives as O
-from jaxseq.ordering import block_sizes, pick_block, SELECTION_RULES, adaptive_clip, next_agent, select_order
+from jaxseq.ordering import (block_sizes, pick_block, SELECTION_RULES, adaptive_clip, fp3o_selection, next_agent,
+                             select_order)
 
 ONE = jnp.ones(())
 
@@ -57,6 +58,61 @@ def test_coppo_objective_double_clip():
     np.testing.assert_allclose(O.coppo_objective(0.0, jnp.log(1.5), jnp.array(1.0), 0.2, 0.1, ONE), 1.1, rtol=1e-6)
     # r = 1.3, others 1.0: product 1.3 -> clipped to 1.2 for A > 0.
     np.testing.assert_allclose(O.coppo_objective(jnp.log(1.3), 0.0, jnp.array(1.0), 0.2, 0.1, ONE), 1.2, rtol=1e-6)
+
+
+def test_others_log_ratio_excludes_exactly_the_own_ratio():
+    # Three agents with ratios 2, 3, 5: each agent's product is that of the other two.
+    lr = jnp.log(jnp.array([[2.0, 3.0, 5.0]]))
+    np.testing.assert_allclose(jnp.exp(O.others_log_ratio(lr, ONE)), [[15.0, 10.0, 6.0]], rtol=1e-6)
+    # A masked-out agent counts as ratio 1 for the others; one agent alone has an empty product.
+    np.testing.assert_allclose(jnp.exp(O.others_log_ratio(lr, jnp.array([1.0, 0.0, 1.0]))), [[5.0, 10.0, 2.0]],
+                               rtol=1e-6)
+    assert float(O.others_log_ratio(jnp.log(jnp.array([7.0])), ONE)[0]) == 0.0
+    # Each agent's entry does not depend on its own ratio at all.
+    grads = jax.jacobian(lambda x: O.others_log_ratio(x, ONE))(jnp.array([0.1, -0.2, 0.3]))
+    np.testing.assert_array_equal(np.diag(grads), 0.0)
+    np.testing.assert_array_equal(grads + np.eye(3), 1.0)
+
+
+def test_fp3o_objective_hand_cases():
+    # Middle ratios (1.5, 0.5), so R = (0.5, 1.5); current ratios (1.3, 1.0), A = 1, eps = 0.2:
+    # agent 0: min(1.3 * 0.5, 1.2 * 0.5) = 0.6; agent 1: 1.0 * 1.5 = 1.5; mean 1.05.
+    lr, mid = jnp.log(jnp.array([1.3, 1.0])), jnp.log(jnp.array([1.5, 0.5]))
+    np.testing.assert_allclose(O.fp3o_objective(lr, mid, jnp.ones(2), 0.2, ONE), 1.05, rtol=1e-6)
+    # A < 0: agent 0 (r = 0.7 below 1 - eps): min(-0.7 * 0.5, -0.8 * 0.5) = -0.4.
+    np.testing.assert_allclose(O.fp3o_objective(jnp.log(jnp.array([0.7, 1.0])), mid, -jnp.ones(2), 0.2, ONE),
+                               (-0.4 - 1.5) / 2, rtol=1e-6)
+    # R carries no gradient; the own middle ratio does not enter the own term.
+    g = jax.grad(lambda m: O.fp3o_objective(lr, m, jnp.ones(2), 0.2, ONE))(mid)
+    np.testing.assert_array_equal(g, 0.0)
+    np.testing.assert_allclose(O.fp3o_objective(lr, jnp.log(jnp.array([9.0, 0.5])), jnp.array([0.0, 1.0]), 0.2, ONE),
+                               9.0 / 2, rtol=1e-6)
+    # Middle = old (R = 1) is the independence step, PPO-clip (Eq. 9).
+    lrs, adv = jnp.linspace(-0.5, 0.5, 12).reshape(4, 3), jnp.linspace(-1, 1, 12).reshape(4, 3)
+    np.testing.assert_allclose(O.fp3o_objective(lrs, jnp.zeros((4, 3)), adv, 0.2, ONE),
+                               O.ppo_clip_objective(lrs, adv, 0.2, ONE), rtol=1e-6)
+
+
+def test_fp3o_guard_compares_the_joint_with_the_independent_middle_surrogate():
+    # Middle ratios (1.5, 0.5): joint 0.75 per agent. A = (1, 1): sum_j 0.75 = 1.5 < 1.5 + 0.5 = 2 -> skip.
+    mid = jnp.log(jnp.array([1.5, 0.5]))
+    assert not bool(O.fp3o_guard(mid, jnp.ones(2), ONE))
+    # A = (-1, -1): -1.5 >= -2 -> run; equal surrogates (all ratios 1) -> run.
+    assert bool(O.fp3o_guard(mid, -jnp.ones(2), ONE))
+    assert bool(O.fp3o_guard(jnp.zeros((5, 2)), jnp.ones((5, 2)), ONE))
+    # Masked samples do not count: only the second row (A = -1) remains.
+    mids, adv = jnp.stack([mid, mid]), jnp.array([[1.0, 1.0], [-1.0, -1.0]])
+    assert bool(O.fp3o_guard(mids, adv, jnp.array([[0.0], [1.0]])))
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(2, 12), seed=st.integers(0, 10_000))
+def test_fp3o_selection_is_a_permutation_that_never_selects_the_pipelines_own_agent(n, seed):
+    pipelines, selected = fp3o_selection(n, jax.random.PRNGKey(seed))
+    assert sorted(np.asarray(pipelines).tolist()) == list(range(n))
+    assert sorted(np.asarray(selected).tolist()) == list(range(n))  # j_{1:n} = every agent once
+    assert np.all(np.asarray(selected) != np.asarray(pipelines))  # j_p in -i_p
+    np.testing.assert_array_equal(selected, np.roll(pipelines, -1))  # j_p = P[(p + 1) mod n]
 
 
 def test_opspo_clip_range_narrows_with_off_policyness():

@@ -284,3 +284,32 @@ def test_coppo_runs_with_several_agents_and_differs_from_mappo():
         assert np.all(np.isfinite(m["loss_actor"]))
     # Same key, same data at the first update; the others' ratio changes the surrogate after the first step.
     assert results["mappo"]["loss_actor"][0] != results["coppo"]["loss_actor"][0]
+
+
+def test_fp3o_with_one_agent_is_ppo_with_twice_the_epochs():
+    # One agent: R = 1 (no other agent), so the dependence step continues PPO-clip from the middle
+    # parameters and optimiser state; each step runs `epochs`. One update: the critic (fitted for
+    # `epochs` in both) has not yet fed back into the actor; one minibatch: permutations cannot matter.
+    cfg = tiny(env="mpe:spread?n=1", num_seeds=1, num_minibatches=1, updates_per_chunk=1)
+    ref_params, ref_m = _one_chunk(cfg.replace(algo="mappo", epochs=4))
+    params, m = _one_chunk(cfg.replace(algo="fp3o", epochs=2))
+    for a, b in zip(jax.tree.leaves(ref_params), jax.tree.leaves(params)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    for k in ("loss_actor", "clip_frac", "approx_kl", "entropy"):
+        np.testing.assert_allclose(ref_m[k], m[k], rtol=1e-4, atol=1e-7, err_msg=k)
+
+
+@pytest.mark.parametrize("sharing, network, guard", [("paps", "gru", True), ("nops", "mlp", False)])
+def test_fp3o_runs_with_several_agents(sharing, network, guard):
+    trainer = make_train(tiny(algo="fp3o", num_seeds=1, sharing=sharing, network=network, fp3o_guard=guard,
+                              updates_per_chunk=1))
+    state = trainer.init(jax.random.PRNGKey(0))
+    before = jax.device_get(state.actor_params["params"]["head"]["kernel"][0])
+    state, (m,) = _chunks(trainer, state, 1)
+    for k in ("loss_actor", "loss_critic", "clip_frac", "approx_kl", "middle_ratio_mean", "fp3o_guard_pass"):
+        assert np.all(np.isfinite(m[k])), k
+    assert float(m["middle_ratio_mean"][0]) != 1.0
+    after = jax.device_get(state.actor_params["params"]["head"]["kernel"][0])
+    assert float(m["fp3o_guard_pass"][0]) in (0.0, 1.0)
+    for i in range(3):  # every agent's own head moved (stacked under both sharings; at least the independence step)
+        assert not np.allclose(before[i], after[i])

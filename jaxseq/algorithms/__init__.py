@@ -16,13 +16,14 @@ class Algorithm:
     critic_input: str
     #: "simultaneous": every agent's actor is updated on the same batch at once;
     #: "sequential": agent by agent in an order, each seeing the preceding agents' new policies;
-    #: "rpisa": agent by agent, a fresh rollout before each agent's update (one agent per update).
+    #: "rpisa": agent by agent, a fresh rollout before each agent's update (one agent per update);
+    #: "fp3o": every agent at once, an independence step then a dependence step (seed 002 Alg. 2).
     scheme: str
     #: advantage estimator in jaxseq.estimators: "gae"; "preopc" (under the preceding agents' ratio,
     #: per agent); "vtrace" (under every agent's current ratio, recomputed before each epoch).
     estimator: str
     #: surrogate in jaxseq.objectives: "ppo", "coppo" (others' clipped ratio), "happo" (preceding
-    #: factor on A), "a2po" (Eq. 6), "opspo" (seed 003 Eq. 20).
+    #: factor on A), "a2po" (Eq. 6), "opspo" (seed 003 Eq. 20), "fp3o" (seed 002 Eq. 10; Eq. 9 with R = 1).
     objective: str
     #: agent order of the sequential scheme: "config" (Config.selection_rule) or a fixed rule.
     order: str
@@ -53,6 +54,10 @@ ALGORITHMS: dict[str, Algorithm] = {
         Algorithm("a2po", "state", "sequential", "preopc", "a2po", "config",
                   "A2PO (Wang et al. 2023, Alg. 1): PreOPC advantages per agent, Eq. 6 surrogate with the "
                   "preceding ratio clipped to 1 +/- eps/2, adaptive clipping, agent selection rule"),
+        Algorithm("fp3o", "state", "fp3o", "gae", "fp3o", "",
+                  "FP3O (Feng et al. 2023, seed 002 Alg. 2): every agent maximises PPO-clip (Eq. 9) in parallel -> "
+                  "middle policies, then every agent j maximises min(r_j R A, clip(r_j) R A), R the other agents' "
+                  "middle ratio product (Eq. 10); fp3o_guard adds the public code's improvement guard"),
         Algorithm("opspo", "state", "sequential", "vtrace", "opspo", "random",
                   "OPSPO (seed 003 Alg. 1, Eq. 20): V-trace advantages and targets under the preceding ratio (AEC), "
                   "state weights min(omega, 1) by step-wise weighted IS (SDC), dynamic clip range scaled by the "

@@ -76,9 +76,10 @@ def a2po_objective(log_ratio, log_rho, advantages, clip_eps, mask):
 
 def others_log_ratio(log_ratio, mask):
     """For each agent j of the last axis, the summed log ratio of the *other* members:
-    sum_{k != j} mask_k log r_k, [..., K] -> [..., K] (masked-out agents count as ratio 1).
-    exp of it is CoPPO's prod_{j != i} r_j and FP3O's R (seed 002 Eq. 10)."""
-    masked = log_ratio * mask
+    sum_{k != j, mask_k > 0} log r_k, [..., K] -> [..., K] (agents with mask 0 count as ratio 1;
+    the mask may also be sample weights). exp of it is CoPPO's prod_{j != i} r_j and FP3O's R
+    (seed 002 Eq. 10)."""
+    masked = jnp.where(mask > 0, log_ratio, 0.0)
     return jnp.sum(masked, axis=-1, keepdims=True) - masked
 
 
@@ -101,11 +102,12 @@ def fp3o_guard(log_mid, advantages, mask, tol: float = 1e-5):
 
         sum_j sum_t prod_k r_mid^k A_j  + tol  <  sum_j sum_t r_mid^j A_j,
 
-    sums over the agents j of the last axis and the masked samples t; log_mid [..., K] every agent's
-    middle log ratio (masked agents count as ratio 1 in the product), advantages [..., K] as the
-    surrogate sees them (normalised)."""
+    sums over the agents j of the last axis and the samples t weighted by ``mask`` (the death mask,
+    or any non-negative sample weights; agents with mask 0 count as ratio 1 in the product);
+    log_mid [..., K] every agent's middle log ratio, advantages [..., K] as the surrogate sees them
+    (normalised)."""
     mask = jnp.broadcast_to(mask, log_mid.shape).astype(log_mid.dtype)
-    joint = jnp.exp(others_log_ratio(log_mid, mask) + log_mid * mask)
+    joint = jnp.exp(jnp.sum(jnp.where(mask > 0, log_mid, 0.0), axis=-1, keepdims=True))
     return jnp.sum(joint * advantages * mask) + tol >= jnp.sum(jnp.exp(log_mid) * advantages * mask)
 
 

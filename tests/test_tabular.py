@@ -295,3 +295,21 @@ def test_tabular_improvement_script(tmp_path):
     assert all(max(r["err_corrected"][0], r["err_intuitive_diff"][0]) < 0.5 * r["err_intuitive"][0] for r in small_steps)
     tv = {(r["n"], r["lr"], r["variant"]): r["tv"][0] for r in rows}
     assert all(tv[(n, 200.0, v)] > tv[(n, 1.0, v)] for n in (2, 3) for v in variants)
+
+
+def test_tabular_joint_improvement_script(tmp_path):
+    out = tmp_path / "rows.json"
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tabular_joint_improvement.py"), "--agents", "1", "3",
+                          "--configs", "1:0.2", "200:0.2", "--stages", "4", "--steps", "5", "--no-save",
+                          "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "| 3 | 200 | 0.2 | fp3o |" in res.stdout
+    rows = {(r["n"], r["lr"], r["variant"]): r for r in json.loads(out.read_text())}
+    for r in rows.values():
+        assert 0.0 <= r["stage_improved"][0] <= 1.0 and r["tv"][0] > 0
+    for lr in (1.0, 200.0):
+        # One agent: the parallel ascent (step size lr * n on the agent-averaged surrogate) is HAPPO's
+        # single update, and FP3O (R = 1) is MAPPO with twice the steps.
+        np.testing.assert_allclose(rows[1, lr, "mappo"]["stage_dJ"][0], rows[1, lr, "happo"]["stage_dJ"][0], rtol=1e-5)
+        np.testing.assert_allclose(rows[1, lr, "fp3o"]["stage_dJ"][0], rows[1, lr, "mappo-2x"]["stage_dJ"][0], rtol=1e-5)
+        assert rows[3, lr, "fp3o"]["stage_dJ"][0] != rows[3, lr, "mappo-2x"]["stage_dJ"][0]

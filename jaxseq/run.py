@@ -68,6 +68,8 @@ def metrics_line(config: Config, has_win: bool, chunk: int, m: dict, evaluation:
     row["return_per_seed"] = [_num(v) for v in np.asarray(m["return_mean"])]
     if evaluation:
         row["test_return_per_seed"] = [_num(v) for v in np.asarray(evaluation["test_return_mean"])]
+        if has_win:
+            row["test_win_rate_per_seed"] = [_num(v) for v in np.asarray(evaluation["test_win_rate"])]
     return row
 
 
@@ -198,6 +200,9 @@ def summarize(config: Config, rows: list[dict]) -> dict:
         "final_test_return_mean": last("test_return_mean"), "final_test_win_rate": last("test_win_rate"),
         "best_test_win_rate": max((r["test_win_rate"] for r in rows if r.get("test_win_rate") is not None),
                                   default=None),
+        # The last evaluation of each seed, for statistics over seeds (median, std) across runs.
+        "final_test_return_per_seed": last("test_return_per_seed"),
+        "final_test_win_rate_per_seed": last("test_win_rate_per_seed"),
         "mean_sps": float(np.mean(sps)) if sps else None, "wall_seconds": rows[-1].get("wall_seconds"),
     }
 

@@ -135,3 +135,30 @@ def test_experiment_variants_parse_and_bad_ones_name_the_field():
     with pytest.raises(ConfigError, match="unknown config field") as err:
         parse_variant("a2po@order=cyclic")
     assert err.value.field == "order"
+
+
+def test_fp3o_smac_presets_follow_seed_002_tables_6_and_7():
+    from jaxseq.config import PRESETS
+
+    cfg = make_config("fp3o-smax-5m_vs_6m-paps")  # Tab. 7: clip 0.05, rnn, 10e6 steps under PaPS
+    assert (cfg.algo, cfg.env, cfg.sharing, cfg.clip_eps, cfg.network, cfg.total_steps) == (
+        "fp3o", "smax:5m_vs_6m", "paps", 0.05, "gru", 10_000_000)
+    assert make_config("fp3o-smax-5m_vs_6m-fups").total_steps == 8_000_000
+    cfg = make_config("fp3o-smax-6h_vs_8z-nops")  # Tab. 7: clip 0.2, mlp, 20e6 steps under NoPS
+    assert (cfg.clip_eps, cfg.network, cfg.total_steps) == (0.2, "mlp", 20_000_000)
+    # Tab. 6: 8 threads x episode length 400 = batch 3200, 1 minibatch, 5 epochs, entropy 0.01, lr 5e-4.
+    assert (cfg.num_envs, cfg.rollout_length, cfg.batch_size, cfg.num_minibatches, cfg.epochs) == (8, 400, 3200, 1, 5)
+    assert (cfg.ent_coef, cfg.actor_lr, cfg.critic_lr, cfg.huber_delta, cfg.max_grad_norm) == (0.01, 5e-4, 5e-4, 10.0, 10.0)
+    # Maps SMAX lacks have no preset; Tab. 7 has FuPS only for 10m_vs_11m and 3s5z_vs_3s6z.
+    names = {k for k in PRESETS if k.startswith("fp3o-")}
+    assert len(names) == 3 * 3 + 2 and "fp3o-smax-10m_vs_11m-fups" in names and "fp3o-smax-10m_vs_11m-paps" not in names
+    assert not any(m in k for k in names for m in ("bane", "2c_vs_64zg", "corridor"))
+    for name in names:  # under every algorithm of seed 002 Tab. 2
+        for algo in ("fp3o", "happo", "mappo", "ippo"):
+            validate(make_config(name, algo=algo))
+
+
+def test_opspo_eps2_is_checked_for_opspo_only():
+    validate(make_config(algo="mappo", clip_eps=0.05))  # opspo_eps2 = 0.1 is not read
+    with pytest.raises(ConfigError, match="\\(0, clip_eps=0.05\\)"):
+        validate(make_config(algo="opspo", clip_eps=0.05))

@@ -221,38 +221,52 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def study_parser(doc: str, configs: list[str], stages: int, steps_help: str) -> argparse.ArgumentParser:
+    """The command line shared by the tabular studies (this one and tabular_joint_improvement.py)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", nargs="+", type=int, default=[2, 3, 4])
-    parser.add_argument("--configs", nargs="+", default=["1:0.2", "10:0.2", "50:0.2", "50:0.5", "200:0.2"],
-                        help="lr:eps pairs")
-    parser.add_argument("--stages", type=int, default=1000)
-    parser.add_argument("--steps", type=int, default=20, help="gradient-ascent steps per agent")
+    parser.add_argument("--configs", nargs="+", default=configs, help="lr:eps pairs")
+    parser.add_argument("--stages", type=int, default=stages)
+    parser.add_argument("--steps", type=int, default=20, help=steps_help)
     parser.add_argument("--states", type=int, default=4)
     parser.add_argument("--actions", type=int, default=3)
     parser.add_argument("--gamma", type=float, default=0.9)
-    parser.add_argument("--lam", type=float, default=0.95, help="PreOPC lambda of the a2po-preopc variant")
     parser.add_argument("--init-scale", type=float, default=1.0, help="std of the initial logits")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write the rows as JSON to this path")
     parser.add_argument("--no-save", action="store_true")
-    args = parser.parse_args(argv)
-    configs = [tuple(float(v) for v in c.split(":")) for c in args.configs]
+    return parser
 
-    t0 = time.perf_counter()
-    rows = study(args.agents, configs, args.stages, args.seed, args.states, args.actions, args.gamma,
-                 args.init_scale, args.steps, args.lam)
-    seconds = time.perf_counter() - t0
+
+def run_study(script: str, argv, args, rows_fn, describe, table_fn) -> None:
+    """Time ``rows_fn(configs)``, then publish ``table_fn(rows)`` under a header that says
+    ``describe(seconds)``, into ``benchmarks/results/<script stem>.md`` (and JSON with --json)."""
     from report import header, publish
 
-    head = header("tabular_improvement.py", argv, (
-        f"{args.stages} random stages per n (game, initial softmax policy with logits ~ N(0, {args.init_scale:g}^2), "
-        f"order); S={args.states}, A={args.actions}, gamma={args.gamma:g}, {args.steps} gradient-ascent steps per agent, "
-        f"PreOPC lambda={args.lam:g}, seed {args.seed}; {seconds:.0f} s"))
-    publish(head + format_table(rows) + "\n\n", "tabular_improvement.md", not args.no_save)
+    configs = [tuple(float(v) for v in c.split(":")) for c in args.configs]
+    t0 = time.perf_counter()
+    rows = rows_fn(configs)
+    head = header(script, argv, describe(time.perf_counter() - t0))
+    publish(head + table_fn(rows) + "\n\n", script.replace(".py", ".md"), not args.no_save)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
+
+
+def main(argv=None) -> None:
+    parser = study_parser(__doc__, ["1:0.2", "10:0.2", "50:0.2", "50:0.5", "200:0.2"], 1000,
+                          "gradient-ascent steps per agent")
+    parser.add_argument("--lam", type=float, default=0.95, help="PreOPC lambda of the a2po-preopc variant")
+    args = parser.parse_args(argv)
+    run_study("tabular_improvement.py", argv, args,
+              lambda configs: study(args.agents, configs, args.stages, args.seed, args.states, args.actions,
+                                    args.gamma, args.init_scale, args.steps, args.lam),
+              lambda seconds: (
+                  f"{args.stages} random stages per n (game, initial softmax policy with logits ~ N(0, "
+                  f"{args.init_scale:g}^2), order); S={args.states}, A={args.actions}, gamma={args.gamma:g}, "
+                  f"{args.steps} gradient-ascent steps per agent, PreOPC lambda={args.lam:g}, seed {args.seed}; "
+                  f"{seconds:.0f} s"),
+              format_table)
 
 
 if __name__ == "__main__":

@@ -32,10 +32,7 @@ Means ± standard errors across stages; every variant sees the same stages (pair
 
 from __future__ import annotations
 
-import argparse
 import functools
-import json
-import time
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +40,7 @@ import numpy as np
 
 from jaxseq.envs.tabular import agent_log_probs, evaluate, joint_action_table
 from jaxseq.objectives import fp3o_guard, fp3o_objective
-from tabular_improvement import _log_softmax, _pm, _rate, _tv, make_stage, run_stage
+from tabular_improvement import _log_softmax, _pm, _rate, _tv, make_stage, run_stage, run_study, study_parser
 
 VARIANTS = ("happo", "mappo", "mappo-2x", "fp3o", "fp3o-guard")
 
@@ -148,35 +145,17 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--agents", nargs="+", type=int, default=[2, 3, 4])
-    parser.add_argument("--configs", nargs="+", default=["1:0.2", "10:0.2", "50:0.2", "200:0.2"], help="lr:eps pairs")
-    parser.add_argument("--stages", type=int, default=500)
-    parser.add_argument("--steps", type=int, default=20, help="gradient-ascent steps per agent and step")
-    parser.add_argument("--states", type=int, default=4)
-    parser.add_argument("--actions", type=int, default=3)
-    parser.add_argument("--gamma", type=float, default=0.9)
-    parser.add_argument("--init-scale", type=float, default=1.0, help="std of the initial logits")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", default=None, help="also write the rows as JSON to this path")
-    parser.add_argument("--no-save", action="store_true")
+    parser = study_parser(__doc__, ["1:0.2", "10:0.2", "50:0.2", "200:0.2"], 500,
+                          "gradient-ascent steps per agent and step")
     args = parser.parse_args(argv)
-    configs = [tuple(float(v) for v in c.split(":")) for c in args.configs]
-
-    t0 = time.perf_counter()
-    rows = study(args.agents, configs, args.stages, args.seed, args.states, args.actions, args.gamma,
-                 args.init_scale, args.steps)
-    seconds = time.perf_counter() - t0
-    from report import header, publish
-
-    head = header("tabular_joint_improvement.py", argv, (
-        f"{args.stages} random stages per n (those of tabular_improvement.py with the same seed); S={args.states}, "
-        f"A={args.actions}, gamma={args.gamma:g}, {args.steps} gradient-ascent steps per agent and step (FP3O: "
-        f"independence + dependence), exact A^pi; seed {args.seed}; {seconds:.0f} s"))
-    publish(head + format_table(rows) + "\n\n", "tabular_joint_improvement.md", not args.no_save)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    run_study("tabular_joint_improvement.py", argv, args,
+              lambda configs: study(args.agents, configs, args.stages, args.seed, args.states, args.actions,
+                                    args.gamma, args.init_scale, args.steps),
+              lambda seconds: (
+                  f"{args.stages} random stages per n (those of tabular_improvement.py with the same seed); "
+                  f"S={args.states}, A={args.actions}, gamma={args.gamma:g}, {args.steps} gradient-ascent steps per "
+                  f"agent and step (FP3O: independence + dependence), exact A^pi; seed {args.seed}; {seconds:.0f} s"),
+              format_table)
 
 
 if __name__ == "__main__":

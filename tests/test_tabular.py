@@ -273,14 +273,19 @@ def test_tabular_id_defaults():
 # The improvement-frequency study at a tiny size
 # --------------------------------------------------------------------------------------------
 
-def test_tabular_improvement_script(tmp_path):
+def _run_study(script: str, tmp_path, *args) -> tuple[str, list]:
+    """Run a tabular study script without saving; returns (stdout, its JSON rows)."""
     out = tmp_path / "rows.json"
-    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tabular_improvement.py"), "--agents", "2", "3",
-                          "--configs", "1:0.2", "200:0.2", "--stages", "6", "--steps", "5", "--no-save",
-                          "--json", str(out)], capture_output=True, text=True, timeout=300)
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--no-save", "--json", str(out)],
+                         capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "command: `python benchmarks/tabular_improvement.py" in res.stdout and "| 3 | 200 | 0.2 | a2po |" in res.stdout
-    rows = json.loads(out.read_text())
+    return res.stdout, json.loads(out.read_text())
+
+
+def test_tabular_improvement_script(tmp_path):
+    stdout, rows = _run_study("tabular_improvement.py", tmp_path, "--agents", "2", "3", "--configs", "1:0.2", "200:0.2",
+                              "--stages", "6", "--steps", "5")
+    assert "command: `python benchmarks/tabular_improvement.py" in stdout and "| 3 | 200 | 0.2 | a2po |" in stdout
     variants = {"happo", "a2po", "a2po-preopc", "a2po-uncorrected", "a2po-unclipped-rho"}
     assert len(rows) == 2 * 2 * len(variants) and {r["variant"] for r in rows} == variants
     for r in rows:
@@ -298,13 +303,10 @@ def test_tabular_improvement_script(tmp_path):
 
 
 def test_tabular_joint_improvement_script(tmp_path):
-    out = tmp_path / "rows.json"
-    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tabular_joint_improvement.py"), "--agents", "1", "3",
-                          "--configs", "1:0.2", "200:0.2", "--stages", "4", "--steps", "5", "--no-save",
-                          "--json", str(out)], capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert "| 3 | 200 | 0.2 | fp3o |" in res.stdout
-    rows = {(r["n"], r["lr"], r["variant"]): r for r in json.loads(out.read_text())}
+    stdout, rows = _run_study("tabular_joint_improvement.py", tmp_path, "--agents", "1", "3", "--configs", "1:0.2",
+                              "200:0.2", "--stages", "4", "--steps", "5")
+    assert "command: `python benchmarks/tabular_joint_improvement.py" in stdout and "| 3 | 200 | 0.2 | fp3o |" in stdout
+    rows = {(r["n"], r["lr"], r["variant"]): r for r in rows}
     for r in rows.values():
         assert 0.0 <= r["stage_improved"][0] <= 1.0 and r["tv"][0] > 0
     for lr in (1.0, 200.0):

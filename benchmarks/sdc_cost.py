@@ -17,7 +17,7 @@ import argparse
 
 import jax
 from report import header, publish
-from sequential_scaling import make_trainer, relative_update_times
+from sequential_scaling import chosen, make_trainer, relative_update_times
 
 #: (label, algorithm, overrides); the first is the reference of the ratios.
 VARIANTS = (("no SDC", "opspo", {"opspo_sdc": False}),
@@ -39,13 +39,16 @@ def main(argv=None) -> None:
     parser.add_argument("--rollout-length", type=int, default=64)
     parser.add_argument("--omega-n", nargs="+", type=int, default=[10, 20])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--variants", nargs="+", default=[label for label, _, _ in VARIANTS],
+                        help="labels of the timed variants (the first is the reference)")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
 
     head = header("sdc_cost.py", argv, f"mpe:spread?n=N, NoPS MLP, {args.num_envs} envs x {args.rollout_length} "
                   "steps, 5 epochs x 2 minibatches; omega-net defaults omega_n=10, omega_e=10, f_e=5, batch 256")
     lines = ["### update phase (no rollout) on the same batch, relative to OPSPO without SDC", ""]
-    lines += relative_update_times(VARIANTS, args.agents, args.num_envs, args.rollout_length, args.repeats)
+    lines += relative_update_times(chosen(VARIANTS, args.variants), args.agents, args.num_envs, args.rollout_length,
+                                   args.repeats)
     lines += ["", "### ring buffers + mixture cache, bytes per seed", "",
               "| agents | " + " | ".join(f"omega_n = {w}" for w in args.omega_n) + " |", "|---" * (1 + len(args.omega_n)) + "|"]
     for n in args.agents:

@@ -60,6 +60,15 @@ def update_time(algo: str, n: int, num_envs: int, rollout_length: int, repeats: 
     return (time.perf_counter() - t0) / repeats
 
 
+def chosen(variants, labels: list[str]) -> list:
+    """The ``(label, algo, overrides)`` variants named in ``labels``, in that order."""
+    by_label = {v[0]: v for v in variants}
+    unknown = [x for x in labels if x not in by_label]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; allowed: {list(by_label)}")
+    return [by_label[x] for x in labels]
+
+
 def relative_update_times(variants, agents, num_envs: int, rollout_length: int, repeats: int) -> list[str]:
     """Markdown rows: per number of agents, the update time of every ``(label, algo, overrides)``
     variant and its ratio to the first one's, all timed in this run."""
@@ -80,6 +89,8 @@ def main(argv=None) -> None:
     parser.add_argument("--num-envs", type=int, default=16)
     parser.add_argument("--rollout-length", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--variants", nargs="+", default=[label for label, _, _ in VARIANTS],
+                        help="labels of the timed variants (the first is the reference)")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
 
@@ -91,7 +102,8 @@ def main(argv=None) -> None:
         r = compile_cost("a2po", n, args.num_envs, args.rollout_length)
         lines.append(f"| {n} | {r['compile_s']:.1f} | {r['hlo_chars']:,} | {r['compiled_chars']:,} |")
     lines += ["", "### (b) update phase (no rollout) on the same batch, relative to MAPPO", ""]
-    lines += relative_update_times(VARIANTS, args.time_agents, args.num_envs, args.rollout_length, args.repeats)
+    lines += relative_update_times(chosen(VARIANTS, args.variants), args.time_agents, args.num_envs,
+                                   args.rollout_length, args.repeats)
     publish(head + "\n".join(lines) + "\n\n", "sequential_scaling.md", not args.no_save)
 
 

@@ -22,11 +22,11 @@ def test_throughput_script():
 
 def test_sequential_scaling_script():
     out = _run("sequential_scaling.py", "--compile-agents", "2", "--time-agents", "3", "--num-envs", "2",
-               "--rollout-length", "8", "--repeats", "1")
+               "--rollout-length", "8", "--repeats", "1", "--variants", "MAPPO", "A2PO 3 blocks")
     assert "| 2 |" in out and "| 3 |" in out and "A2PO 3 blocks / MAPPO" in out
 
 
 def test_sdc_cost_script():
     out = _run("sdc_cost.py", "--agents", "2", "--num-envs", "2", "--rollout-length", "8", "--omega-n", "2",
-               "--repeats", "1")
+               "--repeats", "1", "--variants", "no SDC", "OPSPO omega-net")
     assert "OPSPO omega-net / no SDC" in out and "| 2 |" in out and "MiB" in out

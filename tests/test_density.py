@@ -126,19 +126,3 @@ def test_ring_overwrites_the_oldest_slot():
     np.testing.assert_array_equal(ring.items["x"][:, 0], [4.0, 2.0, 3.0])
     assert ring.filled.all() and int(ring.newest) == 0
 
-
-def test_opspo_ring_buffers_survive_a_checkpoint(tmp_path):
-    """The learned-omega state (ring buffers, cache, nets) is part of the checkpointed train state."""
-    from jaxseq import checkpoint
-    from jaxseq.train import make_train
-    from helpers import tiny
-
-    trainer = make_train(tiny(algo="opspo", sharing="nops", omega_n=3))
-    key = jax.random.PRNGKey(0)
-    state = trainer.init(key)
-    state = state.replace(density=state.density.replace(log_probs=state.density.log_probs + 1.5))
-    checkpoint.save(tmp_path, 1, state)
-    _, restored = checkpoint.restore(tmp_path, jax.eval_shape(trainer.init, key))
-    assert restored.density.ring.items["data"]["obs"].shape[:2] == (2, 3)  # [seeds, omega_n, ...]
-    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored)):
-        np.testing.assert_array_equal(a, b)

@@ -17,7 +17,7 @@ import argparse
 
 import jax
 from report import header, publish
-from sequential_scaling import chosen, make_trainer, relative_update_times
+from sequential_scaling import add_timing_args, chosen, make_trainer, relative_update_times
 
 #: (label, algorithm, overrides); the first is the reference of the ratios.
 VARIANTS = (("no SDC", "opspo", {"opspo_sdc": False}),
@@ -35,13 +35,8 @@ def ring_bytes(n: int, num_envs: int, rollout_length: int, omega_n: int) -> int:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", nargs="+", type=int, default=[3, 5])
-    parser.add_argument("--num-envs", type=int, default=32)
-    parser.add_argument("--rollout-length", type=int, default=64)
     parser.add_argument("--omega-n", nargs="+", type=int, default=[10, 20])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--variants", nargs="+", default=[label for label, _, _ in VARIANTS],
-                        help="labels of the timed variants (the first is the reference)")
-    parser.add_argument("--no-save", action="store_true")
+    add_timing_args(parser, VARIANTS, num_envs=32, rollout_length=64)
     args = parser.parse_args(argv)
 
     head = header("sdc_cost.py", argv, f"mpe:spread?n=N, NoPS MLP, {args.num_envs} envs x {args.rollout_length} "

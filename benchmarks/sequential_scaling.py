@@ -60,6 +60,16 @@ def update_time(algo: str, n: int, num_envs: int, rollout_length: int, repeats: 
     return (time.perf_counter() - t0) / repeats
 
 
+def add_timing_args(parser, variants, num_envs: int, rollout_length: int) -> None:
+    """The options of the update-time tables (this script and sdc_cost.py)."""
+    parser.add_argument("--num-envs", type=int, default=num_envs)
+    parser.add_argument("--rollout-length", type=int, default=rollout_length)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--variants", nargs="+", default=[label for label, _, _ in variants],
+                        help="labels of the timed variants (the first is the reference)")
+    parser.add_argument("--no-save", action="store_true")
+
+
 def chosen(variants, labels: list[str]) -> list:
     """The ``(label, algo, overrides)`` variants named in ``labels``, in that order."""
     by_label = {v[0]: v for v in variants}
@@ -86,12 +96,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--compile-agents", nargs="+", type=int, default=[3, 12, 27])
     parser.add_argument("--time-agents", nargs="+", type=int, default=[3, 8, 27])
-    parser.add_argument("--num-envs", type=int, default=16)
-    parser.add_argument("--rollout-length", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--variants", nargs="+", default=[label for label, _, _ in VARIANTS],
-                        help="labels of the timed variants (the first is the reference)")
-    parser.add_argument("--no-save", action="store_true")
+    add_timing_args(parser, VARIANTS, num_envs=16, rollout_length=32)
     args = parser.parse_args(argv)
 
     head = header("sequential_scaling.py", argv, f"mpe:spread?n=N, NoPS MLP, {args.num_envs} envs x "

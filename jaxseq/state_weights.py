@@ -104,7 +104,7 @@ class LearnedStateWeights:
         starts = jnp.cumsum((items["start"] & filled[:, None, None]).ravel())
         flat0 = jnp.searchsorted(starts, jax.random.uniform(k_0, (M,)) * starts[-1], side="right")
         flat0 = jnp.minimum(flat0, starts.shape[0] - 1)
-        initial = items["states"][:, :T].reshape((W * T * B, -1))[flat0]
+        initial = items["states"][jnp.unravel_index(flat0, (W, T, B))]
         return rows, log_b, initial
 
     def fit(self, rs: density.RatioState, ds: DensityState, behaviour: Any, params: Any, preceding: jax.Array,

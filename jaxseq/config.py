@@ -36,7 +36,10 @@ class Config:
     critic_lr: float = 5e-4  #: Adam step size of the critic
     adam_eps: float = 1e-5  #: Adam epsilon
     max_grad_norm: float = 10.0  #: global gradient-norm clip (each network); <= 0 disables
-    ent_coef: float = 0.01  #: entropy bonus coefficient
+    ent_coef: float = 0.01  #: entropy bonus coefficient (discrete actions)
+    ent_coef_continuous: float = 0.0  #: entropy bonus coefficient for continuous actions (seeds 000, 003: 0)
+    log_prob_reduce: str = "mean"  #: continuous actions: per-dimension log-probabilities averaged ("mean", seeds 000 and 003) or summed ("sum", the joint density)
+    log_std_init: float = -0.5  #: continuous actions: initial value of the learnable state-independent log-std
     # -- sequential (agent-by-agent) schemes -------------------------------------------------
     selection_rule: str = "semi-greedy"  #: A2PO agent order: cyclic, random, greedy, semi-greedy, reverse-greedy, reverse-semi-greedy
     adaptive_clip: bool = True  #: A2PO adaptive clipping C(eps, k) = eps * c + eps * (1 - c) * k / n
@@ -158,6 +161,60 @@ PRESETS.update({
     for sharing, steps in zip(("fups", "paps", "nops"), all_steps) if steps is not None
 })
 
+# Seed 000 App. B.4.2 (MA-MuJoCo), A2PO: Tab. 8's common values (entropy 0, gain 0.01, batch 4000)
+# and Tab. 9 per robot: (ppo epoch, actor = critic lr, lambda, eps). Parameter-independent
+# (seed 000 B.2.2), a Gaussian policy with tanh mean and log-std -0.5, per-dimension log-probs
+# averaged (our defaults). Batch 4000 = 4 envs x 1000 steps, as in the MAPPO code base; agent
+# blocks from Tab. 9's "agent block" row (Ant 8x1: 4; Humanoid 17x1: 5; HumanoidStandup 17x1: 4).
+_A2PO_MUJOCO_COMMON = dict(algo="a2po", sharing="nops", ent_coef_continuous=0.0, num_envs=4, rollout_length=1000,
+                           chunk_length=10)
+_A2PO_MUJOCO = {"Ant": (8, 3e-4, 0.93, 0.2), "HalfCheetah": (5, 3e-4, 0.93, 0.2), "Hopper": (8, 1e-4, 0.95, 0.1),
+                "Humanoid": (5, 3e-4, 0.90, 0.2), "HumanoidStandup": (5, 3e-4, 0.93, 0.2),
+                "Walker2d": (5, 3e-4, 0.93, 0.2)}
+_A2PO_MUJOCO_TASKS = {"Ant": ("2x4", "2x4d", "4x2", "8x1"), "HalfCheetah": ("2x3", "3x2", "6x1"), "Hopper": ("3x1",),
+                      "Humanoid": ("9|8", "17x1"), "HumanoidStandup": ("9|8", "17x1"),
+                      "Walker2d": ("2x3", "3x2", "6x1")}
+_A2PO_MUJOCO_BLOCKS = {"Ant-8x1": 4, "Humanoid-17x1": 5, "HumanoidStandup-17x1": 4}
+PRESETS.update({
+    f"a2po-mamujoco-{robot}-{part}": {**_A2PO_MUJOCO_COMMON, "env": f"mamujoco:{robot}-{part}", "epochs": epochs,
+                                      "actor_lr": lr, "critic_lr": lr, "gae_lambda": lam, "clip_eps": eps,
+                                      "agent_blocks": _A2PO_MUJOCO_BLOCKS.get(f"{robot}-{part}", 0)}
+    for robot, (epochs, lr, lam, eps) in _A2PO_MUJOCO.items() for part in _A2PO_MUJOCO_TASKS[robot]
+})
+
+# Seed 003 App. B.3 Tab. 3 (MA-MuJoCo), OPSPO: (ppo epoch, the column printed as gamma, eps1, eps2,
+# omega_e, f_e, omega_n); "the parameters not mentioned are consistent with A2PO", so the rest is
+# the A2PO preset of the same task (parameter-independent, hence learned omega-nets). The gamma
+# column equals A2PO's lambda of Tab. 9 for every robot, so we read it as lambda, as for SMAC.
+_OPSPO_MUJOCO = {"Ant-8x1": (8, 0.93, 0.2, 0.1), "Walker2d-6x1": (8, 0.93, 0.2, 0.1), "Hopper-3x1": (8, 0.95, 0.1, 0.05),
+                 "HalfCheetah-6x1": (8, 0.93, 0.2, 0.1), "Humanoid-9|8": (8, 0.90, 0.2, 0.05),
+                 "HumanoidStandup-9|8": (8, 0.93, 0.2, 0.05)}
+PRESETS.update({
+    f"opspo-mamujoco-{task}": {**PRESETS[f"a2po-mamujoco-{task}"], "algo": "opspo", "agent_blocks": 0, "epochs": epochs,
+                               "gae_lambda": lam, "clip_eps": eps1, "opspo_eps2": eps2, "omega_e": 10, "f_e": 5,
+                               "omega_n": 20}
+    for task, (epochs, lam, eps1, eps2) in _OPSPO_MUJOCO.items()
+})
+
+# Seed 002 App. D.1 (MAMuJoCo), FP3O: Tab. 4's common values and Tab. 5 per task (ppo clip; mlp;
+# 10M steps under every sharing mode). Readings: batch 4000 = 4 rollout threads x episode length
+# 1000; obsk 5 goes into the env id; 32 minibatches need 32 | num_envs * 1000 / chunk_length, so
+# chunk_length 5 (MLP: the chunk only groups minibatch rows). "std x coef 1, std y coef 0.5" is
+# the MAPPO code base's std = 0.5 * sigmoid(p / 1) with p initialised to 1; we keep exp(log_std)
+# and start it at the same std, log(0.5 * sigmoid(1)) = -1.007. Tab. 4's actor lr 1e-5 is kept as
+# printed. The Manyagent Swimmer [8x2] task has no MJX model in brax, so no preset.
+_FP3O_MUJOCO_COMMON = dict(algo="fp3o", actor_lr=1e-5, critic_lr=3e-4, gamma=0.99, gae_lambda=0.95, adam_eps=1e-5,
+                           activation="relu", orthogonal_init=True, num_envs=4, rollout_length=1000,
+                           num_minibatches=32, chunk_length=5, max_grad_norm=10.0, hidden_size=64, num_layers=2,
+                           huber_delta=10.0, epochs=5, ent_coef_continuous=0.001, log_std_init=-1.007,
+                           network="mlp", total_steps=10_000_000)
+_FP3O_MUJOCO = {"Reacher-2x1": 0.2, "Ant-2x4": 0.2, "Walker2d-2x3": 0.05, "Hopper-3x1": 0.05, "HalfCheetah-6x1": 0.2}
+PRESETS.update({
+    f"fp3o-mamujoco-{task}-{sharing}": {**_FP3O_MUJOCO_COMMON, "env": f"mamujoco:{task}?obsk=5", "sharing": sharing,
+                                        "clip_eps": clip}
+    for task, clip in _FP3O_MUJOCO.items() for sharing in ("fups", "paps", "nops")
+})
+
 _CHOICES: dict[str, tuple[str, ...]] = {
     "network": ("mlp", "gru"),
     "activation": ("relu", "tanh"),
@@ -165,6 +222,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "loop_order": ("agents-outer", "epochs-outer"),
     "shared_optimizer": ("per-agent", "one"),
     "opspo_sdc_method": ("auto", "bch", "wis"),
+    "log_prob_reduce": ("mean", "sum"),
     "selection_rule": ("cyclic", "random", "greedy", "semi-greedy", "reverse-greedy", "reverse-semi-greedy"),
 }
 _POSITIVE_INT = ("total_steps", "num_seeds", "num_envs", "rollout_length", "epochs", "num_minibatches",

@@ -66,17 +66,39 @@ class Trunk(nn.Module):
         return carry, x
 
 
+class GaussianHead(nn.Module):
+    """The continuous-action head: mean tanh(W h + b) [..., A] and a learnable state-independent
+    log-std [A] initialised to ``log_std_init``; returns (mean, log_std) concatenated, [..., 2A]
+    (:class:`jaxseq.policies.Gaussian`)."""
+
+    action_dim: int
+    gain: float
+    orthogonal: bool
+    log_std_init: float
+
+    @nn.compact
+    def __call__(self, h):
+        mean = jnp.tanh(_dense(self.action_dim, self.gain, self.orthogonal, name="mean")(h))
+        log_std = self.param("log_std", nn.initializers.constant(self.log_std_init), (self.action_dim,))
+        return jnp.concatenate([mean, jnp.broadcast_to(log_std, mean.shape)], axis=-1)
+
+
 class AgentNet(nn.Module):
-    """``trunk`` then a linear ``head`` with ``out_dim`` outputs and orthogonal gain ``out_gain``."""
+    """``trunk`` then a ``head``: linear with ``out_dim`` outputs and orthogonal gain ``out_gain``, or,
+    where ``log_std_init`` is given, a :class:`GaussianHead` over ``out_dim`` action dimensions."""
 
     trunk: Trunk
     out_dim: int
     out_gain: float
+    log_std_init: float | None = None
 
     @nn.compact
     def __call__(self, carry, x, start):
         carry, h = self.trunk(carry, x, start)
-        return carry, _dense(self.out_dim, self.out_gain, self.trunk.orthogonal, name="head")(h)
+        if self.log_std_init is None:
+            return carry, _dense(self.out_dim, self.out_gain, self.trunk.orthogonal, name="head")(h)
+        return carry, GaussianHead(self.out_dim, self.out_gain, self.trunk.orthogonal, self.log_std_init,
+                                   name="head")(h)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,34 +161,10 @@ def is_axis(t: Any) -> bool:
 
 
 def make_network(*, out_dim: int, out_gain: float, sharing: str, num_agents: int, hidden: int, num_layers: int,
-                 recurrent: bool, layer_norm: bool, orthogonal: bool, activation: str) -> MultiAgentNet:
+                 recurrent: bool, layer_norm: bool, orthogonal: bool, activation: str,
+                 log_std_init: float | None = None) -> MultiAgentNet:
+    """``log_std_init`` given: a Gaussian actor over ``out_dim`` action dimensions (outputs [..., 2 out_dim])."""
     trunk = Trunk(hidden=hidden, num_layers=num_layers, recurrent=recurrent, layer_norm=layer_norm,
                   orthogonal=orthogonal, activation=activation)
-    return MultiAgentNet(AgentNet(trunk=trunk, out_dim=out_dim, out_gain=out_gain), sharing, num_agents)
-
-
-# -- categorical policies with action masks ---------------------------------------------------
-
-def masked_log_probs(logits: jax.Array, avail: jax.Array) -> jax.Array:
-    """Log-softmax over available actions; unavailable actions get a very low log-probability."""
-    return jax.nn.log_softmax(jnp.where(avail, logits, -1e9), axis=-1)
-
-
-def sample_actions(key: jax.Array, logits: jax.Array, avail: jax.Array) -> jax.Array:
-    return jax.random.categorical(key, jnp.where(avail, logits, -1e9), axis=-1).astype(jnp.int32)
-
-
-def greedy_actions(logits: jax.Array, avail: jax.Array) -> jax.Array:
-    return jnp.argmax(jnp.where(avail, logits, -1e9), axis=-1).astype(jnp.int32)
-
-
-def action_log_prob(logits: jax.Array, avail: jax.Array, actions: jax.Array) -> jax.Array:
-    """log pi(a | o) of the taken actions: logits [..., A], actions [...] -> [...]."""
-    logp = masked_log_probs(logits, avail)
-    return jnp.take_along_axis(logp, actions[..., None], axis=-1)[..., 0]
-
-
-def entropy(logits: jax.Array, avail: jax.Array) -> jax.Array:
-    """Entropy of the masked categorical, [...]."""
-    logp = masked_log_probs(logits, avail)
-    return -jnp.sum(jnp.where(avail, jnp.exp(logp) * logp, 0.0), axis=-1)
+    return MultiAgentNet(AgentNet(trunk=trunk, out_dim=out_dim, out_gain=out_gain, log_std_init=log_std_init),
+                         sharing, num_agents)

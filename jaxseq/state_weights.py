@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxseq import density, nets
+from jaxseq import density, nets, policies
 
 
 @struct.dataclass
@@ -49,6 +49,7 @@ class DensityState:
 @dataclasses.dataclass(frozen=True)
 class LearnedStateWeights:
     actor: nets.MultiAgentNet
+    policy: policies.Categorical | policies.Gaussian
     learner: density.DensityRatio
     slots: int
     batch_size: int
@@ -63,16 +64,16 @@ class LearnedStateWeights:
 
     def _agent_log_probs(self, params: Any, rows: dict) -> jax.Array:
         """Per-agent log pi(a|s) of the taken actions at ``rows`` (leading dims [...]) -> [..., N]."""
-        start = jnp.broadcast_to(rows["start"][..., None], rows["actions"].shape)
+        start = jnp.broadcast_to(rows["start"][..., None], rows["avail"].shape[:-1])
         _, logits = self.actor.apply(params, rows["actor_carry"], rows["obs"], start)
-        return nets.action_log_prob(logits, rows["avail"], rows["actions"])
+        return self.policy.log_prob(logits, rows["avail"], rows["actions"])
 
     def push(self, ds: DensityState, data: dict, params: Any) -> DensityState:
         """Store one update's batch and behaviour parameters in the oldest slot.
 
         data: states [T + 1, B, D] (s_0..s_T; s_{t+1} is the next state of step t), valid [T, B]
         (the step did not end its episode, so s_{t+1} follows it), start [T, B], obs [T, B, N, O],
-        avail [T, B, N, A], actions [T, B, N], actor_carry [T, B, N, C].
+        avail [T, B, N, A], actions [T, B, N] (discrete) or [T, B, N, A] (continuous), actor_carry [T, B, N, C].
         """
         slot = ds.ring.head
         ring = ds.ring.push({"data": data, "params": params})

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxseq import density, estimators, nets, normalization, objectives, ordering, state_weights, update
+from jaxseq import density, estimators, nets, normalization, objectives, ordering, policies, state_weights, update
 from jaxseq.algorithms import ALGORITHMS, Algorithm
 from jaxseq.config import Config, validate
 from jaxseq.errors import ConfigError
@@ -115,19 +115,29 @@ class Trainer:
         return cfg.opspo_sdc_method
 
     @functools.cached_property
+    def policy(self) -> policies.Categorical | policies.Gaussian:
+        """The action distribution: Gaussian for continuous-action envs (mamujoco), else categorical."""
+        return policies.make_policy(self.env.spec.continuous, self.config.log_prob_reduce)
+
+    @property
+    def ent_coef(self) -> float:
+        return self.config.ent_coef_continuous if self.env.spec.continuous else self.config.ent_coef
+
+    @functools.cached_property
     def learned_weights(self) -> state_weights.LearnedStateWeights:
         cfg = self.config
         learner = density.DensityRatio(state_dim=self.env.spec.state_dim, gamma=cfg.gamma, hidden=cfg.density_hidden,
                                        lr=cfg.density_lr, omega_steps=cfg.omega_e, f_steps=cfg.f_e)
-        return state_weights.LearnedStateWeights(self.actor, learner, cfg.omega_n, cfg.density_batch)
+        return state_weights.LearnedStateWeights(self.actor, self.policy, learner, cfg.omega_n, cfg.density_batch)
 
     def _init_density(self, key: jax.Array, actor_params: Any) -> state_weights.DensityState:
         cfg, spec = self.config, self.env.spec
         T, B, N = cfg.rollout_length, cfg.num_envs, spec.num_agents
         f32 = jnp.float32
+        shape, dtype = self.policy.action_shape(spec.num_actions)
         example = {"states": jnp.zeros((T + 1, B, spec.state_dim), f32), "valid": jnp.zeros((T, B), bool),
                    "start": jnp.zeros((T, B), bool), "obs": jnp.zeros((T, B, N, spec.obs_dim), f32),
-                   "avail": jnp.zeros((T, B, N, spec.num_actions), bool), "actions": jnp.zeros((T, B, N), jnp.int32),
+                   "avail": jnp.zeros((T, B, N, spec.num_actions), bool), "actions": jnp.zeros((T, B, N, *shape), dtype),
                    "actor_carry": jnp.zeros((T, B, N, self.actor.carry_dim), f32)}
         return self.learned_weights.init(key, example, actor_params)
 
@@ -178,8 +188,8 @@ class Trainer:
             key, k_act, k_env = jax.random.split(ts.key, 3)
             start_n = jnp.broadcast_to(ts.start[:, None], (cfg.num_envs, n))
             actor_carry, logits = self.actor.apply(ts.actor_params, ts.actor_carry, ts.obs.obs, start_n)
-            actions = nets.sample_actions(k_act, logits, ts.obs.avail)
-            log_probs = nets.action_log_prob(logits, ts.obs.avail, actions)
+            actions = self.policy.sample(k_act, logits, ts.obs.avail)
+            log_probs = self.policy.log_prob(logits, ts.obs.avail, actions)
             critic_carry, v = self.critic.apply(ts.critic_params, ts.critic_carry, self._critic_input(ts.obs), start_n)
             env_state, out = jax.vmap(self.env.step)(jax.random.split(k_env, cfg.num_envs), ts.env_state, actions)
             # The value of the true next observation, continuing this episode's recurrent state.
@@ -288,7 +298,7 @@ class Trainer:
         member), log_rho, the preceding agents' joint log ratio, state_weights (OPSPO's state
         density ratio estimate) and, for FP3O, log_mid (each agent's middle log ratio), all [..., K]."""
         cfg = self.config
-        log_ratio = nets.action_log_prob(logits, mb["obs"].avail, mb["actions"]) - mb["log_probs"]
+        log_ratio = self.policy.log_prob(logits, mb["obs"].avail, mb["actions"]) - mb["log_probs"]
         mask = mb["mask"]
         objective = self.algorithm.objective
         if objective == "ppo":
@@ -307,8 +317,8 @@ class Trainer:
                                                    clip_eps, cfg.opspo_eps2, cfg.opspo_crc, mask)
         else:
             raise ValueError(f"unknown objective {objective!r}")
-        ent = objectives.masked_mean(nets.entropy(logits, mb["obs"].avail), mask)
-        loss = -surrogate - cfg.ent_coef * ent
+        ent = objectives.masked_mean(self.policy.entropy(logits, mb["obs"].avail), mask)
+        loss = -surrogate - self.ent_coef * ent
         return loss, {"loss_actor": loss, "entropy": ent, **objectives.policy_diagnostics(log_ratio, clip_eps, mask)}
 
     def critic_loss(self, params, mb: dict) -> tuple[jax.Array, dict]:
@@ -434,7 +444,7 @@ class Trainer:
         obs = jax.tree.map(take, data["obs"])
         logits = self._replay(self._agents_step(self.actor, params, agents), take(data["actor_carry"])[0], obs.obs,
                               data["start"])
-        return self._unsequences(nets.action_log_prob(logits, obs.avail, take(data["actions"])) - take(data["log_probs"]))
+        return self._unsequences(self.policy.log_prob(logits, obs.avail, take(data["actions"])) - take(data["log_probs"]))
 
     def _log_ratio(self, params, data: dict, agents: jax.Array, valid: jax.Array) -> jax.Array:
         """Sum over the valid agents ``agents`` [K] of their log ratios (:meth:`_agent_log_ratios`): [T, B]."""
@@ -618,7 +628,7 @@ class Trainer:
             env_state, obs, actor_carry, start, finished, ret, won = carry
             start_n = jnp.broadcast_to(start[:, None], (cfg.eval_envs, n))
             actor_carry, logits = self.actor.apply(ts.actor_params, actor_carry, obs.obs, start_n)
-            actions = nets.greedy_actions(logits, obs.avail)
+            actions = self.policy.greedy(logits, obs.avail)
             env_state, out = jax.vmap(self.env.step)(jax.random.split(k, cfg.eval_envs), env_state, actions)
             first_end = out.done & ~finished
             ret = jnp.where(first_end, out.episode_return, ret)
@@ -677,7 +687,8 @@ def make_train(config: Config) -> Trainer:
     common = dict(sharing=config.sharing, num_agents=spec.num_agents, hidden=config.hidden_size,
                   num_layers=config.num_layers, recurrent=config.network == "gru", layer_norm=config.layer_norm,
                   orthogonal=config.orthogonal_init, activation=config.activation)
-    actor = nets.make_network(out_dim=spec.num_actions, out_gain=0.01, **common)
+    actor = nets.make_network(out_dim=spec.num_actions, out_gain=0.01,
+                              log_std_init=config.log_std_init if spec.continuous else None, **common)
     critic = nets.make_network(out_dim=1, out_gain=1.0, **common)
     return Trainer(config, algorithm, env, actor, critic, _optimizer(config.actor_lr, config),
                    _optimizer(config.critic_lr, config))

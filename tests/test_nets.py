@@ -67,15 +67,3 @@ def test_parameter_shapes_follow_the_sharing_mode():
     # Separate networks are initialised differently per agent.
     p = _net("nops").init(jax.random.PRNGKey(0), D)["params"]["head"]["kernel"]
     assert not np.allclose(p[0], p[1])
-
-
-def test_masked_categorical_never_picks_unavailable_actions():
-    logits = jnp.array([[5.0, 0.0, 0.0], [0.0, 0.0, 9.0]])
-    avail = jnp.array([[False, True, True], [True, True, False]])
-    samples = jax.vmap(lambda k: nets.sample_actions(k, logits, avail))(jax.random.split(jax.random.PRNGKey(0), 500))
-    assert not np.any(np.asarray(avail)[np.arange(2), samples] == 0)
-    np.testing.assert_array_equal(nets.greedy_actions(logits, avail), [1, 0])
-    logp = nets.masked_log_probs(logits, avail)
-    np.testing.assert_allclose(np.exp(logp).sum(-1), 1.0, rtol=1e-6)
-    np.testing.assert_allclose(nets.entropy(logits, avail), [np.log(2), np.log(2)], rtol=1e-6)
-    np.testing.assert_allclose(nets.action_log_prob(logits, avail, jnp.array([2, 0])), [np.log(0.5)] * 2, rtol=1e-6)

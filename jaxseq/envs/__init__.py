@@ -1,7 +1,8 @@
 """Environment ids and construction.
 
 An env id is ``family:name`` with optional parameters, e.g. ``smax:3m``, ``mpe:spread``,
-``mpe:spread?n=5&reward=general``, ``tabular:game?seed=0&states=4&agents=3&actions=3&max_steps=50``.
+``mpe:spread?n=5&reward=general``, ``tabular:game?seed=0&states=4&agents=3&actions=3&max_steps=50``,
+``mamujoco:Humanoid-9|8?obsk=1``.
 :func:`make_env` validates the id (before anything compiles) and returns an
 :class:`~jaxseq.envs.base.AutoReset` environment.
 """
@@ -107,6 +108,25 @@ def _build_tabular(env_id: str, name: str, params: dict) -> MultiAgentEnv:
     return TabularAdapter(env_id, game, max_steps=params["max_steps"])
 
 
+def _mamujoco_names() -> list[str]:
+    from jaxseq.envs.mamujoco import task_names
+
+    return task_names()
+
+
+def _check_mamujoco(env_id: str, params: dict) -> None:
+    if params["obsk"] < 0:
+        raise ConfigError("env", f"parameter obsk in {env_id!r} must be >= 0 (joints within graph distance k are "
+                                 f"observed), got {params['obsk']}")
+
+
+def _build_mamujoco(env_id: str, name: str, params: dict) -> MultiAgentEnv:
+    from jaxseq.envs.mamujoco import MaMuJoCo
+
+    robot, partition = name.split("-", 1)
+    return MaMuJoCo(env_id, robot, partition, obsk=params["obsk"], max_steps=params["max_steps"])
+
+
 _FAMILIES: dict[str, _Family] = {
     "smax": _Family(
         names=_smax_names,
@@ -136,6 +156,16 @@ _FAMILIES: dict[str, _Family] = {
         build=_build_tabular,
         help="a random cooperative tabular game with exact evaluation (jaxseq.envs.tabular)",
         check=_check_tabular,
+    ),
+    "mamujoco": _Family(
+        names=_mamujoco_names,
+        params={
+            "obsk": _Param(int, 1, help="observe qpos of the joints within this graph distance of the agent's own"),
+            "max_steps": _Param(int, 1000, help="episode step limit (a truncation, bootstrapped)"),
+        },
+        build=_build_mamujoco,
+        help="multi-agent MuJoCo on MJX (brax's models): Robot-partition, continuous actions",
+        check=_check_mamujoco,
     ),
 }
 

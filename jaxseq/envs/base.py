@@ -34,6 +34,9 @@ class EnvSpec:
     obs_widths: tuple[int, ...]
     #: Per agent, the true number of actions; padded actions are never available.
     action_counts: tuple[int, ...]
+    #: Continuous actions: A is the (padded) number of action dimensions, ``avail`` marks each
+    #: agent's real dimensions and actions are float [N, A] (else int32 [N] indices).
+    continuous: bool = False
 
     @property
     def heterogeneous(self) -> bool:
@@ -82,7 +85,8 @@ class MultiAgentEnv:
         raise NotImplementedError
 
     def step(self, key: jax.Array, state: Any, actions: jax.Array) -> tuple[Any, Transition]:
-        """actions: [N] int32. Returns the next inner state and the transition."""
+        """actions: [N] int32 (discrete) or [N, A] float32 (continuous). Returns the next inner state and the
+        transition."""
         raise NotImplementedError
 
 

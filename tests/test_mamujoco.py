@@ -1,0 +1,199 @@
+"""Multi-agent MuJoCo: the partitions and observations cross-checked against gymnasium-robotics'
+``mamujoco_v1`` (test-only dependency), every task under jit and vmap, and the env-id errors."""
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+import pytest
+
+from helpers import tiny
+from jaxseq.envs import make_env, parse_env_id
+from jaxseq.envs.mamujoco import ROBOTS, features, task_names
+from jaxseq.errors import ConfigError
+from jaxseq.train import make_train
+
+mamujoco_v1 = pytest.importorskip("gymnasium_robotics.envs.multiagent_mujoco.mujoco_multi")
+
+#: The partitions mamujoco_v1 defines too (the others are ours: docs/design.md).
+SHARED = [("HalfCheetah", "2x3"), ("HalfCheetah", "6x1"), ("Ant", "2x4"), ("Ant", "2x4d"), ("Ant", "4x2"),
+          ("Hopper", "3x1"), ("Walker2d", "2x3"), ("Humanoid", "9|8"), ("HumanoidStandup", "9|8"), ("Reacher", "2x1")]
+#: mamujoco_v1's Humanoid nodes abdomen_y and abdomen_z read each other's qpos / qvel (their
+#: indices -17 / -16 are abdomen_z / abdomen_y in the model) while acting on their own actuators;
+#: we observe the joint we actuate, so we swap the names on their side (docs/design.md).
+_SWAPPED = {"abdomen_y": "abdomen_z", "abdomen_z": "abdomen_y"}
+
+
+def _names(m, kind, count):
+    return [mujoco.mj_id2name(m, kind, i) for i in range(count)]
+
+
+def _reference(robot, partition):
+    env = mamujoco_v1.MultiAgentMujocoEnv(robot, partition, agent_obsk=1)
+    return env, env.single_agent_env.unwrapped
+
+
+def _reference_labels(env, model, structure):
+    """Decode mamujoco_v1's observation factorization (indices into the single-agent observation)
+    into (category, joint or body, component) labels, like our Layout.labels."""
+    joints = _names(model, mujoco.mjtObj.mjOBJ_JOINT, model.njnt)
+    bodies = _names(model, mujoco.mjtObj.mjOBJ_BODY, model.nbody)
+    carried = {int(model.jnt_bodyid[j]): joints[j] for j in range(model.njnt)}
+    body_label = [name if name else f"@{carried[b]}" for b, name in enumerate(bodies)]
+
+    def joint_of(address, adr):
+        j = max(j for j in range(model.njnt) if adr[j] <= address)
+        return joints[j], address - int(adr[j])
+
+    flat = [("qpos", *joint_of(i, model.jnt_qposadr)) for i in range(structure["skipped_qpos"], model.nq)]
+    flat += [("qvel", *joint_of(i, model.jnt_dofadr)) for i in range(model.nv)]
+    for cat, width in (("cinert", 10), ("cvel", 6), ("qfrc_actuator", 1), ("cfrc_ext", 6)):
+        size = structure.get(cat, 0)
+        if cat == "qfrc_actuator":  # the actuated dofs, after the root's six
+            flat += [(cat, *joint_of(6 + i, model.jnt_dofadr)) for i in range(size)]
+        else:
+            flat += [(cat, body_label[1 + i // width], i % width) for i in range(size)]
+    return {agent: [flat[i] for i in idx] for agent, idx in env.observation_factorization.items()}
+
+
+@pytest.mark.parametrize("robot,partition", SHARED, ids=[f"{r}-{p}" for r, p in SHARED])
+def test_partition_matches_gymnasium_robotics(robot, partition):
+    ours = make_env(f"mamujoco:{robot}-{partition}").env
+    lay, m = ours.layout, ours._brax.sys.mj_model
+    env, base = _reference(robot, partition)
+    assert env.possible_agents == [f"agent_{i}" for i in range(ours.spec.num_agents)]
+    # The same joints per agent, in the same action order (matched by name: the models differ).
+    ref_joints = _names(base.model, mujoco.mjtObj.mjOBJ_JOINT, base.model.njnt)
+    our_joints = _names(m, mujoco.mjtObj.mjOBJ_JOINT, m.njnt)
+    for i, part in enumerate(env.agent_action_partitions):
+        want = [ref_joints[base.model.actuator_trnid[node.act_ids, 0]] for node in part]
+        got = [our_joints[m.actuator_trnid[a, 0]] for a in lay.act_index[i, :lay.action_counts[i]]]
+        assert got == want, (i, got, want)
+    structure = getattr(base, "observation_structure", None)
+    if env.observation_factorization is not None:
+        # The same observation components in the same order; bodies that brax's MJX model fuses
+        # into their parent (Ant's legs, Humanoid's feet) are absent on our side.
+        swap = _SWAPPED if robot.startswith("Humanoid") else {}
+        for i, (agent, labels) in enumerate(_reference_labels(env, base.model, structure).items()):
+            want = [(c, swap.get(n, n) if c in ("qpos", "qvel", "qfrc_actuator") else n, k) for c, n, k in labels]
+            want = [lab for lab in want if lab[0] not in ("cinert", "cvel", "cfrc_ext") or lab[1] in lay._body]
+            assert lay.labels[i] == want, agent
+    if robot in ("HalfCheetah", "Hopper", "Walker2d", "Reacher"):
+        # Observations of kinematic quantities only: equal values for an equal joint state.
+        rng = np.random.default_rng(0)
+        qpos = base.init_qpos + rng.uniform(-0.3, 0.3, base.model.nq)
+        qvel = rng.uniform(-12.0, 12.0, base.model.nv)  # beyond Hopper's clip of 10
+        base.set_state(qpos, qvel)
+        want = env._get_obs()
+        data = mujoco.MjData(m)
+        data.qpos[:], data.qvel[:] = qpos, qvel
+        mujoco.mj_forward(m, data)
+        feats = np.asarray(features(lay, data))
+        for i, agent in enumerate(env.possible_agents):
+            np.testing.assert_allclose(feats[lay.index[i, :lay.widths[i]]], want[agent], rtol=1e-5, atol=1e-6)
+
+
+def _robot_tasks():
+    """(robot, its partitions): physics compiles once per robot."""
+    return [(robot, sorted(r.partitions)) for robot, r in ROBOTS.items()]
+
+
+@pytest.mark.parametrize("robot,partitions", _robot_tasks(), ids=list(ROBOTS))
+def test_every_task_resets_and_steps_under_jit_and_vmap(robot, partitions):
+    """Each robot's full env (physics included) under jit + vmap for its first partition; every
+    partition's observation and action maps under jit + vmap on the physics states it produced."""
+    B = 2
+    first = make_env(f"mamujoco:{robot}-{partitions[0]}?max_steps=3")
+    spec = first.spec
+
+    def run(keys):
+        state, obs = jax.vmap(first.reset)(keys)
+        actions = jnp.ones((B, spec.num_agents, spec.num_actions))
+
+        def step(state, key):
+            state, out = jax.vmap(first.step)(jax.random.split(key, B), state, actions)
+            return state, (state.inner[0], out)
+
+        return obs, jax.lax.scan(step, state, jax.random.split(keys[0], 3))[1]
+
+    obs, (states, outs) = jax.jit(run)(jax.random.split(jax.random.PRNGKey(0), B))
+    assert obs.obs.shape == (B, spec.num_agents, spec.obs_dim)
+    assert obs.state.shape == (B, spec.num_agents, spec.state_dim)
+    assert np.all(np.isfinite(np.asarray(outs.final_obs.obs)))
+    # The time limit ends every episode at step 3 (as a truncation unless the robot fell first), never earlier.
+    done = np.asarray(outs.done)
+    assert np.all(done[-1]) and not np.any(done[0])
+    assert not np.any(np.asarray(outs.truncated & outs.terminated))
+    second = jax.tree.map(lambda x: x[1], states)  # the physics state after two steps
+    for partition in partitions:
+        inner = make_env(f"mamujoco:{robot}-{partition}").env
+        o = jax.jit(jax.vmap(inner._observe))(second)
+        n, width = inner.spec.num_agents, inner.spec.obs_dim
+        assert o.obs.shape == (B, n, width) and np.all(np.isfinite(np.asarray(o.obs)))
+        for i, w in enumerate(inner.spec.obs_widths):  # padding columns are zero
+            assert np.all(np.asarray(o.obs[:, i, w:]) == 0.0)
+        # Each actuator is driven by exactly one agent's action dimension.
+        acts = jnp.arange(1, n * inner.spec.num_actions + 1, dtype=jnp.float32).reshape(n, -1) / 100.0
+        ctrl = np.asarray(jax.jit(jax.vmap(inner.global_action))(jnp.stack([acts] * B)))[0]
+        lay = inner.layout
+        want = np.zeros(len(lay.ctrl_low), np.float32)
+        for i in range(n):
+            want[lay.act_index[i, :lay.action_counts[i]]] = np.asarray(acts[i, :lay.action_counts[i]])
+        np.testing.assert_allclose(ctrl, np.clip(want, lay.ctrl_low, lay.ctrl_high), rtol=1e-6)
+
+
+def test_env_ids_list_every_task_and_reject_unknown_ones():
+    names = task_names()
+    for task in ("HalfCheetah-6x1", "Humanoid-9|8", "Ant-8x1", "Walker2d-3x2", "Humanoid-17x1", "Reacher-2x1"):
+        assert task in names
+    with pytest.raises(ConfigError, match="Hopper-3x1"):
+        parse_env_id("mamujoco:Hopper-2x2")
+    with pytest.raises(ConfigError, match="unknown mamujoco task 'Dog-4x1'"):
+        parse_env_id("mamujoco:Dog-4x1")
+    with pytest.raises(ConfigError, match="obsk"):
+        parse_env_id("mamujoco:Hopper-3x1?obsk=-1")
+    assert parse_env_id("mamujoco:Humanoid-9|8?obsk=2")[2] == {"obsk": 2, "max_steps": 1000}
+
+
+def test_obsk_widens_the_neighbourhood():
+    """k = 0: own joints only; k = 2 on the 6x1 cheetah chain: the joints two links away too."""
+    widths = {k: make_env(f"mamujoco:HalfCheetah-6x1?obsk={k}").spec.obs_widths for k in (0, 1, 2)}
+    globals_ = 5  # rootz, rooty positions; rootx, rootz, rooty velocities
+    assert widths[0] == (2 + globals_,) * 6
+    assert widths[1] == tuple(2 + n + globals_ for n in (2, 2, 1, 2, 2, 1))  # bthigh, bshin, bfoot, fthigh, ...
+    assert widths[2] == tuple(2 + n + globals_ for n in (4, 3, 2, 4, 3, 2))
+
+
+def _train_briefly(algo, task):
+    """Two updates of ``algo`` on ``task`` (episodes of 8 steps, so some finish); returns the
+    actor parameters before and after and the metrics."""
+    cfg = tiny(env=f"mamujoco:{task}?max_steps=8", algo=algo, sharing="nops", num_envs=2, num_seeds=1,
+               rollout_length=8, num_minibatches=1, eval_every=1, eval_envs=2)
+    trainer = make_train(cfg)
+    state = trainer.init(jax.random.PRNGKey(0))
+    before = jax.device_get(state.actor_params)
+    state, metrics = trainer.chunk(state)
+    metrics.update(trainer.evaluate(state))
+    return before, jax.device_get(state.actor_params), jax.device_get(metrics)
+
+
+def _check_training(before, after, metrics):
+    for key in ("loss_actor", "loss_critic", "return_mean", "test_return_mean"):
+        assert np.all(np.isfinite(metrics[key])), key
+    assert np.all(metrics["episodes"] > 0)
+    moved = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), before, after)
+    log_std = moved["params"]["head"]["log_std"]
+    assert log_std > 0 and moved["params"]["head"]["mean"]["kernel"] > 0  # every agent's Gaussian head trained
+
+
+@pytest.mark.parametrize("algo", ["mappo", "a2po"])
+def test_mappo_and_a2po_train_on_hopper(algo):
+    _check_training(*_train_briefly(algo, "Hopper-3x1"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["HalfCheetah-6x1", "Humanoid-9|8"])
+@pytest.mark.parametrize("algo", ["mappo", "a2po"])
+def test_mappo_and_a2po_train_on_cheetah_and_humanoid(algo, task):
+    """The same code path as the Hopper test on the larger robots (slow: MJX compiles per robot)."""
+    _check_training(*_train_briefly(algo, task))

@@ -122,6 +122,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Fast settings that learn SMAX 3m on a CPU.
     "smax-fast": dict(env="smax:3m", num_envs=64, rollout_length=64, epochs=5, num_minibatches=2,
                       chunk_length=8, actor_lr=5e-4, critic_lr=5e-4, ent_coef=0.01, gamma=0.99),
+    # Settings for multi-agent MuJoCo on a CPU: parameter-independent, batch 4000 from 32 envs.
+    "mamujoco-fast": dict(env="mamujoco:Hopper-3x1", sharing="nops", num_envs=32, rollout_length=125, epochs=5,
+                          num_minibatches=4, chunk_length=5, actor_lr=3e-4, critic_lr=3e-4, gae_lambda=0.95,
+                          ent_coef_continuous=0.0, eval_every=4, eval_envs=16),
 }
 
 # Seed 003 App. B.3 Tab. 2 (SMAC), for the maps JaxMARL SMAX has (8m_vs_9m, MMM2 and corridor it

@@ -86,7 +86,8 @@ class Trainer:
         k_actor, k_critic, k_env, key = jax.random.split(key, 4)
         actor_params = self.actor.init(k_actor, spec.obs_dim)
         critic_params = self.critic.init(k_critic, self._critic_in_dim())
-        env_state, obs = jax.vmap(self.env.reset)(jax.random.split(k_env, cfg.num_envs))
+        # Compiled: op by op, an MJX reset is hundreds of tiny compilations (about 25 s).
+        env_state, obs = jax.jit(jax.vmap(self.env.reset))(jax.random.split(k_env, cfg.num_envs))
         return TrainState(
             actor_params=actor_params,
             critic_params=critic_params,
@@ -158,8 +159,8 @@ class Trainer:
     def init(self, key: jax.Array) -> TrainState:
         """``num_seeds`` independent states with a leading seed axis, all from ``key``.
 
-        Runs op by op, not as one compiled program: orthogonal initialisation calls LAPACK's QR,
-        and XLA's CPU runtime deadlocked (jax 0.10, 2 cores) when one program ran several batched
+        Runs op by op (the env reset aside), not as one compiled program: orthogonal initialisation
+        calls LAPACK's QR, and XLA's CPU runtime deadlocked (jax 0.10, 2 cores) when one program ran several batched
         QRs concurrently, each waiting for the thread pool the others held.
         """
         state = jax.vmap(self.init_one)(jax.random.split(key, self.config.num_seeds))

@@ -1,4 +1,18 @@
 import os
+import tempfile
 
 # Tests run on CPU, deterministic and quiet.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+# One persistent XLA compilation cache per test session (a fresh directory, so nothing carries
+# over between runs): tests that build the same program again (resume, the CLI subprocesses,
+# repeated trainer configurations) load it instead of compiling it. The environment carries it to
+# subprocesses; jax.config sets it here in case a plugin imported jax before this file.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jaxseq-xla-cache-"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))

@@ -150,7 +150,7 @@ def test_fp3o_smac_presets_follow_seed_002_tables_6_and_7():
     assert (cfg.num_envs, cfg.rollout_length, cfg.batch_size, cfg.num_minibatches, cfg.epochs) == (8, 400, 3200, 1, 5)
     assert (cfg.ent_coef, cfg.actor_lr, cfg.critic_lr, cfg.huber_delta, cfg.max_grad_norm) == (0.01, 5e-4, 5e-4, 10.0, 10.0)
     # Maps SMAX lacks have no preset; Tab. 7 has FuPS only for 10m_vs_11m and 3s5z_vs_3s6z.
-    names = {k for k in PRESETS if k.startswith("fp3o-")}
+    names = {k for k in PRESETS if k.startswith("fp3o-smax-")}
     assert len(names) == 3 * 3 + 2 and "fp3o-smax-10m_vs_11m-fups" in names and "fp3o-smax-10m_vs_11m-paps" not in names
     assert not any(m in k for k in names for m in ("bane", "2c_vs_64zg", "corridor"))
     for name in names:  # under every algorithm of seed 002 Tab. 2
@@ -162,3 +162,26 @@ def test_opspo_eps2_is_checked_for_opspo_only():
     validate(make_config(algo="mappo", clip_eps=0.05))  # opspo_eps2 = 0.1 is not read
     with pytest.raises(ConfigError, match="\\(0, clip_eps=0.05\\)"):
         validate(make_config(algo="opspo", clip_eps=0.05))
+
+
+def test_mamujoco_presets_follow_the_papers_tables():
+    from jaxseq.config import PRESETS
+
+    # Seed 000 Tab. 8-9: A2PO, parameter-independent, batch 4000, entropy 0; Hopper 8 epochs,
+    # lr 1e-4, lambda 0.95, eps 0.1; Humanoid 17x1 in blocks of 5.
+    cfg = make_config("a2po-mamujoco-Hopper-3x1")
+    assert (cfg.algo, cfg.env, cfg.sharing, cfg.batch_size, cfg.ent_coef_continuous) == (
+        "a2po", "mamujoco:Hopper-3x1", "nops", 4000, 0.0)
+    assert (cfg.epochs, cfg.actor_lr, cfg.critic_lr, cfg.gae_lambda, cfg.clip_eps) == (8, 1e-4, 1e-4, 0.95, 0.1)
+    assert make_config("a2po-mamujoco-Humanoid-17x1").agent_blocks == 5
+    assert make_config("a2po-mamujoco-Ant-8x1").agent_blocks == 4
+    assert len([k for k in PRESETS if k.startswith("a2po-mamujoco-")]) == 15  # seed 000's 14 tasks + HumanoidStandup 17x1 (Tab. 9 gives its block)
+    # Seed 003 Tab. 3: OPSPO on Humanoid 9|8: 8 epochs, 0.90, eps1 0.2, eps2 0.05, omega_e 10, f_e 5, omega_n 20.
+    cfg = make_config("opspo-mamujoco-Humanoid-9|8")
+    assert (cfg.algo, cfg.epochs, cfg.gae_lambda, cfg.clip_eps, cfg.opspo_eps2) == ("opspo", 8, 0.90, 0.2, 0.05)
+    assert (cfg.omega_e, cfg.f_e, cfg.omega_n, cfg.sharing, cfg.actor_lr) == (10, 5, 20, "nops", 3e-4)
+    # Seed 002 Tab. 4-5: FP3O, obsk 5, 32 minibatches, entropy 0.001, Walker 2x3 clip 0.05.
+    cfg = make_config("fp3o-mamujoco-Walker2d-2x3-paps")
+    assert (cfg.env, cfg.sharing, cfg.clip_eps, cfg.num_minibatches, cfg.ent_coef_continuous) == (
+        "mamujoco:Walker2d-2x3?obsk=5", "paps", 0.05, 32, 0.001)
+    assert (cfg.actor_lr, cfg.critic_lr, cfg.batch_size, cfg.total_steps) == (1e-5, 3e-4, 4000, 10_000_000)

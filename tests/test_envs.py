@@ -111,6 +111,7 @@ def test_smax_wipe_out_is_termination_and_win():
     ("mpe:spread?reward=mixed", "must be one of"),
     ("mpe:spread?n=0", "must be positive"),
     ("mpe:reference?n=3", "takes only max_steps"),
+    ("mpe:reference?actions=continuous", "takes only max_steps"),
 ])
 def test_bad_env_ids_fail_with_a_clear_message(bad, field_words):
     with pytest.raises(ConfigError, match=field_words) as err:
@@ -119,5 +120,20 @@ def test_bad_env_ids_fail_with_a_clear_message(bad, field_words):
 
 
 def test_env_id_parameters_parse_with_defaults():
-    assert parse_env_id("mpe:spread")[2] == {"n": 3, "reward": "shared", "max_steps": 25}
+    assert parse_env_id("mpe:spread")[2] == {"n": 3, "reward": "shared", "actions": "discrete", "max_steps": 25}
     assert parse_env_id("mpe:spread?n=5")[2]["n"] == 5
+
+
+def test_continuous_spread_clips_forces_and_moves_along_their_difference():
+    env = make_env("mpe:spread?actions=continuous")
+    assert env.spec.continuous and env.spec.num_actions == 5 and env.spec.action_counts == (5, 5, 5)
+    state, obs = env.reset(jax.random.PRNGKey(0))
+    assert bool(obs.avail.all())
+    # Forces (none, -x, +x, -y, +y), clipped to [0, 1]: agent 0 pushes +x, agent 1 -y, agent 2 nothing.
+    actions = jnp.array([[0.0, -3.0, 5.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0, 0.0], [0.0, 0.4, 0.4, 0.2, 0.2]])
+    _, out = env.step(jax.random.PRNGKey(1), state, actions)
+    vel = out.obs.obs[:, :2]  # each agent's own velocity
+    assert float(vel[0, 0]) > 0 and float(vel[0, 1]) == 0.0
+    assert float(vel[1, 1]) < 0 and float(vel[1, 0]) == 0.0
+    np.testing.assert_allclose(vel[2], 0.0)
+    np.testing.assert_allclose(vel[0, 0], -vel[1, 1], rtol=1e-6)  # force 1 after clipping either way

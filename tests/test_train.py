@@ -53,6 +53,7 @@ def test_same_key_gives_identical_metrics_and_seeds_differ():
     dict(env="mpe:speaker_listener", sharing="nops", value_norm=False, huber_delta=0.0, value_clip=0.0),
     dict(env="smax:3m", network="gru", rollout_length=8, num_seeds=1),
     dict(env="tabular:game?seed=1&states=4&agents=3&actions=3&max_steps=16", algo="a2po", num_seeds=1),
+    dict(env="mpe:spread?actions=continuous", algo="a2po", sharing="paps", num_seeds=1),  # Gaussian, greedy = mean
 ])
 def test_variants_run_and_report_finite_metrics(overrides):
     trainer = make_train(tiny(**overrides))
@@ -135,7 +136,7 @@ def test_wandb_missing_gives_a_clear_error(tmp_path):
         train_run(tiny(), out=tmp_path, progress=False, use_wandb=True)
 
 
-@pytest.mark.parametrize("algo", ["mappo", "a2po"])
+@pytest.mark.parametrize("algo", [pytest.param("mappo", marks=pytest.mark.slow), "a2po"])
 def test_learns_mpe_spread_in_a_minute(algo):
     """mpe:spread, 2 seeds, 160k steps: the return rises well above a random policy's."""
     cfg = make_config("mpe-fast", algo=algo, total_steps=160_000, num_seeds=2, updates_per_chunk=10)
@@ -320,3 +321,21 @@ def test_fp3o_runs_with_several_agents(sharing, network, guard):
     assert float(m["fp3o_guard_pass"][0]) in (0.0, 1.0)
     for i in range(3):  # every agent's own head moved (stacked under both sharings; at least the independence step)
         assert not np.allclose(before[i], after[i])
+
+
+@pytest.mark.parametrize("algo, sharing", [("fp3o", "paps"), ("opspo", "nops")])
+def test_continuous_actions_train_in_every_scheme(algo, sharing):
+    """Gaussian actors on continuous MPE spread (with the sequential case of the variants test, the
+    fast twin of the MA-MuJoCo training runs): FP3O, and OPSPO's sequential scheme with learned
+    state weights (float actions in its ring); each agent's log-std trains."""
+    trainer = make_train(tiny(env="mpe:spread?actions=continuous", algo=algo, sharing=sharing, num_seeds=1))
+    state = trainer.init(jax.random.PRNGKey(0))
+    before = jax.device_get(state.actor_params["params"]["head"])
+    state, (m,) = _chunks(trainer, state, 1)
+    for key in ("loss_actor", "loss_critic", "entropy", "approx_kl"):
+        assert np.all(np.isfinite(m[key])), key
+    after = jax.device_get(state.actor_params["params"]["head"])
+    moved = np.abs(after["log_std"] - before["log_std"])  # [seeds, (agents,) A]
+    assert np.all(moved.reshape(moved.shape[0], -1, moved.shape[-1]).max(-1) > 0)  # every agent's log-std trained
+    if algo == "opspo":
+        assert state.density.ring.items["data"]["actions"].dtype == np.float32

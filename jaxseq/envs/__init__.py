@@ -78,8 +78,13 @@ def _build_mpe(env_id: str, name: str, params: dict) -> MultiAgentEnv:
         # Seed 000 App. B.2.3: "shared" = fully cooperative (every agent gets the landmark
         # coverage reward), "general" = general-sum (each agent's own collision term mixed in).
         kwargs.update(num_agents=n, num_landmarks=n, local_ratio=0.0 if params["reward"] == "shared" else 0.5)
-    elif params["n"] != 2 or params["reward"] != "shared":
-        raise ConfigError("env", f"mpe:{name} takes only max_steps (it has 2 agents and one reward setting)")
+        if params["actions"] == "continuous":  # 5 forces in [0, 1]: none, -x, +x, -y, +y
+            from jaxmarl.environments.mpe.default_params import CONTINUOUS_ACT
+
+            kwargs["action_type"] = CONTINUOUS_ACT
+    elif params["n"] != 2 or params["reward"] != "shared" or params["actions"] != "discrete":
+        raise ConfigError("env", f"mpe:{name} takes only max_steps (it has 2 agents, one reward setting and "
+                                 f"discrete actions)")
     env = make(_MPE_TASKS[name], **kwargs)
     return MPEAdapter(env_id, env, max_steps=params["max_steps"], has_win=False)
 
@@ -139,6 +144,7 @@ _FAMILIES: dict[str, _Family] = {
         params={
             "n": _Param(int, 2, help="agents (and landmarks) in spread; default 3 for spread"),
             "reward": _Param(str, "shared", ("shared", "general"), "spread: fully cooperative or general-sum"),
+            "actions": _Param(str, "discrete", ("discrete", "continuous"), "spread: 5 discrete moves or 5 forces in [0, 1]"),
             "max_steps": _Param(int, 25, help="episode step limit (a truncation)"),
         },
         build=_build_mpe,

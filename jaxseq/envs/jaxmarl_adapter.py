@@ -38,12 +38,17 @@ def stack_agents(values: Mapping[str, jax.Array], agents: Sequence[str], width: 
 
 
 def unstack_actions(actions: jax.Array, agents: Sequence[str]) -> dict[str, jax.Array]:
-    """The inverse boundary for actions: [N] -> {agents[i]: actions[i]}."""
+    """The inverse boundary for actions: [N] (or [N, A] continuous) -> {agents[i]: actions[i]}."""
     return {name: actions[i] for i, name in enumerate(agents)}
 
 
+def _is_box(space: Any) -> bool:
+    return hasattr(space, "low") and hasattr(space, "high")
+
+
 def _action_count(space: Any) -> int:
-    return int(space.n)
+    """Discrete: the number of actions; continuous (a Box): the number of action dimensions."""
+    return int(space.shape[0]) if _is_box(space) else int(space.n)
 
 
 def _obs_width(space: Any) -> int:
@@ -61,6 +66,14 @@ class _JaxMARLAdapter(MultiAgentEnv):
         self.agents = list(env.agents)
         widths = tuple(_obs_width(env.observation_space(a)) for a in self.agents)
         counts = tuple(_action_count(env.action_space(a)) for a in self.agents)
+        spaces = [env.action_space(a) for a in self.agents]
+        self._continuous = _is_box(spaces[0])
+        if self._continuous:  # actions are clipped to the box before JaxMARL sees them
+            def bound(sp, x):
+                return jnp.pad(jnp.broadcast_to(jnp.asarray(x, jnp.float32), sp.shape), (0, max(counts) - sp.shape[0]))
+
+            self._low = jnp.stack([bound(sp, sp.low) for sp in spaces])
+            self._high = jnp.stack([bound(sp, sp.high) for sp in spaces])
         self._obs_dim = max(widths)
         self._num_actions = max(counts)
         self._action_counts = jnp.asarray(counts)
@@ -74,6 +87,7 @@ class _JaxMARLAdapter(MultiAgentEnv):
             has_win=has_win,
             obs_widths=widths,
             action_counts=counts,
+            continuous=self._continuous,
         )
 
     # -- per-family hooks -------------------------------------------------------------------
@@ -107,6 +121,8 @@ class _JaxMARLAdapter(MultiAgentEnv):
         return state, self._observe(obs_dict, state)
 
     def step(self, key, state, actions):
+        if self._continuous:
+            actions = jnp.clip(actions, self._low, self._high)
         obs_dict, state, rewards, dones, _ = self._env.step_env(key, state, unstack_actions(actions, self.agents))
         terminated, truncated, won = self._ends(state, dones)
         tr = Transition(

@@ -26,6 +26,7 @@ against gymnasium-robotics in ``tests/test_mamujoco.py`` uses that. Deliberate d
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -305,24 +306,31 @@ def features(layout: Layout, data: Any) -> jax.Array:
 
 # -- the environment -------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
+def _physics(brax_name: str) -> tuple[Any, int]:
+    """brax's MJX environment of a robot and the width of its single-agent observation (cached:
+    every partition of a robot shares them)."""
+    import warnings
+
+    with warnings.catch_warnings():  # brax warns that its own envs are unmaintained
+        warnings.simplefilter("ignore")
+        from brax import envs as brax_envs
+
+        env = brax_envs.get_environment(brax_name, backend="mjx")
+    # brax's observation_size runs a reset op by op (about 25 s of tiny compilations); the shape is enough.
+    return env, int(jax.eval_shape(env.reset, jax.random.PRNGKey(0)).obs.shape[-1])
+
+
 class MaMuJoCo(MultiAgentEnv):
     """A partitioned robot: actions [N, A] (each agent's joint torques, clipped to the control
     range), the team reward of the robot for every agent, termination from brax's health check,
     truncation at ``max_steps``."""
 
     def __init__(self, env_id: str, robot: str, partition: str, obsk: int, max_steps: int):
-        import warnings
-
-        with warnings.catch_warnings():  # brax warns that its own envs are unmaintained
-            warnings.simplefilter("ignore")
-            from brax import envs as brax_envs
-
-            self._brax = brax_envs.get_environment(ROBOTS[robot].brax_name, backend="mjx")
+        self._brax, global_dim = _physics(ROBOTS[robot].brax_name)
         self.layout = Layout(ROBOTS[robot], self._brax.sys.mj_model, partition, obsk)
         lay = self.layout
         n, obs_dim = lay.index.shape
-        # brax's observation_size runs a reset op by op (about 25 s of tiny compilations); the shape is enough.
-        global_dim = int(jax.eval_shape(self._brax.reset, jax.random.PRNGKey(0)).obs.shape[-1])
         self._index, self._act_index = jnp.asarray(lay.index), jnp.asarray(lay.act_index)
         self._avail = jnp.asarray(lay.act_index < len(lay.ctrl_low))
         self._low, self._high = jnp.asarray(lay.ctrl_low), jnp.asarray(lay.ctrl_high)

@@ -4,6 +4,7 @@ result to ``benchmarks/results/``."""
 from __future__ import annotations
 
 import datetime
+import os
 import sys
 from pathlib import Path
 
@@ -14,8 +15,9 @@ RESULTS_DIR = Path(__file__).parent / "results"
 
 def header(script: str, argv: list[str] | None, setup: str) -> str:
     device = jax.devices()[0]
+    kind = f"{os.cpu_count()} cores" if device.platform == "cpu" else device.device_kind
     args = " ".join(sys.argv[1:] if argv is None else argv)
-    return (f"## {datetime.date.today().isoformat()} on {device.platform}: {device.device_kind}\n\n"
+    return (f"## {datetime.date.today().isoformat()} on {device.platform}: {kind}, jax {jax.__version__}\n\n"
             f"command: `python benchmarks/{script} {args}`; {setup}\n\n")
 
 

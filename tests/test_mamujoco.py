@@ -128,16 +128,20 @@ def test_every_task_resets_and_steps_under_jit_and_vmap(robot, partitions):
     assert np.all(done[-1]) and not np.any(done[0])
     assert not np.any(np.asarray(outs.truncated & outs.terminated))
     second = jax.tree.map(lambda x: x[1], states)  # the physics state after two steps
-    for partition in partitions:
-        inner = make_env(f"mamujoco:{robot}-{partition}").env
-        o = jax.jit(jax.vmap(inner._observe))(second)
+    inners = [make_env(f"mamujoco:{robot}-{partition}").env for partition in partitions]
+    acts = [jnp.arange(1, e.spec.num_agents * e.spec.num_actions + 1, dtype=jnp.float32).reshape(e.spec.num_agents, -1)
+            / 100.0 for e in inners]
+    # Every partition's maps in one program: observations of the physics states, control vectors.
+    observed, ctrls = jax.jit(lambda s, a: ([jax.vmap(e._observe)(s) for e in inners],
+                                            [jax.vmap(e.global_action)(jnp.stack([x] * B)) for e, x in zip(inners, a)]))(
+        second, acts)
+    for inner, o, ctrl, acts in zip(inners, observed, ctrls, acts):
         n, width = inner.spec.num_agents, inner.spec.obs_dim
         assert o.obs.shape == (B, n, width) and np.all(np.isfinite(np.asarray(o.obs)))
         for i, w in enumerate(inner.spec.obs_widths):  # padding columns are zero
             assert np.all(np.asarray(o.obs[:, i, w:]) == 0.0)
         # Each actuator is driven by exactly one agent's action dimension.
-        acts = jnp.arange(1, n * inner.spec.num_actions + 1, dtype=jnp.float32).reshape(n, -1) / 100.0
-        ctrl = np.asarray(jax.jit(jax.vmap(inner.global_action))(jnp.stack([acts] * B)))[0]
+        ctrl = np.asarray(ctrl)[0]
         lay = inner.layout
         want = np.zeros(len(lay.ctrl_low), np.float32)
         for i in range(n):

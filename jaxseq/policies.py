@@ -24,8 +24,6 @@ _NEG = -1e9
 class Categorical:
     """Masked categorical over ``A`` actions: ``out`` are logits [..., A]; actions int32 [...]."""
 
-    continuous = False
-
     @staticmethod
     def head_dim(num_actions: int) -> int:
         return num_actions
@@ -72,7 +70,6 @@ class Gaussian:
     """
 
     reduce: str = "mean"
-    continuous = True
 
     @staticmethod
     def head_dim(num_actions: int) -> int:

@@ -79,7 +79,7 @@ def test_partition_matches_gymnasium_robotics(robot, partition):
         swap = _SWAPPED if robot.startswith("Humanoid") else {}
         for i, (agent, labels) in enumerate(_reference_labels(env, base.model, structure).items()):
             want = [(c, swap.get(n, n) if c in ("qpos", "qvel", "qfrc_actuator") else n, k) for c, n, k in labels]
-            want = [lab for lab in want if lab[0] not in ("cinert", "cvel", "cfrc_ext") or lab[1] in lay._body]
+            want = [lab for lab in want if lab[0] not in ("cinert", "cvel", "cfrc_ext") or lab[1] in lay.body_ids]
             assert lay.labels[i] == want, agent
     if robot in ("HalfCheetah", "Hopper", "Walker2d", "Reacher"):
         # Observations of kinematic quantities only: equal values for an equal joint state.

@@ -185,7 +185,8 @@ class Layout:
     index [N, O] int: feature index of each observation entry (padding -> the final zero entry);
     labels: per agent, (category, joint or body, component) of each entry;
     act_index [N, A] int: actuator of each action dimension (padding -> nu, dropped);
-    ctrl_low / ctrl_high [nu]: the actuators' control range.
+    ctrl_low / ctrl_high [nu]: the actuators' control range;
+    body_ids: body label (a name, or ``@joint`` for the body carrying that joint) -> body index.
     """
 
     def __init__(self, robot: Robot, m: Any, partition: str, obsk: int):
@@ -195,8 +196,8 @@ class Layout:
         joint_names = _model_names(m, mujoco.mjtObj.mjOBJ_JOINT, m.njnt)
         body_names = _model_names(m, mujoco.mjtObj.mjOBJ_BODY, m.nbody)
         self._joint = {name: i for i, name in enumerate(joint_names) if name}
-        self._body = {name: i for i, name in enumerate(body_names) if name}
-        self._body.update({f"@{joint_names[j]}": int(m.jnt_bodyid[j]) for j in range(m.njnt) if joint_names[j]})
+        self.body_ids = {name: i for i, name in enumerate(body_names) if name}
+        self.body_ids.update({f"@{joint_names[j]}": int(m.jnt_bodyid[j]) for j in range(m.njnt) if joint_names[j]})
         self._m = m
         cats = {c for depth in robot.local_categories for c in depth} | {c for c, *_ in robot.global_items}
         sizes = {"qpos": m.nq, "qvel": m.nv}
@@ -270,10 +271,10 @@ class Layout:
                     else:  # a body category: each body once per category
                         width, off = _BODY_WIDTH[cat], self.blocks[cat][0]
                         for body in robot.bodies.get(label, ()):
-                            if body not in self._body or body in seen_bodies.setdefault(cat, set()):
+                            if body not in self.body_ids or body in seen_bodies.setdefault(cat, set()):
                                 continue  # fused away in the MJX model, or already observed
                             seen_bodies[cat].add(body)
-                            b = self._body[body]
+                            b = self.body_ids[body]
                             entries += [((cat, body, c), off + b * width + c) for c in range(width)]
         for cat, joint, lo, hi in robot.global_items:
             entries += self._joint_entries(cat, joint, lo, hi)
@@ -291,7 +292,7 @@ def features(layout: Layout, data: Any) -> jax.Array:
         elif name in ("sin", "cos"):
             block = getattr(jnp, name)(data.qpos)
         elif name == "fingertip_dist":
-            body1, target = layout._body["body1"], layout._body["target"]
+            body1, target = layout.body_ids["body1"], layout.body_ids["target"]
             xmat = jnp.reshape(data.xmat[body1], (3, 3))
             block = data.xpos[body1] + xmat @ _FINGERTIP_OFFSET - data.xpos[target]
         elif name in _BODY_WIDTH:

@@ -10,10 +10,13 @@ An env id is ``family:name`` with optional parameters, e.g. ``smax:3m``, ``mpe:s
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from jaxseq.envs.base import AutoReset, EnvSpec, EnvState, MultiAgentEnv, Observation, Step, Transition
 from jaxseq.errors import ConfigError
+
+if TYPE_CHECKING:
+    from jaxseq.envs.bridge import BridgeEnv
 
 __all__ = [
     "AutoReset", "EnvSpec", "EnvState", "MultiAgentEnv", "Observation", "Step", "Transition",
@@ -33,10 +36,13 @@ class _Param:
 class _Family:
     names: Callable[[], list[str]]
     params: dict[str, _Param]
-    build: Callable[[str, str, dict], MultiAgentEnv]
+    #: Returns a MultiAgentEnv (wrapped in AutoReset) or, for host families, a BridgeEnv.
+    build: Callable[[str, str, dict], MultiAgentEnv | BridgeEnv]
     help: str
     #: Extra checks of the parsed parameters (env_id, params), raising ConfigError; run by parse_env_id.
     check: Callable[[str, dict], None] | None = None
+    #: Host environments run in worker processes and auto-reset there (jaxseq.envs.bridge).
+    host: bool = False
 
 
 def _jaxmarl_limit(max_steps: int) -> int:
@@ -132,6 +138,39 @@ def _build_mamujoco(env_id: str, name: str, params: dict) -> MultiAgentEnv:
     return MaMuJoCo(env_id, robot, partition, obsk=params["obsk"], max_steps=params["max_steps"])
 
 
+def _host_params(max_steps: int, **params: _Param) -> dict[str, _Param]:
+    """Parameters of a host family: its own, the step limit and the worker pool's."""
+    return {**params,
+            "max_steps": _Param(int, max_steps, help="episode step limit (a truncation)"),
+            "workers": _Param(int, 2, help="worker processes stepping the host envs"),
+            "timeout": _Param(float, 60.0, help="seconds a worker may take to answer before it is restarted")}
+
+
+def _check_host(env_id: str, params: dict, module: str, install: str) -> None:
+    import importlib.util
+
+    if params["workers"] < 1 or params["timeout"] <= 0:
+        raise ConfigError("env", f"{env_id!r} needs workers >= 1 and timeout > 0, got workers={params['workers']}, "
+                                 f"timeout={params['timeout']}")
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError("env", f"{env_id!r} needs the package {module!r}, which is not installed; {install}")
+
+
+def _bridge(env_id: str, host_spec, factory: tuple, params: dict) -> BridgeEnv:
+    from jaxseq.envs.bridge import BridgeEnv
+
+    return BridgeEnv(env_id, host_spec, factory, max_steps=params["max_steps"], workers=params["workers"],
+                     timeout=params["timeout"])
+
+
+def _build_pz(env_id: str, name: str, params: dict) -> BridgeEnv:
+    from jaxseq.hostenv import pettingzoo_mpe
+
+    kwargs = {"n": params["n"], "local_ratio": 0.0 if params["reward"] == "shared" else 0.5,
+              "max_steps": params["max_steps"]}
+    return _bridge(env_id, pettingzoo_mpe.spec(params["n"]), (pettingzoo_mpe.__name__, "SimpleSpread", kwargs), params)
+
+
 _FAMILIES: dict[str, _Family] = {
     "smax": _Family(
         names=_smax_names,
@@ -173,6 +212,15 @@ _FAMILIES: dict[str, _Family] = {
         help="multi-agent MuJoCo on MJX (brax's models): Robot-partition, continuous actions",
         check=_check_mamujoco,
     ),
+    "pz": _Family(
+        names=lambda: ["simple_spread"],
+        params=_host_params(25, n=_Param(int, 3, help="agents (and landmarks)"),
+                            reward=_Param(str, "shared", ("shared", "general"), "fully cooperative or general-sum")),
+        build=_build_pz,
+        help="PettingZoo MPE (package mpe2) in worker processes, through the subprocess bridge",
+        check=lambda env_id, params: _check_host(env_id, params, "mpe2", "pip install mpe2"),
+        host=True,
+    ),
 }
 
 # Spread's natural default is 3 agents; the other MPE tasks have exactly 2.
@@ -211,9 +259,11 @@ def parse_env_id(env_id: str) -> tuple[str, str, dict]:
     return family, name, params
 
 
-def make_env(env_id: str) -> AutoReset:
+def make_env(env_id: str) -> AutoReset | BridgeEnv:
     family, name, params = parse_env_id(env_id)
-    return AutoReset(_FAMILIES[family].build(env_id, name, params))
+    fam = _FAMILIES[family]
+    env = fam.build(env_id, name, params)
+    return env if fam.host else AutoReset(env)
 
 
 def list_envs() -> list[tuple[str, str]]:

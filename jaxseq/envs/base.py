@@ -139,23 +139,31 @@ class AutoReset:
         step_key, reset_key = jax.random.split(key)
         inner, tr = self.env.step(step_key, state.inner, actions)
         done = tr.terminated | tr.truncated
-        ep_return = state.episode_return + jnp.mean(tr.reward)
-        ep_length = state.episode_length + 1
         reset_inner, reset_obs = self.env.reset(reset_key)
-        new_state = EnvState(
-            inner=_select(done, reset_inner, inner),
-            episode_return=jnp.where(done, 0.0, ep_return),
-            episode_length=jnp.where(done, 0, ep_length),
-        )
-        step = Step(
-            obs=_select(done, reset_obs, tr.next_obs),
-            final_obs=tr.next_obs,
-            reward=tr.reward,
-            terminated=tr.terminated,
-            truncated=tr.truncated,
-            done=done,
-            won=tr.won,
-            episode_return=ep_return,
-            episode_length=ep_length,
-        )
-        return new_state, step
+        return record_step(state, _select(done, reset_inner, inner), tr, _select(done, reset_obs, tr.next_obs))
+
+
+def record_step(state: EnvState, inner: Any, tr: Transition, obs: Observation) -> tuple[EnvState, Step]:
+    """The auto-reset bookkeeping shared by every env wrapper: the episode statistics and the
+    :class:`Step`. ``inner`` and ``obs`` are the next inner state and observation, already reset
+    where the transition ``tr`` ended the episode."""
+    done = tr.terminated | tr.truncated
+    ep_return = state.episode_return + jnp.mean(tr.reward)
+    ep_length = state.episode_length + 1
+    new_state = EnvState(
+        inner=inner,
+        episode_return=jnp.where(done, 0.0, ep_return),
+        episode_length=jnp.where(done, 0, ep_length),
+    )
+    step = Step(
+        obs=obs,
+        final_obs=tr.next_obs,
+        reward=tr.reward,
+        terminated=tr.terminated,
+        truncated=tr.truncated,
+        done=done,
+        won=tr.won,
+        episode_return=ep_return,
+        episode_length=ep_length,
+    )
+    return new_state, step

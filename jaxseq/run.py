@@ -1,7 +1,9 @@
 """The thin Python loop around the compiled chunks: run folder, metrics, evaluation, checkpoints.
 
 A run folder holds ``config.json`` (the resolved config), ``metrics.jsonl`` (one line per chunk),
-``curves.png``, ``summary.json`` and ``checkpoints/``. :func:`train_run` starts or resumes one.
+``curves.png``, ``summary.json`` and ``checkpoints/``; on a host environment (``jaxseq.envs.bridge``)
+also ``episodes.jsonl``, one line per ended episode with its behaviour metrics (e.g. GRF goals),
+whose chunk means enter the metrics lines as ``episode_<name>`` (training) and ``test_<name>``. :func:`train_run` starts or resumes one.
 A resumed run restores the state after the last checkpointed chunk, drops metrics lines written
 after it, and continues; on the same device it reproduces the uninterrupted run exactly.
 """
@@ -20,6 +22,7 @@ import numpy as np
 
 from jaxseq import checkpoint
 from jaxseq.config import Config, validate
+from jaxseq.envs.bridge import BridgeEnv
 from jaxseq.errors import ConfigError
 from jaxseq.plotting import plot_runs, read_jsonl
 
@@ -110,6 +113,27 @@ class _WandbLogger:
         self._run.finish()
 
 
+class _HostEpisodes:
+    """Writes a host environment's ended episodes to ``episodes.jsonl`` and averages their
+    behaviour metrics per chunk."""
+
+    def __init__(self, path: Path, env: BridgeEnv, start_chunk: int):
+        self.path, self.names = path, env.host_spec.episode_metrics
+        kept = [r for r in read_jsonl(path) if r["chunk"] <= start_chunk] if path.exists() else []
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+    def record(self, chunk: int, train: list[dict], test: list[dict]) -> dict:
+        with self.path.open("a") as f:
+            for phase, records in (("train", train), ("test", test)):
+                for r in records:
+                    f.write(json.dumps({"chunk": chunk, "phase": phase, **{k: _num(v) for k, v in r.items()}}) + "\n")
+        row = {}
+        for prefix, records in (("episode", train), ("test", test)):
+            for name in self.names:
+                row[f"{prefix}_{name}"] = _nanmean([r[name] for r in records]) if records else None
+        return row
+
+
 def train_run(config: Config | None = None, out: Path | str = "runs", resume: Path | str | None = None,
               use_wandb: bool = False, progress: bool = True, max_chunks: int | None = None) -> Path:
     """Train in a new run folder under ``out`` (or continue ``resume``); returns the run folder.
@@ -138,6 +162,8 @@ def train_run(config: Config | None = None, out: Path | str = "runs", resume: Pa
         metrics_path.write_text("")
     end_chunk = config.num_chunks if max_chunks is None else min(config.num_chunks, max_chunks)
     has_win = trainer.env.spec.has_win
+    host_episodes = _HostEpisodes(run_dir / "episodes.jsonl", trainer.env, start_chunk) \
+        if isinstance(trainer.env, BridgeEnv) else None
     logger = _WandbLogger(config, run_dir) if use_wandb else None
     bar = None
     if progress:
@@ -152,11 +178,14 @@ def train_run(config: Config | None = None, out: Path | str = "runs", resume: Pa
             new_state, m = trainer.chunk(state)
             m = jax.device_get(m)
             seconds = time.time() - t0
+            train_episodes = trainer.env.take_episodes() if host_episodes is not None else []
             evaluation = None
             if config.eval_every and (chunk % config.eval_every == 0 or chunk == config.num_chunks):
                 evaluation = jax.device_get(trainer.evaluate(new_state))
             first = chunk == start_chunk + 1
             row = metrics_line(config, has_win, chunk, m, evaluation, 0.0 if first else seconds)
+            if host_episodes is not None:
+                row.update(host_episodes.record(chunk, train_episodes, trainer.env.take_episodes()))
             row["wall_seconds"] = time.time() - t_start
             with metrics_path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
@@ -177,6 +206,8 @@ def train_run(config: Config | None = None, out: Path | str = "runs", resume: Pa
             checkpoint.save(run_dir, done_chunk, state)
         if logger:
             logger.close()
+        if host_episodes is not None:
+            trainer.env.close()
         rows = read_jsonl(metrics_path)
         if rows:
             plot_runs({config.algo: rows}, run_dir / "curves.png", title=f"{config.algo} on {config.env}")

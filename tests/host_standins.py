@@ -48,4 +48,7 @@ class CountingEnv:
                 raise RuntimeError("scripted failure in the stand-in env")
         reward = np.full((2,), 1.0 + float(np.sum(actions)), np.float32)
         ended = self.t >= episode_length(self.tag)
-        return self._obs(), reward, ended, False, False, ({"steps_seen": float(self.t)} if ended else None)
+        return self._obs(), reward, ended, False, False
+
+    def episode_metrics(self) -> dict[str, float]:
+        return {"steps_seen": float(self.t)}

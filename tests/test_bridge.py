@@ -81,8 +81,7 @@ def test_bridge_keeps_auto_reset_semantics_under_nested_vmap(tmp_path):
         # The host logs every ended episode with the env's metrics.
         ended = int(out.done.sum())
         assert len(env.pool.episodes) == ended
-        assert sorted(e["steps_seen"] for e in env.pool.episodes if "steps_seen" in e) == \
-            sorted(out.final_obs.obs[out.terminated][:, 0, 0].tolist())
+        assert sorted(e["steps_seen"] for e in env.pool.episodes) == sorted(out.final_obs.obs[out.done][:, 0, 0].tolist())
     finally:
         env.close()
 

@@ -152,7 +152,11 @@ def _check_host(env_id: str, params: dict, module: str, install: str) -> None:
     if params["workers"] < 1 or params["timeout"] <= 0:
         raise ConfigError("env", f"{env_id!r} needs workers >= 1 and timeout > 0, got workers={params['workers']}, "
                                  f"timeout={params['timeout']}")
-    if importlib.util.find_spec(module) is None:
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        found = False
+    if not found:
         raise ConfigError("env", f"{env_id!r} needs the package {module!r}, which is not installed; {install}")
 
 
@@ -169,6 +173,37 @@ def _build_pz(env_id: str, name: str, params: dict) -> BridgeEnv:
     kwargs = {"n": params["n"], "local_ratio": 0.0 if params["reward"] == "shared" else 0.5,
               "max_steps": params["max_steps"]}
     return _bridge(env_id, pettingzoo_mpe.spec(params["n"]), (pettingzoo_mpe.__name__, "SimpleSpread", kwargs), params)
+
+
+#: Installs gfootball's system libraries and builds it (a compiler and Debian's packages needed).
+GFOOTBALL_INSTALL = "experiments/install_gfootball.sh"
+
+
+def _grf_names() -> list[str]:
+    from jaxseq.hostenv.football import SCENARIOS
+
+    return sorted(SCENARIOS)
+
+
+def _sc2_names() -> list[str]:
+    from jaxseq.hostenv.starcraft import MAPS
+
+    return list(MAPS)
+
+
+def _build_grf(env_id: str, name: str, params: dict) -> BridgeEnv:
+    from jaxseq.hostenv import football
+
+    return _bridge(env_id, football.spec(name), (football.__name__, "Football", {"scenario": name}), params)
+
+
+def _build_sc2(env_id: str, name: str, params: dict) -> BridgeEnv:
+    from jaxseq.hostenv import starcraft
+
+    host_spec, limit = starcraft.spec(name)
+    # SMAC's own episode limit ends the episode as a truncation; max_steps can only lower it.
+    params = {**params, "max_steps": min(params["max_steps"], limit)}
+    return _bridge(env_id, host_spec, (starcraft.__name__, "StarCraft", {"map_name": name}), params)
 
 
 _FAMILIES: dict[str, _Family] = {
@@ -219,6 +254,24 @@ _FAMILIES: dict[str, _Family] = {
         build=_build_pz,
         help="PettingZoo MPE (package mpe2) in worker processes, through the subprocess bridge",
         check=lambda env_id, params: _check_host(env_id, params, "mpe2", "pip install mpe2"),
+        host=True,
+    ),
+    "grf": _Family(
+        names=_grf_names,
+        # The full game lasts 3000 steps and ends there (a termination); max_steps truncates earlier.
+        params=_host_params(3001),
+        build=_build_grf,
+        help="Google Research Football (gfootball), left field players as agents, one worker process per game",
+        check=lambda env_id, params: _check_host(env_id, params, "gfootball", f"run bash {GFOOTBALL_INSTALL}"),
+        host=True,
+    ),
+    "sc2": _Family(
+        names=_sc2_names,
+        params=_host_params(10_000),
+        build=_build_sc2,
+        help="StarCraft II through SMAC (StarCraft II and smac installed by you; docs/environments.md)",
+        check=lambda env_id, params: _check_host(env_id, params, "smac.env", "install StarCraft II and SMAC as "
+                                                                          "docs/environments.md describes"),
         host=True,
     ),
 }

@@ -329,6 +329,15 @@ class BridgeEnv:
         if self._pool is not None:
             self._pool.close()
 
+    def take_episodes(self) -> list[dict]:
+        """The records of the episodes that ended since the last call (instance, length, return
+        and the environment's behaviour metrics), oldest first."""
+        if self._pool is None:
+            return []
+        records = list(self._pool.episodes)
+        self._pool.episodes.clear()
+        return records
+
     # -- shapes --------------------------------------------------------------------------------
     def _obs_shapes(self, k: int) -> tuple:
         s = self.spec

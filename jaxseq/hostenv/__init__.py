@@ -9,10 +9,12 @@ widths its :class:`HostSpec` declares):
 
 ``reset(seed: int) -> HostObs``
     Start an episode.
-``step(actions) -> (HostObs, reward [N] float32, terminated: bool, truncated: bool, won: bool, info)``
+``step(actions) -> (HostObs, reward [N] float32, terminated: bool, truncated: bool, won: bool)``
     One transition without reset. ``actions`` is int [N] (discrete) or float32 [N, A]
-    (continuous). ``info`` is ``None`` while the episode runs and a dict of floats (the episode's
-    behaviour metrics, e.g. GRF goals) on the step that ends it.
+    (continuous).
+``episode_metrics() -> dict[str, float]`` (optional)
+    The behaviour metrics of the episode so far (e.g. GRF goals), read when it ends, whether it
+    ended by itself or at the time limit; the keys are ``HostSpec.episode_metrics``.
 ``close()``
 
 The worker adds the time limit, auto-reset and episode bookkeeping (:mod:`jaxseq.hostenv.worker`).
@@ -48,7 +50,7 @@ class HostSpec:
     action_counts: tuple[int, ...]
     continuous: bool = False
     has_win: bool = False
-    #: Names of the floats an ended episode reports in ``info`` (fixed per environment).
+    #: Names of the floats ``episode_metrics()`` reports (fixed per environment).
     episode_metrics: tuple[str, ...] = ()
     #: At most this many instances share one worker process (gfootball's engine allows one).
     instances_per_worker: int | None = None

@@ -52,7 +52,7 @@ class SimpleSpread:
         reward = np.asarray([rewards[a] for a in self.agents], np.float32)
         terminated = all(terminations[a] for a in self.agents)
         truncated = all(truncations[a] for a in self.agents)
-        return self._observe(obs), reward, terminated, truncated, False, None
+        return self._observe(obs), reward, terminated, truncated, False
 
     def close(self) -> None:
         self.env.close()

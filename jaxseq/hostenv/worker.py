@@ -81,13 +81,14 @@ class Worker:
                 rewards.append(np.zeros(first.alive.shape, np.float32))
                 flags.append((False, True, False, True))
                 continue
-            nxt, reward, terminated, truncated, won, info = inst.env.step(action)
+            nxt, reward, terminated, truncated, won = inst.env.step(action)
             inst.steps += 1
             inst.ret += float(np.mean(reward))
             terminated = bool(terminated)
             truncated = (bool(truncated) or inst.steps >= self.max_steps) and not terminated
             if terminated or truncated:
-                episodes.append({"instance": int(slot), "length": inst.steps, "return": inst.ret, **(info or {})})
+                metrics = getattr(inst.env, "episode_metrics", dict)()
+                episodes.append({"instance": int(slot), "length": inst.steps, "return": inst.ret, **metrics})
                 obs.append(inst.reset(seed))
             else:
                 obs.append(nxt)

@@ -219,6 +219,25 @@ PRESETS.update({
     for task, clip in _FP3O_MUJOCO.items() for sharing in ("fups", "paps", "nops")
 })
 
+# Seed 000 App. B.4.4 Tab. 11 (GRF 5-vs-5; the extracted text labels it MPE, but B.4.4 points to it
+# and gamma 0.995 is GRF's): ppo epoch 10, chunk length 10, entropy 0.001, lr 5e-4, lambda 0.95,
+# eps 0.25, gamma 0.995. Parameter-independent (seed 000 Sec. 5.1); a chunk length implies the
+# recurrent actor. The batch is not given: 8 games x 400 steps (MAPPO's GRF setting), one process
+# per game; 4 evaluation games every 5 chunks. MAPPO gets the same values for a side-by-side run.
+_GRF_5V5 = dict(env="grf:5_vs_5", sharing="nops", network="gru", epochs=10, chunk_length=10, ent_coef=0.001,
+                actor_lr=5e-4, critic_lr=5e-4, gae_lambda=0.95, clip_eps=0.25, gamma=0.995, num_envs=8,
+                rollout_length=400, num_minibatches=2, updates_per_chunk=2, eval_envs=4, eval_every=5,
+                checkpoint_every=1)
+# Seed 003 App. B.3 Tab. 4 (GRF), OPSPO: ppo epoch 15, the column printed as gamma 0.95 (read as
+# lambda: it equals A2PO's lambda, as in Tab. 2-3), eps1 0.2, eps2 0.1, omega_e 5, f_e 5
+# (printed omega_f), omega_n 10; the rest as A2PO.
+PRESETS.update({
+    "a2po-grf-5_vs_5": {**_GRF_5V5, "algo": "a2po"},
+    "mappo-grf-5_vs_5": {**_GRF_5V5, "algo": "mappo"},
+    "opspo-grf-5_vs_5": {**_GRF_5V5, "algo": "opspo", "epochs": 15, "gae_lambda": 0.95, "clip_eps": 0.2,
+                         "opspo_eps2": 0.1, "omega_e": 5, "f_e": 5, "omega_n": 10},
+})
+
 _CHOICES: dict[str, tuple[str, ...]] = {
     "network": ("mlp", "gru"),
     "activation": ("relu", "tanh"),

@@ -30,3 +30,8 @@ def test_sdc_cost_script():
     out = _run("sdc_cost.py", "--agents", "2", "--num-envs", "2", "--rollout-length", "8", "--omega-n", "2",
                "--repeats", "1", "--variants", "no SDC", "OPSPO omega-net")
     assert "OPSPO omega-net / no SDC" in out and "| 2 |" in out and "MiB" in out
+
+
+def test_bridge_throughput_script():
+    out = _run("bridge_throughput.py", "--workers", "1", "--num-envs", "2", "--steps", "30")
+    assert "| 1 | 2 |" in out and "command: `python benchmarks/bridge_throughput.py" in out

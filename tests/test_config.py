@@ -185,3 +185,17 @@ def test_mamujoco_presets_follow_the_papers_tables():
     assert (cfg.env, cfg.sharing, cfg.clip_eps, cfg.num_minibatches, cfg.ent_coef_continuous) == (
         "mamujoco:Walker2d-2x3?obsk=5", "paps", 0.05, 32, 0.001)
     assert (cfg.actor_lr, cfg.critic_lr, cfg.batch_size, cfg.total_steps) == (1e-5, 3e-4, 4000, 10_000_000)
+
+
+def test_grf_presets_follow_the_papers_tables():
+    # Seed 000 Tab. 11: 10 epochs, chunk 10, entropy 0.001, lr 5e-4, lambda 0.95, eps 0.25, gamma 0.995.
+    for algo in ("a2po", "mappo"):
+        cfg = make_config(f"{algo}-grf-5_vs_5")
+        assert (cfg.algo, cfg.env, cfg.sharing, cfg.epochs, cfg.chunk_length, cfg.ent_coef) == (
+            algo, "grf:5_vs_5", "nops", 10, 10, 0.001)
+        assert (cfg.actor_lr, cfg.critic_lr, cfg.gae_lambda, cfg.clip_eps, cfg.gamma) == (5e-4, 5e-4, 0.95, 0.25, 0.995)
+    # Seed 003 Tab. 4: OPSPO 15 epochs, 0.95, eps1 0.2, eps2 0.1, omega_e 5, f_e 5, omega_n 10.
+    cfg = make_config("opspo-grf-5_vs_5")
+    assert (cfg.epochs, cfg.gae_lambda, cfg.clip_eps, cfg.opspo_eps2, cfg.omega_e, cfg.f_e, cfg.omega_n) == (
+        15, 0.95, 0.2, 0.1, 5, 5, 10)
+    assert (cfg.gamma, cfg.ent_coef, cfg.actor_lr) == (0.995, 0.001, 5e-4)

@@ -49,23 +49,26 @@ def test_pz_simple_spread_through_the_pool_matches_pettingzoo():
         pool.close()
 
 
-@pytest.mark.parametrize("env_id", [
-    "pz:simple_spread?workers=2",
-    pytest.param("grf:5_vs_5?max_steps=25", marks=pytest.mark.skipif(not HAS_GFOOTBALL, reason="gfootball missing (bash experiments/install_gfootball.sh)")),
+@pytest.mark.parametrize("env_id, overrides", [
+    ("pz:simple_spread?workers=2", {}),
+    # One game per process: 1 seed x 2 envs (and 2 evaluation games) keep it to 4 processes.
+    pytest.param("grf:5_vs_5?max_steps=25", dict(num_seeds=1, num_envs=2, eval_envs=2, total_steps=128),
+                 marks=pytest.mark.skipif(not HAS_GFOOTBALL, reason="gfootball missing (bash experiments/install_gfootball.sh)")),
 ])
-def test_training_through_the_bridge_writes_a_run_folder(tmp_path, env_id):
+def test_training_through_the_bridge_writes_a_run_folder(tmp_path, env_id, overrides):
     from jaxseq.run import train_run
 
-    run_dir = train_run(tiny(env=env_id), out=tmp_path, progress=False)
+    config = tiny(env=env_id, **overrides)
+    run_dir = train_run(config, out=tmp_path, progress=False)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all(np.isfinite(r["loss_actor"]) and np.isfinite(r["loss_critic"]) for r in rows)
     low, high = (-200, 0) if env_id.startswith("pz") else (-5, 5)
     assert all(v is not None and low < v < high for v in rows[-1]["return_per_seed"])  # both seeds ended episodes
     assert all(v is not None and low < v < high for v in rows[-1]["test_return_per_seed"])
     episodes = [json.loads(line) for line in (run_dir / "episodes.jsonl").read_text().splitlines()]
-    # 2 seeds x 4 envs x 64 steps: every env ends two episodes of 25 steps.
+    # 64 steps per env: every env ends two episodes of 25 steps.
     train = [e for e in episodes if e["phase"] == "train"]
-    assert len(train) == 16 and {e["length"] for e in train} == {25.0}
+    assert len(train) == 2 * config.num_seeds * config.num_envs and {e["length"] for e in train} == {25.0}
     assert all(f"episode_{name}" in rows[-1] for name in make_env(env_id).host_spec.episode_metrics)
 
 

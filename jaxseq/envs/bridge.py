@@ -310,7 +310,7 @@ class BridgeEnv:
 
     def __init__(self, env_id: str, host_spec: HostSpec, factory: tuple, max_steps: int, workers: int,
                  timeout: float):
-        self.host_spec = host_spec
+        self.host_spec, self.factory = host_spec, factory
         self.spec = EnvSpec(env_id=env_id, num_agents=host_spec.num_agents, obs_dim=host_spec.obs_dim,
                             state_dim=host_spec.state_dim, num_actions=host_spec.num_actions, max_steps=max_steps,
                             has_win=host_spec.has_win, obs_widths=host_spec.obs_widths,

@@ -1,0 +1,115 @@
+"""Host-environment steps per second through the subprocess bridge against the raw env loop, with
+1, 2, 4 and 8 worker processes.
+
+- raw: W processes, each stepping its share of the envs in a plain Python loop (the adapter's
+  ``step`` with random actions, ``reset`` where an episode ends); no JAX, no IPC. All processes
+  start stepping together (a barrier); rate = all steps / the slowest process's time.
+- bridge: the same envs as a ``BridgeEnv`` with W workers, stepped from one compiled ``lax.scan``
+  of vmapped ``env.step`` with random actions (compile and the first reset excluded).
+- overhead = 1 - bridge / raw. The goal is under 10%.
+
+For ``pz:simple_spread`` the envs are fixed (``--num-envs``) and shared by the W workers. gfootball
+runs one game per process, so for ``grf:`` ids W workers means W games.
+
+    python benchmarks/bridge_throughput.py                      # pz:simple_spread, 16 envs
+    python benchmarks/bridge_throughput.py --env grf:5_vs_5 --steps 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import time
+
+import jax
+import numpy as np
+from report import header, publish
+
+from jaxseq.envs import make_env
+
+
+def _raw_loop(factory, max_steps, count, steps, num_actions, seed, barrier, results):
+    from jaxseq.hostenv.worker import build
+
+    envs = [build(factory) for _ in range(count)]
+    rng = np.random.default_rng(seed)
+    for i, env in enumerate(envs):
+        env.reset(seed + i)
+    t = [0] * count
+    barrier.wait()
+    start = time.perf_counter()
+    for _ in range(steps):
+        for i, env in enumerate(envs):
+            _, _, terminated, truncated, _ = env.step(rng.integers(0, num_actions, env.spec.num_agents))
+            t[i] += 1
+            if terminated or truncated or t[i] >= max_steps:
+                env.reset(int(rng.integers(1 << 31)))
+                t[i] = 0
+    results.put(time.perf_counter() - start)
+
+
+def raw_rate(env, workers: int, num_envs: int, steps: int) -> float:
+    """Env steps per second of ``workers`` processes stepping ``num_envs`` envs in a plain loop."""
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(workers + 1), ctx.Queue()
+    shares = np.array_split(np.arange(num_envs), workers)
+    procs = [ctx.Process(target=_raw_loop, args=(env.factory, env.spec.max_steps, len(share), steps, env.spec.num_actions,
+                                                 1000 * w, barrier, results)) for w, share in enumerate(shares)]
+    for p in procs:
+        p.start()
+    barrier.wait()
+    seconds = max(results.get() for _ in procs)
+    for p in procs:
+        p.join()
+    return num_envs * steps / seconds
+
+
+def bridge_rate(env_id: str, workers: int, num_envs: int, steps: int) -> float:
+    """Env steps per second of ``num_envs`` bridge envs on ``workers`` workers in a compiled scan."""
+    env = make_env(f"{env_id}{'&' if '?' in env_id else '?'}workers={workers}")
+    n, a = env.spec.num_agents, env.spec.num_actions
+
+    @jax.jit
+    def run(state, key):
+        def step(state, k):
+            k_act, k_env = jax.random.split(k)
+            actions = jax.random.randint(k_act, (num_envs, n), 0, a)
+            state, out = jax.vmap(env.step)(jax.random.split(k_env, num_envs), state, actions)
+            return state, out.reward.sum()
+
+        return jax.lax.scan(step, state, jax.random.split(key, steps))
+
+    try:
+        state, _ = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(0), num_envs))
+        state, _ = jax.block_until_ready(run(state, jax.random.PRNGKey(1)))  # compile, start the games
+        t0 = time.perf_counter()
+        jax.block_until_ready(run(state, jax.random.PRNGKey(2)))
+        return num_envs * steps / (time.perf_counter() - t0)
+    finally:
+        env.close()
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="pz:simple_spread")
+    parser.add_argument("--workers", nargs="+", type=int, default=[1, 2, 4, 8])
+    parser.add_argument("--num-envs", type=int, default=16, help="envs shared by the workers (not for grf:)")
+    parser.add_argument("--steps", type=int, default=500, help="steps per env per timed call")
+    parser.add_argument("--no-save", action="store_true")
+    args = parser.parse_args(argv)
+
+    one_per_process = args.env.startswith("grf:")
+    table = ["| workers | envs | raw loop steps/s | bridge steps/s | overhead |", "|---|---|---|---|---|"]
+    for w in args.workers:
+        num_envs = w if one_per_process else args.num_envs
+        raw = raw_rate(make_env(args.env), w, num_envs, args.steps)
+        bridged = bridge_rate(args.env, w, num_envs, args.steps)
+        table.append(f"| {w} | {num_envs} | {raw:,.0f} | {bridged:,.0f} | {1 - bridged / raw:+.1%} |")
+        print(table[-1], flush=True)
+    head = header("bridge_throughput.py", argv, f"{args.env}, uniform random actions, {args.steps} steps per env, "
+                  "auto-reset included")
+    publish(head + "\n".join(table) + "\n\n", "bridge_throughput.md", not args.no_save)
+
+
+if __name__ == "__main__":
+    main()

@@ -31,6 +31,7 @@ import dataclasses
 import functools
 import itertools
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -267,6 +268,7 @@ class WorkerPool:
             except (OSError, subprocess.TimeoutExpired):
                 proc.kill()
         self._procs.clear()
+        shutil.rmtree(self._log_dir, ignore_errors=True)
 
 
 def host_batched(fn: Callable[..., tuple], out_shapes: Callable[[int], tuple]) -> Callable[..., tuple]:

@@ -125,8 +125,7 @@ class WorkerPool:
     """Worker processes holding host-environment instances; see the module docstring.
 
     factory: ``(module, function, kwargs)`` building one instance in a worker.
-    workers: processes shared by the instances (instance i lives on worker i mod workers), unless
-    ``spec.instances_per_worker`` caps them, in which case workers are added as instances are.
+    workers: processes shared by the instances; instance i lives on worker i mod workers.
     """
 
     def __init__(self, env_id: str, factory: tuple, spec: HostSpec, max_steps: int, workers: int, timeout: float,
@@ -144,8 +143,7 @@ class WorkerPool:
 
     # -- processes ---------------------------------------------------------------------------
     def worker_of(self, instance: int) -> int:
-        cap = self.spec.instances_per_worker
-        return instance // cap if cap else instance % self.num_workers
+        return instance % self.num_workers
 
     def process(self, worker: int) -> _Process:
         if worker not in self._procs:

@@ -52,8 +52,6 @@ class HostSpec:
     has_win: bool = False
     #: Names of the floats ``episode_metrics()`` reports (fixed per environment).
     episode_metrics: tuple[str, ...] = ()
-    #: At most this many instances share one worker process (gfootball's engine allows one).
-    instances_per_worker: int | None = None
 
 
 def pad_rows(rows: list[np.ndarray], width: int) -> np.ndarray:

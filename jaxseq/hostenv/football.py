@@ -51,7 +51,7 @@ def spec(scenario: str) -> HostSpec:
     n = SCENARIOS[scenario][1]
     return HostSpec(num_agents=n, obs_dim=OBS_WIDTH, state_dim=OBS_WIDTH + 2, num_actions=NUM_ACTIONS,
                     obs_widths=(OBS_WIDTH,) * n, action_counts=(NUM_ACTIONS,) * n, has_win=True,
-                    episode_metrics=METRICS, instances_per_worker=1)
+                    episode_metrics=METRICS)
 
 
 def checkpoint_zones(ball_x: float, ball_y: float) -> int:

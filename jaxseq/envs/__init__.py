@@ -261,7 +261,7 @@ _FAMILIES: dict[str, _Family] = {
         # The full game lasts 3000 steps and ends there (a termination); max_steps truncates earlier.
         params=_host_params(3001),
         build=_build_grf,
-        help="Google Research Football (gfootball), left field players as agents, one worker process per game",
+        help="Google Research Football (gfootball) in worker processes, the left field players as agents",
         check=lambda env_id, params: _check_host(env_id, params, "gfootball", f"run bash {GFOOTBALL_INSTALL}"),
         host=True,
     ),

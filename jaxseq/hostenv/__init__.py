@@ -40,7 +40,8 @@ class HostObs(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class HostSpec:
-    """The shapes a host environment declares before any worker starts."""
+    """The shapes a host environment declares before any worker starts: the fields of
+    :class:`jaxseq.envs.base.EnvSpec` that a worker may need, importable without JAX."""
 
     num_agents: int
     obs_dim: int

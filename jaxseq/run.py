@@ -1,11 +1,14 @@
 """The thin Python loop around the compiled chunks: run folder, metrics, evaluation, checkpoints.
 
 A run folder holds ``config.json`` (the resolved config), ``metrics.jsonl`` (one line per chunk),
-``curves.png``, ``summary.json`` and ``checkpoints/``; on a host environment (``jaxseq.envs.bridge``)
-also ``episodes.jsonl``, one line per ended episode with its behaviour metrics (e.g. GRF goals),
-whose chunk means enter the metrics lines as ``episode_<name>`` (training) and ``test_<name>``. :func:`train_run` starts or resumes one.
-A resumed run restores the state after the last checkpointed chunk, drops metrics lines written
-after it, and continues; on the same device it reproduces the uninterrupted run exactly.
+``curves.png``, ``summary.json`` and ``checkpoints/``. On a host environment (``jaxseq.envs.bridge``)
+it also holds ``episodes.jsonl``, one line per ended episode with its behaviour metrics (e.g. GRF
+goals), whose chunk means enter the metrics lines as ``episode_<name>`` (training) and
+``test_<name>`` (evaluation).
+
+:func:`train_run` starts or resumes a run. A resumed run restores the state after the last
+checkpointed chunk, drops metrics lines written after it, and continues; on a JAX env and the same
+device it reproduces the uninterrupted run exactly (a host env's episodes restart).
 """
 
 from __future__ import annotations

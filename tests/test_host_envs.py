@@ -59,14 +59,19 @@ def test_training_through_the_bridge_writes_a_run_folder(tmp_path, env_id, overr
     from jaxseq.run import train_run
 
     config = tiny(env=env_id, **overrides)
-    run_dir = train_run(config, out=tmp_path, progress=False)
+    # Interrupted after 2 of 4 chunks and resumed: the host games restart (each env's first
+    # transition after the restore is a truncation) and the run completes.
+    run_dir = train_run(config, out=tmp_path, progress=False, max_chunks=2)
+    train_run(resume=run_dir, progress=False)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert len(rows) == 4 and all(np.isfinite(r["loss_actor"]) and np.isfinite(r["loss_critic"]) for r in rows)
+    assert [r["chunk"] for r in rows] == [1, 2, 3, 4]
+    assert all(np.isfinite(r["loss_actor"]) and np.isfinite(r["loss_critic"]) for r in rows)
     low, high = (-200, 0) if env_id.startswith("pz") else (-5, 5)
     assert all(v is not None and low < v < high for v in rows[-1]["return_per_seed"])  # both seeds ended episodes
     assert all(v is not None and low < v < high for v in rows[-1]["test_return_per_seed"])
     episodes = [json.loads(line) for line in (run_dir / "episodes.jsonl").read_text().splitlines()]
-    # 64 steps per env: every env ends two episodes of 25 steps.
+    # 64 steps per env: every env ends an episode of 25 steps before the interruption (at step 32)
+    # and one after it (the restored game restarts at step 33).
     train = [e for e in episodes if e["phase"] == "train"]
     assert len(train) == 2 * config.num_seeds * config.num_envs and {e["length"] for e in train} == {25.0}
     assert all(f"episode_{name}" in rows[-1] for name in make_env(env_id).host_spec.episode_metrics)

@@ -21,7 +21,7 @@ def test_pz_simple_spread_through_the_pool_matches_pettingzoo():
     from mpe2 import simple_spread_v3
 
     factory = (pettingzoo_mpe.__name__, "SimpleSpread", {"n": 3, "local_ratio": 0.0, "max_steps": 25})
-    pool = WorkerPool("pz:simple_spread", factory, pettingzoo_mpe.spec(3), max_steps=25, workers=1, timeout=60)
+    pool = WorkerPool("pz:simple_spread", factory, max_steps=25, workers=1, timeout=60)
     raw = simple_spread_v3.parallel_env(N=3, local_ratio=0.0, max_cycles=25, continuous_actions=False)
     agents = raw.possible_agents
 

@@ -128,9 +128,9 @@ class WorkerPool:
     workers: processes shared by the instances; instance i lives on worker i mod workers.
     """
 
-    def __init__(self, env_id: str, factory: tuple, spec: HostSpec, max_steps: int, workers: int, timeout: float,
+    def __init__(self, env_id: str, factory: tuple, max_steps: int, workers: int, timeout: float,
                  keep_episodes: int = 100_000):
-        self.env_id, self.factory, self.spec = env_id, factory, spec
+        self.env_id, self.factory = env_id, factory
         self.max_steps, self.num_workers, self.timeout = max_steps, workers, timeout
         self.token = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
         self.events: list[WorkerEvent] = []
@@ -174,11 +174,9 @@ class WorkerPool:
     def _request(self, kind: str, ids: np.ndarray, *per_instance: np.ndarray) -> dict[int, tuple[np.ndarray, dict]]:
         """Send each worker its share of the batch, then collect; a failed worker is restarted
         and asked again (its instances are then new: lost). Returns {worker: (positions, reply)}."""
-        groups: dict[int, np.ndarray] = collections.defaultdict(list)
-        for pos, i in enumerate(ids):
-            groups[self.worker_of(int(i))].append(pos)
-        groups = {w: np.asarray(p) for w, p in groups.items()}
-        pending, replies, retries = dict(groups), {}, collections.Counter()
+        owner = ids % self.num_workers  # worker_of, for the whole batch
+        pending = {int(w): np.flatnonzero(owner == w) for w in np.unique(owner)}
+        replies, retries = {}, collections.Counter()
         while pending:
             sent = {}
             for w, pos in pending.items():
@@ -315,7 +313,7 @@ class BridgeEnv:
                             state_dim=host_spec.state_dim, num_actions=host_spec.num_actions, max_steps=max_steps,
                             has_win=host_spec.has_win, obs_widths=host_spec.obs_widths,
                             action_counts=host_spec.action_counts, continuous=host_spec.continuous)
-        self._pool_args = (env_id, factory, host_spec, max_steps, workers, timeout)
+        self._pool_args = (env_id, factory, max_steps, workers, timeout)
         self._pool: WorkerPool | None = None
         self._sites = itertools.count()
 

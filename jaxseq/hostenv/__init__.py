@@ -55,15 +55,6 @@ class HostSpec:
     episode_metrics: tuple[str, ...] = ()
 
 
-def pad_rows(rows: list[np.ndarray], width: int) -> np.ndarray:
-    """Stack 1-D rows of unequal length into [len(rows), width] float32, zero-padded."""
-    out = np.zeros((len(rows), width), np.float32)
-    for i, r in enumerate(rows):
-        r = np.asarray(r, np.float32).reshape(-1)
-        out[i, : r.shape[0]] = r
-    return out
-
-
 def agent_states(obs: np.ndarray, team: np.ndarray) -> np.ndarray:
     """Agent-specific global state: row i is ``[obs_i, team]``; obs [N, O], team [G] -> [N, O + G]."""
     return np.concatenate([obs, np.broadcast_to(team, (obs.shape[0], team.shape[-1]))], axis=1).astype(np.float32)

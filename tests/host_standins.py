@@ -27,6 +27,15 @@ class CountingEnv:
     def __init__(self, fail: str | None = None, fail_at: int = 3, flag: str = ""):
         self.fail, self.fail_at, self.flag = fail, fail_at, flag
 
+    def _first_to_fail(self) -> bool:
+        """True for exactly one instance over all workers: creating the flag file is atomic (the
+        workers step in parallel, so a check-then-create would let two of them fail)."""
+        try:
+            os.close(os.open(self.flag, os.O_CREAT | os.O_EXCL))
+            return True
+        except FileExistsError:
+            return False
+
     def _obs(self) -> HostObs:
         row = np.asarray([self.t, self.tag], np.float32)
         obs = np.stack([row, row])
@@ -38,8 +47,7 @@ class CountingEnv:
 
     def step(self, actions):
         self.t += 1
-        if self.fail and self.t == self.fail_at and not os.path.exists(self.flag):
-            open(self.flag, "w").close()
+        if self.fail and self.t == self.fail_at and self._first_to_fail():
             if self.fail == "crash":
                 os.kill(os.getpid(), signal.SIGKILL)
             elif self.fail == "hang":

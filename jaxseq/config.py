@@ -38,7 +38,7 @@ class Config:
     max_grad_norm: float = 10.0  #: global gradient-norm clip (each network); <= 0 disables
     ent_coef: float = 0.01  #: entropy bonus coefficient (discrete actions)
     ent_coef_continuous: float = 0.0  #: entropy bonus coefficient for continuous actions (seeds 000, 003: 0)
-    log_prob_reduce: str = "mean"  #: continuous actions: per-dimension log-probabilities averaged ("mean", seeds 000 and 003) or summed ("sum", the joint density)
+    log_prob_reduce: str = "sum"  #: continuous actions: per-dimension log-probabilities summed ("sum": the joint density, so a ratio is the product of the per-dimension ratios, as in the A2PO, FP3O and HARL code) or averaged ("mean": the papers' sentence, an ablation)
     log_std_init: float = -0.5  #: continuous actions: initial value of the learnable state-independent log-std
     # -- sequential (agent-by-agent) schemes -------------------------------------------------
     selection_rule: str = "semi-greedy"  #: A2PO agent order: cyclic, random, greedy, semi-greedy, reverse-greedy, reverse-semi-greedy
@@ -60,7 +60,7 @@ class Config:
     density_hidden: int = 64  #: bch: width of the omega-net's and f-net's two hidden layers
     vtrace_clip_rho: float = 1.0  #: V-trace rho-bar (mappo_vtrace), > 0
     vtrace_clip_c: float = 1.0  #: V-trace c-bar (mappo_vtrace), > 0
-    coppo_clip_others: float = 0.2  #: CoPPO: clip range of the other agents' joint ratio, in (0, 1)
+    coppo_clip_others: float = 0.1  #: CoPPO: clip range of the other agents' joint ratio, in (0, 1) (the reference CoPPO baseline: clip_eps / 2)
     fp3o_guard: bool = False  #: FP3O: the public code's improvement guard: skip the dependence step when sum_j E[prod_k r_mid^k A] < sum_j E[r_mid^j A] (off: always run it, as in seed 002)
     # -- networks -----------------------------------------------------------------------------
     network: str = "mlp"  #: "mlp" or "gru" (a GRU after the dense layers)
@@ -168,8 +168,8 @@ PRESETS.update({
 # Seed 000 App. B.4.2 (MA-MuJoCo), A2PO: Tab. 8's common values (entropy 0, gain 0.01, batch 4000)
 # and Tab. 9 per robot: (ppo epoch, actor = critic lr, lambda, eps). Parameter-independent
 # (seed 000 B.2.2), a Gaussian policy with tanh mean and log-std -0.5, per-dimension log-probs
-# averaged (our defaults). Batch 4000 = 4 envs x 1000 steps, as in the MAPPO code base; agent
-# blocks from Tab. 9's "agent block" row (Ant 8x1: 4; Humanoid 17x1: 5; HumanoidStandup 17x1: 4).
+# summed (our default: the A2PO code sums them; see policies.Gaussian). Batch 4000 = 4 envs x 1000
+# steps, as in the MAPPO code base; agent blocks from Tab. 9's "agent block" row (Ant 8x1: 4; Humanoid 17x1: 5; HumanoidStandup 17x1: 4).
 _A2PO_MUJOCO_COMMON = dict(algo="a2po", sharing="nops", ent_coef_continuous=0.0, num_envs=4, rollout_length=1000,
                            chunk_length=10)
 _A2PO_MUJOCO = {"Ant": (8, 3e-4, 0.93, 0.2), "HalfCheetah": (5, 3e-4, 0.93, 0.2), "Hopper": (8, 1e-4, 0.95, 0.1),

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 _NEG = -1e9
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # the Gaussian's log-std clamp
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,12 +65,15 @@ class Gaussian:
     that of the unclipped sample.
 
     ``reduce`` forms one log-probability from the per-dimension ones over the real dimensions:
-    ``"mean"`` averages them (seeds 000 and 003 average the per-dimension log ratios, so a ratio is
-    the geometric mean of the per-dimension ratios), ``"sum"`` is the joint density of the
-    dimensions. The entropy is reduced the same way.
+    ``"sum"`` (the default) is the joint density of the dimensions, so an agent's ratio is the
+    product of its per-dimension ratios, as in the A2PO, FP3O and HARL code; ``"mean"`` averages
+    them (a ratio is then the geometric mean of the per-dimension ratios; the papers' sentence, kept
+    as an ablation). The entropy is reduced the same way. The log-std is clamped to
+    [LOG_STD_MIN, LOG_STD_MAX] = [-20, 2] where it is read (as the A2PO code does), so a run that
+    drives it far keeps finite log-probabilities.
     """
 
-    reduce: str = "mean"
+    reduce: str = "sum"
 
     @staticmethod
     def head_dim(num_actions: int) -> int:
@@ -82,7 +86,7 @@ class Gaussian:
     @staticmethod
     def _split(out: jax.Array) -> tuple[jax.Array, jax.Array]:
         mean, log_std = jnp.split(out, 2, axis=-1)
-        return mean, log_std
+        return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
 
     def _reduce(self, per_dim: jax.Array, avail: jax.Array) -> jax.Array:
         total = jnp.sum(jnp.where(avail, per_dim, 0.0), axis=-1)
@@ -108,5 +112,5 @@ class Gaussian:
         return self._reduce(0.5 + 0.5 * math.log(2 * math.pi) + self._split(out)[1], avail)
 
 
-def make_policy(continuous: bool, reduce: str = "mean") -> Categorical | Gaussian:
+def make_policy(continuous: bool, reduce: str = "sum") -> Categorical | Gaussian:
     return Gaussian(reduce) if continuous else Categorical()

@@ -79,6 +79,10 @@ class Trainer:
     critic_tx: optax.GradientTransformation
     #: Python-side count of how often the chunk program was traced (= compiled).
     trace_counter: list = dataclasses.field(default_factory=lambda: [0])
+    #: Conformance hook: :meth:`learn` also returns, under the metric "trace", what each unit of the
+    #: sequential and FP3O schemes started from and was given (parameters, ratios), for a
+    #: recomputation from scratch. Off in training; ``chunk`` does not reduce it.
+    trace_units: bool = False
 
     # -- construction -------------------------------------------------------------------------
     def init_one(self, key: jax.Array) -> TrainState:
@@ -251,14 +255,15 @@ class Trainer:
 
     def _estimate(self, est: dict, log_rho: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(advantages, value targets), both [T, B, N], with the algorithm's estimator; ``log_rho``
-        [T, B] is the log joint ratio the off-policy estimators correct for (ignored by GAE)."""
+        [T, B, N] (or [T, B, 1], one for every agent) is the log joint ratio each agent's
+        off-policy estimator corrects for (ignored by GAE)."""
         cfg, name = self.config, self.estimator
         if name == "vtrace":
-            targets, adv = estimators.vtrace(**est, lam=cfg.gae_lambda, log_rhos=log_rho[..., None],
+            targets, adv = estimators.vtrace(**est, lam=cfg.gae_lambda, log_rhos=log_rho,
                                              clip_rho=cfg.vtrace_clip_rho, clip_c=cfg.vtrace_clip_c)
             return adv, targets
         if name == "preopc":
-            adv = estimators.preopc(**est, lam=cfg.gae_lambda, log_rhos=log_rho[..., None])
+            adv = estimators.preopc(**est, lam=cfg.gae_lambda, log_rhos=log_rho)
         else:
             adv = estimators.gae(**est, lam=cfg.gae_lambda)
         return adv, adv + est["values"]
@@ -384,14 +389,15 @@ class Trainer:
         """Update the agents ``agents`` [K] (``valid`` [K]: real members, not padding) as one unit.
 
         data: sequences of every agent ([L, S, N, ...]); advantages [T, B, K] of the unit's agents;
-        log_rho [T, B] the preceding agents' joint log ratio; weights [T, B] OPSPO's state weights
-        (ones elsewhere). Only the members' parameters and optimiser states move. Returns (params,
+        log_rho [T, B, K] (or [T, B, 1]) each member's preceding joint log ratio (HAPPO: its factor);
+        weights [T, B, K] (or [T, B, 1]) OPSPO's state weights (ones elsewhere); clip_eps a scalar or
+        one per member [K]. Only the members' parameters and optimiser states move. Returns (params,
         opt, info averaged over the gradient steps).
         """
         cfg = self.config
         unit = jax.tree.map(lambda x: jnp.take(x, agents, axis=2), {k: v for k, v in data.items() if k != "start"})
         mask = self._mask(unit["obs"].alive) * valid
-        per_step = lambda x: jnp.broadcast_to(self._sequences(x)[..., None], mask.shape)  # noqa: E731  [T, B] -> [L, S, K]
+        per_step = lambda x: jnp.broadcast_to(self._sequences(x), mask.shape)  # noqa: E731  [T, B, K] -> [L, S, K]
         unit.update(start=data["start"], mask=mask, log_rho=per_step(log_rho),
                     state_weights=per_step(weights),
                     advantages=self._normalize_advantages(self._sequences(advantages), mask))
@@ -407,24 +413,25 @@ class Trainer:
 
     def _state_weights(self, log_rho: jax.Array, data: dict, preceding: jax.Array, params, ts: TrainState,
                        density_nets: tuple, key: jax.Array) -> tuple[jax.Array, tuple, dict]:
-        """OPSPO's state weights min(omega, 1) [T, B], omega the density ratio of the preceding joint
-        policy's states over the behaviour policy's, for the unit whose preceding agents are
-        ``preceding`` [N] (their parameters in ``params``): step-wise weighted importance sampling
-        of ``log_rho`` (seed 003 App. B.2) or learned omega-nets (Alg. 2; ``density_nets`` = the
-        behaviour's and the preceding policy's (nets, scale), the latter refitted here); ones
-        without the state-distribution correction and for the other algorithms.
-        Returns (weights, density_nets, metrics)."""
+        """OPSPO's state weights min(omega, 1), omega the density ratio of the preceding joint
+        policy's states over the behaviour policy's: [T, B, K] by step-wise weighted importance
+        sampling of each member's ``log_rho`` [T, B, K] (seed 003 App. B.2); [T, B, 1] from learned
+        omega-nets (Alg. 2) for the policy whose moved agents outside the unit are ``preceding`` [N]
+        (their parameters in ``params``; ``density_nets`` = the behaviour's and the preceding
+        policy's (nets, scale), the latter refitted here); ones without the state-distribution
+        correction and for the other algorithms. Returns (weights, density_nets, metrics)."""
         method = self.sdc_method
         if method == "wis":
-            omega = estimators.stepwise_weighted_is(log_rho, self._unsequences(data["start"]))
+            starts = self._unsequences(data["start"])
+            omega = jax.vmap(estimators.stepwise_weighted_is, in_axes=(-1, None), out_axes=-1)(log_rho, starts)
             return jnp.minimum(omega, 1.0), density_nets, {}
         if method == "none":
-            return jnp.ones_like(log_rho), density_nets, {}
+            return jnp.ones_like(log_rho[..., :1]), density_nets, {}
         lw, ds = self.learned_weights, ts.density
         behaviour, (rs_p, _) = density_nets
         rs_p, scale_p, info = lw.fit(rs_p, ds, ts.actor_params, params, preceding, key)
         states = ds.ring.items["data"]["states"][ds.ring.newest, :-1]  # this batch's s_t, [T, B, D]
-        weights = jnp.where(preceding.any(), lw.weights(behaviour, (rs_p, scale_p), states), 1.0)
+        weights = jnp.where(preceding.any(), lw.weights(behaviour, (rs_p, scale_p), states), 1.0)[..., None]
         return weights, (behaviour, (rs_p, scale_p)), info
 
     def _behaviour_density(self, ts: TrainState, key: jax.Array) -> tuple[TrainState, tuple]:
@@ -462,7 +469,7 @@ class Trainer:
 
         def one_pass(carry, k):
             params, opt, _ = carry
-            log_rho = self._log_ratio(params, data, agents, valid) if corrected else jnp.zeros(est["values"].shape[:2])
+            log_rho = (self._log_ratio(params, data, agents, valid) if corrected else jnp.zeros(est["values"].shape[:2]))[..., None]
             adv, targets = self._estimate(est, log_rho)
             params, opt, info = self._fit_unit(params, opt, data, agents, valid, adv, log_rho, jnp.ones_like(log_rho),
                                                cfg.clip_eps, k, epochs)
@@ -475,15 +482,24 @@ class Trainer:
     def _sequential_actors(self, ts: TrainState, data: dict, est: dict, key: jax.Array):
         """The agent-by-agent actor update: a ``lax.scan`` over units (agent blocks) k = 0..U-1.
 
-        At each unit the selection rule picks its agents among those not yet updated (dynamic
-        indices), from E|A_i| under the preceding agents' joint ratio rho (over the whole batch);
-        each agent's advantages and value targets come from the estimator under rho; the unit's
-        agents are updated together with their own optimiser states; then rho is extended by their
-        new log-probabilities. ``loop_order``: "agents-outer" runs every unit's epochs in one go
-        (A2PO Alg. 1; HARL); "epochs-outer" makes ceil(epochs / U) passes over a fresh order, one
-        epoch per unit, with rho recomputed from the current parameters of the preceding agents
-        (A2PO Alg. 2, for shared parameters, which every unit's update moves).
-        Returns the state with the new actor, the value targets [T, B, N] and metrics.
+        Before each unit, every agent's log ratio over the behaviour policy is evaluated at the
+        parameters the unit starts from, and agent i's preceding joint ratio is
+        rho_{-i} = prod_{j != i, j moved} pi^j / pi_b^j (A2PO Eq. 2 and 6 with pi-hat the current joint
+        policy; OPSPO Eq. 14 and 20). "Moved" are the agents whose current policy may differ from
+        the behaviour: under FuPS and PaPS every agent (any unit moves the shared weights); under
+        NoPS the agents of the earlier units of this update, over all passes. So under NoPS and
+        agents-outer rho_{-i} is the product over the preceding units; from Alg. 2's second pass
+        on, and always under sharing, it covers every other agent (A2PO Alg. 2 line 7, App. B.1).
+        The selection rule picks the unit's agents among those not yet updated in this pass, from
+        E|A_i| with each agent's advantages under its own rho_{-i}; a block's members see each
+        other's ratio where those have moved. Each member's advantages and value targets come from
+        the estimator under its rho_{-i}; the unit's agents are updated together (their own
+        optimiser states; the adaptive clip at each member's position). HAPPO's surrogate takes
+        HARL's factor instead: the product, over the units earlier in this pass, of each member's
+        ratio after its update over before it (equal to rho under NoPS).
+        ``loop_order``: "agents-outer" runs every unit's epochs in one go (A2PO Alg. 1; HARL);
+        "epochs-outer" makes ceil(epochs / U) passes over a fresh order, one epoch per unit (A2PO
+        Alg. 2). Returns the state with the new actor, the value targets [T, B, N] and metrics.
         """
         cfg, alg = self.config, self.algorithm
         n = self.env.spec.num_agents
@@ -495,47 +511,56 @@ class Trainer:
         passes, epochs = (-(-cfg.epochs // units), 1) if epochs_outer else (1, cfg.epochs)
         alive = self._unsequences(data["obs"].alive)  # [T, B, N]
         all_agents = jnp.arange(n)
+        incremental = alg.objective == "happo"  # HARL's factor for HAPPO's surrogate
+        adaptive = alg.objective == "a2po" and cfg.adaptive_clip
 
         k_density, key = jax.random.split(key)
         ts, density_nets = self._behaviour_density(ts, k_density)
 
         def unit(carry, xs):
-            params, opt, log_rho, remaining, targets, density_nets = carry
+            params, opt, moved, remaining, log_factor, targets, density_nets = carry
             start, size, k = xs
             k_pick, k_fit, k_weights = jax.random.split(k, 3)
-            if epochs_outer:
-                log_rho = self._log_ratio(params, data, all_agents, ~remaining)
-            weights, density_nets, info_w = self._state_weights(log_rho, data, ~remaining, params, ts, density_nets,
-                                                                k_weights)
+            log_ratios = self._agent_log_ratios(params, data, all_agents)  # [T, B, N] at the unit's start
+            log_rho = objectives.others_log_ratio(log_ratios, moved)  # [T, B, N]: log rho_{-i}
             adv_all, targets_all = self._estimate(est, log_rho)
             scores = self._abs_advantage(adv_all, alive)
             agents, valid, remaining = ordering.pick_block(rule, start, size, width, scores, remaining, k_pick)
+            members = jnp.zeros((n,), bool).at[agents].max(valid)
             targets = targets.at[..., agents].set(targets_all[..., agents])
-            eps = ordering.adaptive_clip(cfg.clip_eps, start + size, n, cfg.clip_c) if (
-                alg.objective == "a2po" and cfg.adaptive_clip) else cfg.clip_eps
-            params, opt, info = self._fit_unit(params, opt, data, agents, valid, adv_all[..., agents], log_rho,
-                                               weights, eps, k_fit, epochs)
-            if not epochs_outer:
-                log_rho = log_rho + self._log_ratio(params, data, agents, valid)
-            info.update(agents=agents, valid=valid, position=start + jnp.arange(width), abs_adv=scores[agents],
+            unit_log_rho = log_rho[..., agents]  # [T, B, K]
+            weights, density_nets, info_w = self._state_weights(unit_log_rho, data, moved & ~members, params, ts,
+                                                                density_nets, k_weights)
+            position = start + jnp.arange(width)  # 0-based positions of the unit's slots in the order
+            eps = ordering.adaptive_clip(cfg.clip_eps, position + 1, n, cfg.clip_c) if adaptive else cfg.clip_eps
+            given = log_factor[..., None] if incremental else unit_log_rho
+            new_params, opt, info = self._fit_unit(params, opt, data, agents, valid, adv_all[..., agents], given,
+                                                   weights, eps, k_fit, epochs)
+            if incremental:
+                after = self._agent_log_ratios(new_params, data, agents)
+                log_factor = log_factor + jnp.sum((after - log_ratios[..., agents]) * valid, axis=-1)
+            info.update(agents=agents, valid=valid, position=position, abs_adv=scores[agents],
                         state_weight_mean=weights.mean(), state_weight_min=weights.min(), **info_w)
-            return (params, opt, log_rho, remaining, targets, density_nets), info
+            if self.trace_units:
+                info["trace"] = {"params": params, "moved": moved, "log_rho": given}
+            return (new_params, opt, moved | members, remaining, log_factor, targets, density_nets), info
 
         def one_pass(carry, k):
-            params, opt, targets, density_nets = carry
+            params, opt, moved, targets, density_nets = carry
             xs = (jnp.array(starts), jnp.array(sizes), jax.random.split(k, units))
-            (params, opt, log_rho, _, targets, density_nets), infos = jax.lax.scan(
-                unit, (params, opt, jnp.zeros(alive.shape[:2]), jnp.ones((n,), bool), targets, density_nets), xs)
-            return (params, opt, targets, density_nets), (infos, log_rho)
+            init = (params, opt, moved, jnp.ones((n,), bool), jnp.zeros(alive.shape[:2]), targets, density_nets)
+            (params, opt, moved, _, _, targets, density_nets), infos = jax.lax.scan(unit, init, xs)
+            return (params, opt, moved, targets, density_nets), infos
 
-        init = (ts.actor_params, ts.actor_opt, jnp.zeros_like(est["values"]), density_nets)
-        (params, opt, targets, _), (infos, log_rho) = jax.lax.scan(one_pass, init, jax.random.split(key, passes))
+        shared = self.actor.sharing != "nops"
+        init = (ts.actor_params, ts.actor_opt, jnp.full((n,), shared), jnp.zeros_like(est["values"]), density_nets)
+        (params, opt, _, targets, _), infos = jax.lax.scan(one_pass, init, jax.random.split(key, passes))
         # infos: [P, U, ...] over passes and units
-        log_rho = log_rho[-1]  # after the last unit of the last pass
+        trace = infos.pop("trace", None)
         agents, valid = infos.pop("agents"), infos.pop("valid")  # [P, U, K]
         metrics = {k: v.mean() for k, v in infos.items() if k not in ("position", "abs_adv")}
         # The joint ratio after the last unit: the whole new joint policy over the behaviour one.
-        rho = jnp.exp(log_rho)
+        rho = jnp.exp(self._log_ratio(params, data, all_agents, jnp.ones((n,), bool)))
         metrics.update(preceding_ratio_mean=rho.mean(), preceding_ratio_std=rho.std(),
                        preceding_ratio_max=rho.max())
         # Per-agent diagnostics, [N] indexed by agent id, averaged over passes: its position in the
@@ -546,6 +571,8 @@ class Trainer:
         count = jnp.zeros(n).at[agents.ravel()].add(weight)
         metrics.update({f"agent_{k}": jnp.zeros(n).at[agents.ravel()].add(v.ravel() * weight) / count
                         for k, v in per_agent.items()})
+        if trace is not None:
+            metrics["trace"] = {**trace, "agents": agents, "valid": valid}
         return ts.replace(actor_params=params, actor_opt=opt), targets, metrics
 
     def _fp3o_actors(self, ts: TrainState, data: dict, est: dict, key: jax.Array):
@@ -565,8 +592,8 @@ class Trainer:
         cfg, n = self.config, self.env.spec.num_agents
         agents, valid = jnp.arange(n), jnp.ones((n,), bool)
         k_ind, k_dep = jax.random.split(key)
-        adv, targets = self._estimate(est, jnp.zeros(est["values"].shape[:2]))
-        no_rho = jnp.zeros(adv.shape[:2])
+        no_rho = jnp.zeros(est["values"].shape[:2] + (1,))
+        adv, targets = self._estimate(est, no_rho)
 
         def step(params, opt, log_mid, k):
             return self._fit_unit(params, opt, {**data, "log_mid": self._sequences(log_mid)}, agents, valid, adv,
@@ -583,6 +610,8 @@ class Trainer:
         joint_mid = jnp.exp(jnp.sum(log_mid * mask, axis=-1))
         info.update(fp3o_guard_pass=guard.astype(jnp.float32), middle_ratio_mean=joint_mid.mean(),
                     middle_ratio_std=joint_mid.std())
+        if self.trace_units:
+            info["trace"] = {"params": mid, "log_mid": log_mid}
         return ts.replace(actor_params=params, actor_opt=opt), targets, info
 
     def _rpisa_actor(self, ts: TrainState, data: dict, est: dict, key: jax.Array):
@@ -593,11 +622,11 @@ class Trainer:
         n = self.env.spec.num_agents
         k_pick, k_fit = jax.random.split(key)
         remaining = jnp.where(ts.stage_remaining.any(), ts.stage_remaining, True)
-        adv, targets = self._estimate(est, jnp.zeros(est["values"].shape[:2]))
+        no_rho = jnp.zeros(est["values"].shape[:2] + (1,))
+        adv, targets = self._estimate(est, no_rho)
         alive = self._unsequences(data["obs"].alive)
         scores = self._abs_advantage(adv, alive)
         agents, valid, remaining = ordering.pick_block(alg.order, n - remaining.sum(), 1, 1, scores, remaining, k_pick)
-        no_rho = jnp.zeros(adv.shape[:2])
         params, opt, info = self._fit_unit(ts.actor_params, ts.actor_opt, data, agents, valid, adv[..., agents],
                                            no_rho, jnp.ones_like(no_rho), cfg.clip_eps, k_fit, cfg.epochs)
         return ts.replace(actor_params=params, actor_opt=opt, stage_remaining=remaining), targets, info

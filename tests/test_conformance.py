@@ -1,0 +1,159 @@
+"""Conformance: the ratios each update unit is given, recomputed from scratch.
+
+For every sequential algorithm x sharing mode x loop order (with discrete and continuous actions,
+MLP and GRU, agent blocks spread over the cases), several agents and a learning rate large enough
+to move every policy, one update runs with the trainer's ``trace_units`` hook, which records the
+parameters each unit started from and the log ratio it was given. The test then recomputes, from
+those parameters alone, each agent's log-probabilities (the network applied step by step, the
+log-density written out in NumPy) and the documented reading (docs/design.md, "The preceding
+ratio"):
+
+- A2PO, OPSPO, HAPPO w/ PreOPC's estimator: member i of a unit gets log rho_{-i} = sum over the
+  agents j != i that have moved (every agent under FuPS / PaPS; under NoPS those of earlier units of
+  this update, over all passes) of log pi_theta(a_j) - log pi_b(a_j), theta the unit's start;
+- HAPPO and HAPPO w/ PreOPC's surrogate: HARL's factor, the sum over the earlier units of this pass
+  of each member's log-prob after its unit minus before it;
+- the joint ratio reported after the last unit (``preceding_ratio_mean``): the final parameters'
+  joint ratio over the behaviour policy;
+- FP3O: R_j's middle log ratios recomputed from the middle parameters, in every sharing mode.
+"""
+
+import dataclasses
+import functools
+import itertools
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from jaxseq.objectives import others_log_ratio
+from jaxseq.train import make_train
+from helpers import tiny
+
+SEQUENTIAL = ("happo", "happo_preopc", "a2po", "opspo")
+SHARING = ("nops", "fups", "paps")
+LOOP_ORDERS = ("agents-outer", "epochs-outer")
+# Spread over the cases: continuous actions (5 dims), GRU, and agent blocks (4 agents in 2 blocks).
+EXTRAS = ({}, {"env": "mpe:spread?actions=continuous"}, {"network": "gru"}, {"env": "mpe:spread?n=4", "agent_blocks": 2})
+# epochs 4 over 3 units: Alg. 2 makes 2 passes, so the second pass is checked too; a large
+# learning rate moves every policy well past float noise.
+BASE = dict(num_seeds=1, num_envs=2, rollout_length=8, chunk_length=4, epochs=4, num_minibatches=1, hidden_size=8,
+            actor_lr=3e-2)
+
+
+_APPLY = {}  # the jitted actor of each traced trainer (they live on in _traced_update's cache)
+
+
+def _log_probs(trainer, params, batch) -> np.ndarray:
+    """log pi_params(a_j | o_j) of every agent's taken action, [T, B, N], from scratch: the actor
+    applied step by step (recurrent state restarted from the stored carry at each training sequence's
+    first step, as the update replays it) and the log-density written out in NumPy."""
+    apply = _APPLY.setdefault(id(trainer), jax.jit(trainer.actor.apply))
+    T, n, L = batch.start.shape[0], trainer.env.spec.num_agents, trainer.config.chunk_length
+    carry, outs = None, []
+    for t in range(T):
+        if t % L == 0:
+            carry = batch.actor_carry[t]
+        start = np.broadcast_to(np.asarray(batch.start[t])[:, None], batch.start.shape[1:] + (n,))
+        carry, out = apply(params, carry, batch.obs.obs[t], start)
+        outs.append(np.asarray(out, np.float64))
+    out, avail, actions = np.stack(outs), np.asarray(batch.obs.avail), np.asarray(batch.actions)
+    if trainer.env.spec.continuous:
+        mean, log_std = np.split(out, 2, axis=-1)
+        log_std = np.clip(log_std, -20.0, 2.0)
+        per_dim = -0.5 * ((actions - mean) / np.exp(log_std)) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+        return np.sum(np.where(avail, per_dim, 0.0), axis=-1)  # the joint density of the dimensions
+    logits = np.where(avail, out, -1e9)
+    logits = logits - logits.max(-1, keepdims=True)
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    return np.take_along_axis(logp, actions[..., None], axis=-1)[..., 0]
+
+
+@functools.lru_cache(maxsize=None)
+def _traced_update(cfg):
+    """One rollout and one traced update of one seed: (trainer, behaviour batch, metrics, final params)."""
+    trainer = dataclasses.replace(make_train(cfg), trace_units=True)
+    ts = jax.tree.map(lambda x: x[0], trainer.init(jax.random.PRNGKey(1)))
+    ts, batch, _ = jax.jit(trainer.rollout)(ts)
+    new, metrics = jax.jit(trainer.learn)(ts, batch)
+    return trainer, jax.device_get(batch), jax.device_get(metrics), jax.device_get(new.actor_params)
+
+
+def _cases():
+    cases = []
+    for i, (algo, sharing, loop_order) in enumerate(itertools.product(SEQUENTIAL, SHARING, LOOP_ORDERS)):
+        extra = EXTRAS[i % len(EXTRAS)]
+        label = "-".join([algo, sharing, loop_order] + [f"{k}={v}" for k, v in extra.items()])
+        cases.append(pytest.param(algo, sharing, loop_order, extra, id=label))
+    return cases
+
+
+@pytest.mark.parametrize("algo, sharing, loop_order, extra", _cases())
+def test_each_unit_gets_the_ratio_recomputed_from_the_parameters_it_starts_from(algo, sharing, loop_order, extra):
+    cfg = tiny(**{**BASE, "algo": algo, "sharing": sharing, "loop_order": loop_order, **extra})
+    trainer, batch, metrics, final = _traced_update(cfg)
+    trace = metrics["trace"]
+    agents, valid = trace["agents"], trace["valid"]  # [P, U, K]
+    passes, units, _ = agents.shape
+    n = trainer.env.spec.num_agents
+    behaviour = np.asarray(batch.log_probs, np.float64)
+    unit_params = lambda p, u: jax.tree.map(lambda x: x[p, u], trace["params"])  # noqa: E731
+    log_ratios = {(p, u): _log_probs(trainer, unit_params(p, u), batch) - behaviour
+                  for p in range(passes) for u in range(units)}
+    log_final = _log_probs(trainer, final, batch) - behaviour
+    moved = np.full(n, sharing != "nops")
+    incremental = algo in ("happo", "happo_preopc")
+    largest = 0.0
+    for p in range(passes):
+        factor = np.zeros(behaviour.shape[:2])
+        for u in range(units):
+            np.testing.assert_array_equal(trace["moved"][p, u], moved)
+            given = trace["log_rho"][p, u]  # [T, B, K] (HAPPO: [T, B, 1])
+            members = agents[p, u][valid[p, u]]
+            if incremental:
+                np.testing.assert_allclose(given[..., 0], factor, atol=2e-4, err_msg=f"factor, pass {p} unit {u}")
+                after = log_ratios[p, u + 1] if u + 1 < units else (log_ratios[p + 1, 0] if p + 1 < passes else log_final)
+                factor = factor + (after - log_ratios[p, u])[..., members].sum(-1)
+            else:
+                for slot in np.flatnonzero(valid[p, u]):
+                    i = agents[p, u, slot]
+                    others = moved & (np.arange(n) != i)
+                    want = (log_ratios[p, u] * others).sum(-1)
+                    np.testing.assert_allclose(given[..., slot], want, atol=2e-4, err_msg=f"pass {p} unit {u} agent {i}")
+                    largest = max(largest, float(np.abs(want).max()))
+            moved[members] = True
+    if not incremental:
+        assert largest > 1e-2, "the policies barely moved: the check would not tell the readings apart"
+    # The reported joint ratio: the final joint policy over the behaviour, from scratch.
+    np.testing.assert_allclose(metrics["preceding_ratio_mean"], np.exp(log_final.sum(-1)).mean(), rtol=2e-4)
+
+
+@pytest.mark.parametrize("sharing", SHARING)
+def test_happo_factor_is_harls_incremental_one_and_differs_from_the_joint_ratio_under_sharing(sharing):
+    """Under NoPS HARL's factor is the preceding agents' ratio over the behaviour policy; under
+    sharing the earlier units' agents move again, and the factor is not that ratio."""
+    trainer, batch, metrics, _ = _traced_update(tiny(**{**BASE, "algo": "happo", "sharing": sharing}))
+    trace = metrics["trace"]
+    behaviour = np.asarray(batch.log_probs, np.float64)
+    last = jax.tree.map(lambda x: x[0, -1], trace["params"])  # the last unit's start
+    earlier = trace["agents"][0, :-1, 0]
+    joint = (_log_probs(trainer, last, batch) - behaviour)[..., earlier].sum(-1)
+    gap = np.abs(trace["log_rho"][0, -1][..., 0] - joint).max()
+    if sharing == "nops":
+        assert gap < 2e-4, gap
+    else:
+        assert gap > 1e-3, gap
+
+
+@pytest.mark.parametrize("sharing, extra", [("nops", {}), ("fups", {"network": "gru"}),
+                                            ("paps", {"env": "mpe:spread?actions=continuous"})])
+def test_fp3o_middle_ratios_are_recomputed_from_the_middle_parameters(sharing, extra):
+    trainer, batch, metrics, _ = _traced_update(tiny(**{**BASE, "algo": "fp3o", "sharing": sharing, **extra}))
+    log_mid = _log_probs(trainer, metrics["trace"]["params"], batch) - np.asarray(batch.log_probs, np.float64)
+    given = metrics["trace"]["log_mid"]
+    np.testing.assert_allclose(given, log_mid, atol=2e-4)
+    assert np.abs(log_mid).max() > 1e-2
+    # R_j = prod_{k != j} r_mid^k, as the dependence step forms it from the middle log ratios.
+    R = np.exp(np.asarray(others_log_ratio(given, np.ones(log_mid.shape[-1]))))
+    np.testing.assert_allclose(R, np.exp(log_mid.sum(-1, keepdims=True) - log_mid), rtol=5e-4)

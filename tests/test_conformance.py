@@ -71,13 +71,24 @@ def _log_probs(trainer, params, batch) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
+def _behaviour_batch(cfg):
+    """One seed's rollout under the initial policy of ``cfg`` (shared by the algorithms that differ
+    only in their update: their initial networks are the same)."""
+    trainer = make_train(cfg)
+    ts = jax.tree.map(lambda x: x[0], trainer.init(jax.random.PRNGKey(1)))
+    return jax.device_get(ts.actor_params), jax.device_get(jax.jit(trainer.rollout)(ts)[1])
+
+
+@functools.lru_cache(maxsize=None)
 def _traced_update(cfg):
-    """One rollout and one traced update of one seed: (trainer, behaviour batch, metrics, final params)."""
+    """One traced update of one seed on the behaviour batch: (trainer, batch, metrics, final params)."""
     trainer = dataclasses.replace(make_train(cfg), trace_units=True)
     ts = jax.tree.map(lambda x: x[0], trainer.init(jax.random.PRNGKey(1)))
-    ts, batch, _ = jax.jit(trainer.rollout)(ts)
+    behaviour_params, batch = _behaviour_batch(cfg.replace(algo="a2po"))
+    for a, b in zip(jax.tree.leaves(behaviour_params), jax.tree.leaves(ts.actor_params)):
+        np.testing.assert_array_equal(a, b)  # the batch was collected by this very policy
     new, metrics = jax.jit(trainer.learn)(ts, batch)
-    return trainer, jax.device_get(batch), jax.device_get(metrics), jax.device_get(new.actor_params)
+    return trainer, batch, jax.device_get(metrics), jax.device_get(new.actor_params)
 
 
 def _cases():
@@ -157,3 +168,23 @@ def test_fp3o_middle_ratios_are_recomputed_from_the_middle_parameters(sharing, e
     # R_j = prod_{k != j} r_mid^k, as the dependence step forms it from the middle log ratios.
     R = np.exp(np.asarray(others_log_ratio(given, np.ones(log_mid.shape[-1]))))
     np.testing.assert_allclose(R, np.exp(log_mid.sum(-1, keepdims=True) - log_mid), rtol=5e-4)
+
+
+def test_every_algorithm_and_preset_uses_the_joint_density_ratio_of_continuous_actions():
+    """An agent's ratio with several action dimensions is exp of the summed per-dimension log ratios,
+    for every algorithm (each builds its policy from the config) and every preset."""
+    from scipy import stats
+    from jaxseq.algorithms import ALGORITHMS
+    from jaxseq.config import PRESETS, make_config
+    assert all(make_config(name).log_prob_reduce == "sum" for name in PRESETS)
+    rng = np.random.default_rng(0)
+    mean, log_std, shift = rng.uniform(-0.9, 0.9, (3, 4, 5))
+    actions = rng.normal(size=(4, 5))
+    new, old = np.concatenate([mean + shift, log_std], -1), np.concatenate([mean, log_std], -1)
+    want = np.exp((stats.norm.logpdf(actions, mean + shift, np.exp(log_std))
+                   - stats.norm.logpdf(actions, mean, np.exp(log_std))).sum(-1))
+    avail = np.ones((4, 5), bool)
+    for algo in ALGORITHMS:
+        policy = make_train(tiny(algo=algo, env="mpe:spread?actions=continuous")).policy
+        ratio = np.exp(policy.log_prob(new, avail, actions) - policy.log_prob(old, avail, actions))
+        np.testing.assert_allclose(ratio, want, rtol=1e-4, err_msg=algo)

@@ -38,12 +38,27 @@ def test_gaussian_log_prob_and_entropy_reduce_over_real_dimensions():
         pol = policies.Gaussian(reduce)
         np.testing.assert_allclose(pol.log_prob(out, avail, actions), (per_dim * mask).sum(-1) * scale, rtol=1e-5)
         np.testing.assert_allclose(pol.entropy(out, avail), (ent_dim * mask).sum(-1) * scale, rtol=1e-5)
-    # The mean-reduced log ratio is the mean of the per-dimension log ratios (seeds 000, 003).
+    # The default ratio is the joint density ratio: the product of the per-dimension ratios (the
+    # A2PO, FP3O and HARL code); "mean" (the ablation) takes their geometric mean.
     other = out.at[:, :3].add(0.1)
-    pol = policies.Gaussian("mean")
     other_dim = stats.norm.logpdf(np.asarray(actions), np.asarray(other[:, :3]), np.exp(np.asarray(out[:, 3:])))
-    np.testing.assert_allclose(pol.log_prob(other, avail, actions) - pol.log_prob(out, avail, actions),
-                               ((other_dim - per_dim) * mask).sum(-1) / count, rtol=1e-4, atol=1e-6)
+    assert policies.Gaussian().reduce == "sum" and policies.make_policy(True).reduce == "sum"
+    for reduce, scale in (("sum", 1.0), ("mean", 1.0 / count)):
+        pol = policies.Gaussian(reduce)
+        np.testing.assert_allclose(pol.log_prob(other, avail, actions) - pol.log_prob(out, avail, actions),
+                                   ((other_dim - per_dim) * mask).sum(-1) * scale, rtol=1e-4, atol=1e-6)
+
+
+def test_gaussian_log_std_is_clamped_so_far_values_stay_finite():
+    """The log-std is read clamped to [-20, 2] (the A2PO code's clamp): a head that drifted to
+    +/- 50 gives the log-density of the clamp, finite, instead of inf or NaN."""
+    pol = policies.Gaussian()
+    actions, avail = jnp.array([[0.3, -0.2]]), jnp.ones((1, 2), bool)
+    for far, clamp in ((50.0, policies.LOG_STD_MAX), (-50.0, policies.LOG_STD_MIN)):
+        out = jnp.array([[0.3, -0.2, far, far]])
+        want = stats.norm.logpdf([0.3, -0.2], [0.3, -0.2], np.exp(clamp)).sum()
+        np.testing.assert_allclose(pol.log_prob(out, avail, actions), [want], rtol=1e-5)
+        assert np.isfinite(pol.entropy(out, avail)).all()
 
 
 def test_gaussian_samples_match_mean_and_std_and_leave_padding_zero():

@@ -48,7 +48,8 @@ ALGORITHMS: dict[str, Algorithm] = {
                   "rollout, PPO-clip on that agent only; the critic fitted on every rollout"),
         Algorithm("happo", "state", "sequential", "gae", "happo", "random",
                   "HAPPO (Kuba et al. 2022): a random order per rollout; each agent maximises "
-                  "M * min(r A, clip(r) A), M the preceding agents' unclipped ratio product"),
+                  "M * min(r A, clip(r) A), M HARL's factor: the product over the preceding agents of their "
+                  "ratio after over before their own update (the ratio over the behaviour policy under NoPS)"),
         Algorithm("happo_preopc", "state", "sequential", "preopc", "happo", "random",
                   "HAPPO with A2PO's preceding-agent off-policy correction (PreOPC) of the advantages"),
         Algorithm("a2po", "state", "sequential", "preopc", "a2po", "config",

@@ -483,7 +483,9 @@ class Trainer:
         """The agent-by-agent actor update: a ``lax.scan`` over units (agent blocks) k = 0..U-1.
 
         Before each unit, every agent's log ratio over the behaviour policy is evaluated at the
-        parameters the unit starts from, and agent i's preceding joint ratio is
+        parameters the unit starts from (under NoPS an agent's parameters change only in its own
+        unit, so its ratio is evaluated after that unit and kept: the same value), and agent i's
+        preceding joint ratio is
         rho_{-i} = prod_{j != i, j moved} pi^j / pi_b^j (A2PO Eq. 2 and 6 with pi-hat the current joint
         policy; OPSPO Eq. 14 and 20). "Moved" are the agents whose current policy may differ from
         the behaviour: under FuPS and PaPS every agent (any unit moves the shared weights); under
@@ -512,16 +514,18 @@ class Trainer:
         alive = self._unsequences(data["obs"].alive)  # [T, B, N]
         all_agents = jnp.arange(n)
         incremental = alg.objective == "happo"  # HARL's factor for HAPPO's surrogate
+        shared = self.actor.sharing != "nops"  # every unit moves every agent's policy
         adaptive = alg.objective == "a2po" and cfg.adaptive_clip
 
         k_density, key = jax.random.split(key)
         ts, density_nets = self._behaviour_density(ts, k_density)
 
         def unit(carry, xs):
-            params, opt, moved, remaining, log_factor, targets, density_nets = carry
+            params, opt, moved, remaining, log_factor, kept, targets, density_nets = carry
             start, size, k = xs
             k_pick, k_fit, k_weights = jax.random.split(k, 3)
-            log_ratios = self._agent_log_ratios(params, data, all_agents)  # [T, B, N] at the unit's start
+            # [T, B, N] every agent's log ratio at the unit's start
+            log_ratios = self._agent_log_ratios(params, data, all_agents) if shared else kept
             log_rho = objectives.others_log_ratio(log_ratios, moved)  # [T, B, N]: log rho_{-i}
             adv_all, targets_all = self._estimate(est, log_rho)
             scores = self._abs_advantage(adv_all, alive)
@@ -536,25 +540,27 @@ class Trainer:
             given = log_factor[..., None] if incremental else unit_log_rho
             new_params, opt, info = self._fit_unit(params, opt, data, agents, valid, adv_all[..., agents], given,
                                                    weights, eps, k_fit, epochs)
-            if incremental:
-                after = self._agent_log_ratios(new_params, data, agents)
+            if incremental or not shared:
+                after = self._agent_log_ratios(new_params, data, agents)  # [T, B, K]
                 log_factor = log_factor + jnp.sum((after - log_ratios[..., agents]) * valid, axis=-1)
+                kept = kept.at[..., agents].set(after)  # padding slots repeat agent 0's value
             info.update(agents=agents, valid=valid, position=position, abs_adv=scores[agents],
                         state_weight_mean=weights.mean(), state_weight_min=weights.min(), **info_w)
             if self.trace_units:
                 info["trace"] = {"params": params, "moved": moved, "log_rho": given}
-            return (new_params, opt, moved | members, remaining, log_factor, targets, density_nets), info
+            return (new_params, opt, moved | members, remaining, log_factor, kept, targets, density_nets), info
 
         def one_pass(carry, k):
-            params, opt, moved, targets, density_nets = carry
+            params, opt, moved, kept, targets, density_nets = carry
             xs = (jnp.array(starts), jnp.array(sizes), jax.random.split(k, units))
-            init = (params, opt, moved, jnp.ones((n,), bool), jnp.zeros(alive.shape[:2]), targets, density_nets)
-            (params, opt, moved, _, _, targets, density_nets), infos = jax.lax.scan(unit, init, xs)
-            return (params, opt, moved, targets, density_nets), infos
+            init = (params, opt, moved, jnp.ones((n,), bool), jnp.zeros(alive.shape[:2]), kept, targets, density_nets)
+            (params, opt, moved, _, _, kept, targets, density_nets), infos = jax.lax.scan(unit, init, xs)
+            return (params, opt, moved, kept, targets, density_nets), infos
 
-        shared = self.actor.sharing != "nops"
-        init = (ts.actor_params, ts.actor_opt, jnp.full((n,), shared), jnp.zeros_like(est["values"]), density_nets)
-        (params, opt, _, targets, _), infos = jax.lax.scan(one_pass, init, jax.random.split(key, passes))
+        # ``kept`` (NoPS): each agent's log ratio at its current parameters, 0 before its first unit.
+        zeros = jnp.zeros_like(est["values"])
+        init = (ts.actor_params, ts.actor_opt, jnp.full((n,), shared), zeros, zeros, density_nets)
+        (params, opt, _, _, targets, _), infos = jax.lax.scan(one_pass, init, jax.random.split(key, passes))
         # infos: [P, U, ...] over passes and units
         trace = infos.pop("trace", None)
         agents, valid = infos.pop("agents"), infos.pop("valid")  # [P, U, K]

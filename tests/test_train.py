@@ -244,7 +244,8 @@ def test_rpisa_updates_one_agent_per_rollout_and_every_agent_once_per_stage():
 @pytest.mark.parametrize("algo, sharing, loop_order", [("happo", "nops", "agents-outer"), ("a2po", "fups", "epochs-outer"),
                                                        ("a2po", "paps", "agents-outer")])
 def test_sequential_zero_learning_rate_changes_nothing_and_rho_stays_one(algo, sharing, loop_order):
-    # epochs-outer (A2PO Alg. 2) recomputes rho from the parameters before every unit.
+    # Every unit re-evaluates the ratios from the current parameters: with nothing moving they are
+    # exactly 1. (With a learning rate, tests/test_conformance.py recomputes them in every mode.)
     trainer = make_train(tiny(algo=algo, sharing=sharing, loop_order=loop_order, actor_lr=0.0, critic_lr=0.0, num_seeds=1))
     state = trainer.init(jax.random.PRNGKey(0))
     before = jax.device_get(state.actor_params)
@@ -252,9 +253,6 @@ def test_sequential_zero_learning_rate_changes_nothing_and_rho_stays_one(algo, s
     for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(jax.device_get(state.actor_params))):
         np.testing.assert_array_equal(a, b)
     assert float(m["preceding_ratio_mean"][0]) == 1.0
-    moving = make_train(tiny(algo=algo, sharing=sharing, loop_order=loop_order, num_seeds=1))
-    _, m = moving.chunk(moving.init(jax.random.PRNGKey(0)))
-    assert float(m["preceding_ratio_mean"][0]) != 1.0
 
 
 @pytest.mark.parametrize("loop_order, blocks", [("agents-outer", 0), ("epochs-outer", 2)])

@@ -1,11 +1,11 @@
 """Cost of OPSPO's state-distribution correction (SDC), measured in one run.
 
 Update-phase time (advantages, the agent-by-agent actor update, the critic; no rollout) of OPSPO
-on one fixed batch without SDC, with step-wise weighted IS, and with learned omega-nets (seed 003
+on one fixed batch without SDC, with step-wise weighted IS, and with learned omega-nets (OPSPO paper
 Alg. 2 with ``omega_n`` behaviour batches in ring buffers), relative to OPSPO without SDC; MAPPO on
 the same batch for scale. And the memory the ring buffers and the mixture cache hold per seed.
 
-Uses ``mpe:spread?n=N``, NoPS networks (the setting where seed 003 learns omega). Appends the
+Uses ``mpe:spread?n=N``, NoPS networks (the setting where OPSPO paper learns omega). Appends the
 tables, with device, command and date, to ``benchmarks/results/sdc_cost.md``.
 
     python benchmarks/sdc_cost.py
@@ -29,7 +29,7 @@ VARIANTS = (("no SDC", "opspo", {"opspo_sdc": False}),
 def ring_bytes(n: int, num_envs: int, rollout_length: int, omega_n: int) -> int:
     trainer = make_trainer("opspo", n, num_envs, rollout_length, opspo_sdc_method="bch", omega_n=omega_n)
     state = jax.tree.map(lambda x: x[0], trainer.init(jax.random.PRNGKey(0)))
-    return trainer.learned_weights.memory_bytes(state.density)
+    return trainer.state_weights.memory_bytes(state.extra["density"])
 
 
 def main(argv=None) -> None:

@@ -1,6 +1,6 @@
 """How often does one agent's update improve J? Exact agent-by-agent updates in random tabular games.
 
-Seed 000 Prop. 1 says an agent that maximises a surrogate built on the behaviour policy's advantage
+A2PO paper Prop. 1 says an agent that maximises a surrogate built on the behaviour policy's advantage
 A^pi can lose J however well its own step is constrained (the preceding agents' changes enter as an
 uncontrollable term); Thm. 1 says that with the preceding joint policy's advantage A^{pi_hat^{i-1}}
 (what PreOPC estimates) the single-agent bound is controlled by the agent's own step. This script

@@ -1,6 +1,6 @@
 """How often does a whole stage improve J? FP3O vs HAPPO vs MAPPO with exact updates in random tabular games.
 
-Seed 002 Thm. 3 says FP3O's independence step (Eq. 9, every agent in parallel) and dependence step
+FP3O paper Thm. 3 says FP3O's independence step (Eq. 9, every agent in parallel) and dependence step
 (Eq. 10, every agent j with R_j = the other agents' middle ratios) each raise every pipeline's lower
 bound on J. This script measures, with no sampling error, how often the joint policy a stage ends
 with improves J, J(pi_new) >= J(pi_old), next to HAPPO (agent by agent) and MAPPO (every agent in

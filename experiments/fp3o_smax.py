@@ -1,7 +1,7 @@
-"""FP3O against HAPPO, MAPPO and IPPO under the three parameter-sharing modes (seed 002, Table 2).
+"""FP3O against HAPPO, MAPPO and IPPO under the three parameter-sharing modes (FP3O paper, Table 2).
 
 Reads top to bottom: plan one config per (map, sharing mode) cell, from the paper's presets
-(seed 002 Tab. 6-7, `fp3o-smax-<map>-<sharing>`), one preset for every cell (--preset), or the
+(FP3O paper Tab. 6-7, `fp3o-smax-<map>-<sharing>`), one preset for every cell (--preset), or the
 fast CPU presets (--quick); train the four algorithms on each cell with the same seeds
 (`jaxseq.experiment.compare`: one plot and results table per cell); then write one table shaped
 like Table 2: rows map and algorithm, columns sharing modes, cells the final greedy test win rate
@@ -76,7 +76,7 @@ def cell_config(env: str, sharing: str, args: argparse.Namespace) -> tuple[str, 
         preset = f"fp3o-smax-{env.removeprefix('smax:')}-{sharing}"
         if preset not in PRESETS:
             have = sorted(k for k in PRESETS if k.startswith("fp3o-smax-"))
-            raise SystemExit(f"no paper preset {preset!r} (seed 002 Tab. 7 in SMAX: {have}); "
+            raise SystemExit(f"no paper preset {preset!r} (FP3O paper Tab. 7 in SMAX: {have}); "
                              f"use --quick or --preset")
     overrides = dict(env=env, sharing=sharing, num_seeds=args.seeds, seed=args.seed, eval_every=2)
     if steps:

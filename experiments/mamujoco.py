@@ -1,6 +1,6 @@
 """Multi-agent MuJoCo experiments: algorithms side by side on one robot partition (MJX physics).
 
-Reads top to bottom: pick the fast CPU preset or a paper preset (seed 000 Tab. 8-9: for A2PO,
+Reads top to bottom: pick the fast CPU preset or a paper preset (A2PO paper Tab. 8-9: for A2PO,
 ``--preset a2po-mamujoco-<task>``), build one config, train every algorithm on it with the same
 seeds, and write one plot and one results table into an experiment folder.
 

@@ -1,6 +1,6 @@
 """MPE experiments: algorithms side by side on a JaxMARL MPE task.
 
-Reads top to bottom: pick the paper's hyper-parameters (seed 000 App. B.4, Tab. 10) or the fast
+Reads top to bottom: pick the paper's hyper-parameters (A2PO paper App. B.4, Tab. 10) or the fast
 CPU preset, build one config, train every algorithm on it with the same seeds, and write one plot
 and one results table into an experiment folder.
 
@@ -17,7 +17,7 @@ from jaxseq.experiment import compare
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--env", default="mpe:spread", help="an MPE env id, e.g. 'mpe:spread?n=5&reward=general'")
 parser.add_argument("--algos", nargs="+", default=["mappo", "ippo"])
-parser.add_argument("--preset", default="mpe-fast", help="mpe-fast (CPU minutes) or a2po-mpe (seed 000 Tab. 10)")
+parser.add_argument("--preset", default="mpe-fast", help="mpe-fast (CPU minutes) or a2po-mpe (A2PO paper Tab. 10)")
 parser.add_argument("--seeds", type=int, default=4, help="seeds, vmapped in one program per algorithm")
 parser.add_argument("--steps", type=int, default=2_000_000, help="environment steps per seed")
 parser.add_argument("--seed", type=int, default=0)

@@ -1,6 +1,6 @@
 """SMAX experiments: algorithms side by side on a JaxMARL SMAX map, against the heuristic enemy.
 
-Reads top to bottom: pick the paper's SMAC hyper-parameters (seed 000 App. B.4, Tab. 7, GRU
+Reads top to bottom: pick the paper's SMAC hyper-parameters (A2PO paper App. B.4, Tab. 7, GRU
 policies) or the fast CPU preset, build one config, train every algorithm with the same seeds,
 and write one plot (return and win rate) and one results table into an experiment folder.
 
@@ -16,7 +16,7 @@ from jaxseq.experiment import compare
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--env", default="smax:3m", help="a SMAX env id (see `python -m jaxseq envs`)")
 parser.add_argument("--algos", nargs="+", default=["mappo", "ippo"])
-parser.add_argument("--preset", default="smax-fast", help="smax-fast (CPU) or a2po-smax (seed 000 Tab. 7)")
+parser.add_argument("--preset", default="smax-fast", help="smax-fast (CPU) or a2po-smax (A2PO paper Tab. 7)")
 parser.add_argument("--seeds", type=int, default=2, help="seeds, vmapped in one program per algorithm")
 parser.add_argument("--steps", type=int, default=3_000_000, help="environment steps per seed")
 parser.add_argument("--seed", type=int, default=0)

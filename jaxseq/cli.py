@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jaxseq.config import PRESETS, field_docs, field_types, make_config, parse_value, validate
+from jaxseq.config import PRESETS, field_docs, field_types, make_config, parse_value
 from jaxseq.errors import ConfigError
 
 #: CLI flags that map straight onto config fields.
@@ -52,9 +52,7 @@ def config_from_args(args: argparse.Namespace):
         if not eq:
             raise ConfigError("set", f"expected FIELD=VALUE, got {item!r}")
         overrides[name.strip().replace("-", "_")] = parse_value(name.strip().replace("-", "_"), text)
-    config = make_config(args.preset, **overrides)
-    validate(config)
-    return config
+    return make_config(args.preset, **overrides)  # validated once, by train_run's make_train
 
 
 def main(argv: list[str] | None = None) -> int:

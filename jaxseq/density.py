@@ -1,11 +1,11 @@
-"""State density ratios for OPSPO's state-distribution correction (seed 003 Sec. 3.2, App. B.2, Alg. 2).
+"""State density ratios for OPSPO's state-distribution correction (OPSPO paper Sec. 3.2, App. B.2, Alg. 2).
 
 The ratio omega(s) = d^{pi'}(s) / d^{b}(s) of a target policy pi' over the distribution b of the
 data's states is learned by the BCH min-max (Liu et al. 2018) with an omega-net and a test-function
 f-net. For any f, the discounted occupancy d' = (1 - gamma) mu0 + gamma P_{pi'}^T d' gives
 
     L(omega, f) = gamma E_{(s,a,s') ~ data}[(omega(s') - omega(s) pi'(a|s)/b(a|s)) f(s')]
-                  - (1 - gamma) E_{s0 ~ mu0}[(1 - omega(s0)) f(s0)]  =  0        (seed 003 Alg. 2)
+                  - (1 - gamma) E_{s0 ~ mu0}[(1 - omega(s0)) f(s0)]  =  0        (OPSPO paper Alg. 2)
 
 exactly when omega = d'/d (the data's s' marginal and mu0 mix to d). The signs are those of Alg. 2's
 L-hat; the extracted Eq. 16 prints the mu0 term with a plus, which the derivation above rules out.
@@ -91,7 +91,7 @@ def _mean(x: jax.Array, w: jax.Array) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True)
 class DensityRatio:
-    """The learner of seed 003 Alg. 2: ``omega_steps`` (omega_e) outer iterations, each on a fresh
+    """The learner of OPSPO paper Alg. 2: ``omega_steps`` (omega_e) outer iterations, each on a fresh
     batch, of ``f_steps`` (f_e) ascent steps of the f-net then one descent step of the omega-net."""
 
     state_dim: int

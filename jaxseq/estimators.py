@@ -42,7 +42,7 @@ def _backward(deltas, decay):
 
 
 def preopc(rewards, values, next_values, discounts, episode_ends, lam, log_rhos):
-    """PreOPC advantages (A2PO, seed 000 Eq. 2): GAE whose trace is cut by the preceding agents' ratio.
+    """PreOPC advantages (A2PO, A2PO paper Eq. 2): GAE whose trace is cut by the preceding agents' ratio.
 
     A_t = delta_t + discounts_t * lam * min(1, rho_{t+1}) * (1 - episode_ends_t) * A_{t+1},
     delta_t = r_t + discounts_t * next_values_t - values_t, rho = exp(log_rhos): the joint ratio
@@ -58,14 +58,14 @@ def preopc(rewards, values, next_values, discounts, episode_ends, lam, log_rhos)
 
 
 def vtrace(rewards, values, next_values, discounts, episode_ends, lam, log_rhos, clip_rho=1.0, clip_c=1.0):
-    """V-trace (Espeholt et al. 2018), the operator OPSPO (seed 003 Eq. 14-15) cites.
+    """V-trace (Espeholt et al. 2018), the operator OPSPO (OPSPO paper Eq. 14-15) cites.
 
     v_t - V(s_t) = rho_t * delta_t + discounts_t * c_t * (1 - episode_ends_t) * (v_{t+1} - V(s_{t+1})),
     rho_t = min(clip_rho, exp(log_rhos_t)), c_t = lam * min(clip_c, exp(log_rhos_t)),
     delta_t = r_t + discounts_t * next_values_t - values_t.
 
     Returns ``(value_targets v_t, advantages)`` with advantages = r_t + discounts_t * v_{t+1} - V(s_t)
-    (seed 003 Eq. 15; where the episode ended at t, or at the last step, v_{t+1} is next_values_t).
+    (OPSPO paper Eq. 15; where the episode ended at t, or at the last step, v_{t+1} is next_values_t).
     Reading of the extracted Eq. 14: the paper's text also puts c_t on delta_t; we follow the
     operator it cites (rho_t on delta_t), which ``rlax.vtrace`` implements and the tests compare to.
     """
@@ -82,7 +82,7 @@ def vtrace(rewards, values, next_values, discounts, episode_ends, lam, log_rhos,
 
 
 def stepwise_weighted_is(log_rhos, episode_starts):
-    """Step-wise weighted importance sampling of the state density ratio (seed 003 App. B.2), the
+    """Step-wise weighted importance sampling of the state density ratio (OPSPO paper App. B.2), the
     OPSPO state weights under parameter sharing. log_rhos [T, B] (log joint ratio of the taken
     actions), episode_starts [T, B] bool -> weights [T, B].
 

@@ -27,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 SHARING_MODES = ("fups", "paps", "nops")
+NETWORKS = ("mlp", "gru")  #: "gru": a GRU after the dense layers
+ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh}
 _STACKED = {"fups": (), "paps": ("head",), "nops": ("trunk", "head")}
 
 
@@ -53,7 +55,7 @@ class Trunk(nn.Module):
 
     @nn.compact
     def __call__(self, carry, x, start):
-        act = {"relu": nn.relu, "tanh": nn.tanh}[self.activation]
+        act = ACTIVATIONS[self.activation]
         if self.layer_norm:
             x = nn.LayerNorm()(x)
         for _ in range(self.num_layers):

@@ -67,7 +67,7 @@ def happo_objective(log_ratio, log_factor, advantages, clip_eps, mask):
 
 
 def a2po_objective(log_ratio, log_rho, advantages, clip_eps, mask):
-    """A2PO (seed 000 Eq. 6): min(l A, clip(l, 1 +/- eps) A), l = r_i * clip(rho, 1 +/- eps / 2),
+    """A2PO (A2PO paper Eq. 6): min(l A, clip(l, 1 +/- eps) A), l = r_i * clip(rho, 1 +/- eps / 2),
     rho = exp(log_rho) the preceding agents' joint ratio (no gradient). ``clip_eps`` may be the
     adaptive C(eps, k)."""
     rho = jax.lax.stop_gradient(jnp.clip(jnp.exp(log_rho), 1.0 - clip_eps / 2, 1.0 + clip_eps / 2))
@@ -78,13 +78,13 @@ def others_log_ratio(log_ratio, mask):
     """For each agent j of the last axis, the summed log ratio of the *other* members:
     sum_{k != j, mask_k > 0} log r_k, [..., K] -> [..., K] (agents with mask 0 count as ratio 1;
     the mask may also be sample weights). exp of it is CoPPO's prod_{j != i} r_j and FP3O's R
-    (seed 002 Eq. 10)."""
+    (FP3O paper Eq. 10)."""
     masked = jnp.where(mask > 0, log_ratio, 0.0)
     return jnp.sum(masked, axis=-1, keepdims=True) - masked
 
 
 def fp3o_objective(log_ratio, log_mid, advantages, clip_eps, mask):
-    """FP3O's dependence-step surrogate (seed 002 Eq. 10), per agent j of the last axis K:
+    """FP3O's dependence-step surrogate (FP3O paper Eq. 10), per agent j of the last axis K:
 
         min(r_j R_j A, clip(r_j, 1 +/- eps) R_j A),   R_j = sg(prod_{k != j} pi_mid^k / pi_old^k),
 
@@ -97,7 +97,7 @@ def fp3o_objective(log_ratio, log_mid, advantages, clip_eps, mask):
 
 
 def fp3o_guard(log_mid, advantages, mask, tol: float = 1e-5):
-    """The improvement guard of the public FP3O code (off by default; not in seed 002's text):
+    """The improvement guard of the public FP3O code (off by default; not in FP3O paper's text):
     True (run the dependence step) unless the joint middle surrogate falls below the independent one,
 
         sum_j sum_t prod_k r_mid^k A_j  + tol  <  sum_j sum_t r_mid^j A_j,
@@ -119,7 +119,7 @@ def coppo_objective(log_ratio, log_others, advantages, clip_eps, clip_others, ma
 
 
 def opspo_clip_range(log_rho, eps1: float, eps2: float):
-    """OPSPO's dynamic base clip range (seed 003 Sec. 3.3), per sample, from the preceding joint ratio
+    """OPSPO's dynamic base clip range (OPSPO paper Sec. 3.3), per sample, from the preceding joint ratio
     rho = exp(log_rho): l = min[max(rho, 1/rho) (1 - eps1), 1 - eps2], h = max[min(rho, 1/rho) (1 + eps1), 1 + eps2].
     At rho = 1 it is the widest, (1 - eps1, 1 + eps1); far off-policy it narrows to (1 - eps2, 1 + eps2)
     (eps2 < eps1). Returns (l, h)."""
@@ -129,7 +129,7 @@ def opspo_clip_range(log_rho, eps1: float, eps2: float):
 
 def opspo_objective(log_ratio, log_rho, advantages, weights, eps1: float, eps2: float, clip_range_correction: bool,
                     mask):
-    """OPSPO's surrogate (seed 003 Eq. 20), to maximise:
+    """OPSPO's surrogate (OPSPO paper Eq. 20), to maximise:
 
         min(r rt w A, clip(r rt, l rt, h rt) w A),   rt = clip(rho, 1 +/- eps1),
 

@@ -1,4 +1,4 @@
-"""Agent selection rules and the adaptive clipping schedule of A2PO (seed 000 Sec. 4).
+"""Agent selection rules and the adaptive clipping schedule of A2PO (A2PO paper Sec. 4).
 
 Selection happens one agent at a time inside the compiled stage: :func:`next_agent` picks the
 k-th agent (k = 0, 1, ...) among those not yet updated, from per-agent scores (greedy rules use
@@ -21,7 +21,7 @@ def next_agent(rule: str, k: jax.Array, scores: jax.Array, remaining: jax.Array,
     cyclic: the lowest remaining index (the fixed order 0, 1, ..., N-1);
     random: uniform over the remaining agents;
     greedy / reverse-greedy: the remaining agent with the largest / smallest score;
-    semi-greedy / reverse-semi-greedy: (reverse-)greedy at even k, uniform at odd k (seed 000's
+    semi-greedy / reverse-semi-greedy: (reverse-)greedy at even k, uniform at odd k (A2PO paper's
     R(k) alternates on k mod 2; the public code starts greedy, as here).
     """
     if rule not in SELECTION_RULES:
@@ -39,19 +39,6 @@ def next_agent(rule: str, k: jax.Array, scores: jax.Array, remaining: jax.Array,
     return greedy
 
 
-def select_order(rule: str, scores: jax.Array, key: jax.Array) -> jax.Array:
-    """A full order [N] from fixed scores (the rules' behaviour when scores do not change)."""
-    n = scores.shape[0]
-
-    def step(remaining, xs):
-        k, subkey = xs
-        i = next_agent(rule, k, scores, remaining, subkey)
-        return remaining.at[i].set(False), i
-
-    _, order = jax.lax.scan(step, jnp.ones((n,), bool), (jnp.arange(n), jax.random.split(key, n)))
-    return order
-
-
 def adaptive_clip(eps: float, k: jax.Array, n: int, c: float = 0.5) -> jax.Array:
     """A2PO's adaptive clipping parameter C(eps, k) = eps * c + eps * (1 - c) * k / n, k = 1..n the
     position in the update order: agents updated later, which see more preceding changes, get a
@@ -60,7 +47,7 @@ def adaptive_clip(eps: float, k: jax.Array, n: int, c: float = 0.5) -> jax.Array
 
 
 def block_sizes(num_agents: int, num_blocks: int) -> tuple[int, ...]:
-    """Sizes of the agent blocks updated as one unit (seed 000 App. B.3: 10 agents in 3 blocks are
+    """Sizes of the agent blocks updated as one unit (A2PO paper App. B.3: 10 agents in 3 blocks are
     3, 3, 4). ``num_blocks`` 0 means one agent per block."""
     if num_blocks <= 0 or num_blocks >= num_agents:
         return (1,) * num_agents
@@ -85,13 +72,3 @@ def pick_block(rule: str, start: jax.Array, size: jax.Array, max_size: int, scor
         valid.append(ok)
     return jnp.stack(agents), jnp.stack(valid), remaining
 
-
-def fp3o_selection(num_agents: int, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """FP3O's pipelines and non-overlapping selection (seed 002 Eq. 5; the public code's map).
-
-    One random permutation P [N]: pipeline p starts from agent i_p = P[p] (independence step) and
-    selects agent j_p = P[(p + 1) mod N] for its dependence step. For N >= 2, j_p != i_p and
-    j_{1:N} is again every agent once (Eq. 5: j_p in -i_p, j_{1:N} = N). With one agent the map
-    can only return the agent itself (there is no -i_p to choose from). Returns (i [N], j [N])."""
-    perm = jax.random.permutation(key, num_agents)
-    return perm, jnp.roll(perm, -1)

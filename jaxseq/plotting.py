@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import matplotlib
 
@@ -64,7 +64,3 @@ def read_jsonl(path: Path) -> list[dict]:
 
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
-
-def final_value(rows: Iterable[Mapping], key: str) -> float | None:
-    vals = [r[key] for r in rows if r.get(key) is not None]
-    return vals[-1] if vals else None

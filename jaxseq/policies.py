@@ -19,15 +19,13 @@ import jax.numpy as jnp
 
 _NEG = -1e9
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # the Gaussian's log-std clamp
+#: How a Gaussian joins its per-dimension log-probabilities: "sum" (the joint density) or "mean".
+LOG_PROB_REDUCTIONS = ("sum", "mean")
 
 
 @dataclasses.dataclass(frozen=True)
 class Categorical:
     """Masked categorical over ``A`` actions: ``out`` are logits [..., A]; actions int32 [...]."""
-
-    @staticmethod
-    def head_dim(num_actions: int) -> int:
-        return num_actions
 
     @staticmethod
     def action_shape(num_actions: int) -> tuple[tuple[int, ...], jnp.dtype]:
@@ -60,7 +58,7 @@ class Gaussian:
     """Diagonal Gaussian over ``A`` action dimensions: ``out [..., 2A]`` is (mean, log_std).
 
     The actor's Gaussian head (:class:`jaxseq.nets.GaussianHead`) puts tanh on the mean and keeps a
-    learnable state-independent log-std (initialised to -0.5), as in seeds 000 and 003. Actions are
+    learnable state-independent log-std (initialised to -0.5), as in the A2PO and OPSPO papers. Actions are
     sampled unbounded; the environment clips them to its control range, and the log-probability is
     that of the unclipped sample.
 
@@ -74,10 +72,6 @@ class Gaussian:
     """
 
     reduce: str = "sum"
-
-    @staticmethod
-    def head_dim(num_actions: int) -> int:
-        return 2 * num_actions
 
     @staticmethod
     def action_shape(num_actions: int) -> tuple[tuple[int, ...], jnp.dtype]:

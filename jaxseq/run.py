@@ -1,10 +1,11 @@
 """The thin Python loop around the compiled chunks: run folder, metrics, evaluation, checkpoints.
 
 A run folder holds ``config.json`` (the resolved config), ``metrics.jsonl`` (one line per chunk),
-``curves.png``, ``summary.json`` and ``checkpoints/``. On a host environment (``jaxseq.envs.bridge``)
-it also holds ``episodes.jsonl``, one line per ended episode with its behaviour metrics (e.g. GRF
-goals), whose chunk means enter the metrics lines as ``episode_<name>`` (training) and
-``test_<name>`` (evaluation).
+``curves.png``, ``summary.json`` and ``checkpoints/``. On an env that keeps episode records (a
+host environment, ``jaxseq.envs.bridge``: the env's ``records_episodes`` hook) it also holds
+``episodes.jsonl``, one line per ended episode with its behaviour metrics (e.g. GRF goals), whose
+chunk means enter the metrics lines as ``episode_<name>`` (training) and ``test_<name>``
+(evaluation). The loop knows no env kind: it reads only those hooks.
 
 :func:`train_run` starts or resumes a run. A resumed run restores the state after the last
 checkpointed chunk, drops metrics lines written after it, and continues; on a JAX env and the same
@@ -24,8 +25,7 @@ import jax
 import numpy as np
 
 from jaxseq import checkpoint
-from jaxseq.config import Config, validate
-from jaxseq.envs.bridge import BridgeEnv
+from jaxseq.config import Config
 from jaxseq.errors import ConfigError
 from jaxseq.plotting import plot_runs, read_jsonl
 
@@ -120,8 +120,8 @@ class _HostEpisodes:
     """Writes a host environment's ended episodes to ``episodes.jsonl`` and averages their
     behaviour metrics per chunk."""
 
-    def __init__(self, path: Path, env: BridgeEnv, start_chunk: int):
-        self.path, self.names = path, env.host_spec.episode_metrics
+    def __init__(self, path: Path, names: tuple[str, ...], start_chunk: int):
+        self.path, self.names = path, names
         kept = [r for r in read_jsonl(path) if r["chunk"] <= start_chunk] if path.exists() else []
         path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
@@ -148,11 +148,10 @@ def train_run(config: Config | None = None, out: Path | str = "runs", resume: Pa
     if resume is not None:
         run_dir = Path(resume)
         config = load_config(run_dir)
-    else:
-        validate(config)
+    trainer = make_train(config)  # validates before the run folder is made
+    if resume is None:
         run_dir = _new_run_dir(Path(out), config)
         (run_dir / "config.json").write_text(config.to_json())
-    trainer = make_train(config)
     key = jax.random.PRNGKey(config.seed)
     start_chunk = 0
     metrics_path = run_dir / "metrics.jsonl"
@@ -165,8 +164,9 @@ def train_run(config: Config | None = None, out: Path | str = "runs", resume: Pa
         metrics_path.write_text("")
     end_chunk = config.num_chunks if max_chunks is None else min(config.num_chunks, max_chunks)
     has_win = trainer.env.spec.has_win
-    host_episodes = _HostEpisodes(run_dir / "episodes.jsonl", trainer.env, start_chunk) \
-        if isinstance(trainer.env, BridgeEnv) else None
+    env = trainer.env
+    host_episodes = _HostEpisodes(run_dir / "episodes.jsonl", env.episode_metrics, start_chunk) \
+        if env.records_episodes else None
     logger = _WandbLogger(config, run_dir) if use_wandb else None
     bar = None
     if progress:
@@ -181,14 +181,14 @@ def train_run(config: Config | None = None, out: Path | str = "runs", resume: Pa
             new_state, m = trainer.chunk(state)
             m = jax.device_get(m)
             seconds = time.time() - t0
-            train_episodes = trainer.env.take_episodes() if host_episodes is not None else []
+            train_episodes = env.take_episodes()
             evaluation = None
             if config.eval_every and (chunk % config.eval_every == 0 or chunk == config.num_chunks):
                 evaluation = jax.device_get(trainer.evaluate(new_state))
             first = chunk == start_chunk + 1
             row = metrics_line(config, has_win, chunk, m, evaluation, 0.0 if first else seconds)
             if host_episodes is not None:
-                row.update(host_episodes.record(chunk, train_episodes, trainer.env.take_episodes()))
+                row.update(host_episodes.record(chunk, train_episodes, env.take_episodes()))
             row["wall_seconds"] = time.time() - t_start
             with metrics_path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
@@ -209,8 +209,7 @@ def train_run(config: Config | None = None, out: Path | str = "runs", resume: Pa
             checkpoint.save(run_dir, done_chunk, state)
         if logger:
             logger.close()
-        if host_episodes is not None:
-            trainer.env.close()
+        env.close()
         rows = read_jsonl(metrics_path)
         if rows:
             plot_runs({config.algo: rows}, run_dir / "curves.png", title=f"{config.algo} on {config.env}")

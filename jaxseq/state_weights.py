@@ -1,6 +1,19 @@
-"""OPSPO's learned state weights: the omega-net path of the state-distribution correction under NoPS
-(seed 003 Sec. 3.2 and Alg. 1-2); under parameter sharing the trainer uses
-:func:`jaxseq.estimators.stepwise_weighted_is` instead.
+"""OPSPO's state weights min(omega, 1) (the state-distribution correction, OPSPO paper Sec. 3.2), as
+one interface with three implementations, chosen by the algorithm's resolved ``state_weights``
+(:func:`make_state_weights`):
+
+- :class:`NoStateWeights` ("none"): ones;
+- :class:`WeightedISStateWeights` ("wis"): step-wise weighted importance sampling of each unit
+  member's preceding ratio (:func:`jaxseq.estimators.stepwise_weighted_is`, OPSPO paper App. B.2),
+  the paper's choice under parameter sharing;
+- :class:`LearnedStateWeights` ("bch"): learned omega-nets (OPSPO paper Alg. 1-2), its choice under NoPS.
+
+Each has ``init(key, actor_params) -> extra`` (its entries of ``TrainState.extra``), ``record(extra,
+batch, last_obs, behaviour_params) -> extra`` after every rollout, ``begin(extra, behaviour_params, key) ->
+(extra, nets)`` once per update before the agent units, and ``unit(extra, nets, log_rho, starts,
+behaviour_params, params, preceding, key) -> (weights, nets, info)`` per unit.
+
+The learned weights:
 
 Each update pushes its batch and its behaviour policy's parameters into a ring of ``omega_n`` slots
 (:class:`DensityState`). Data states are ``obs.state`` of agent 0 (its observation and the
@@ -14,7 +27,7 @@ from the newest behaviour pi_k), while Alg. 2 on the ring learns ratios over the
 distribution d_mix. We learn both, omega_k = d^{pi_k} / d_mix (once per update, warm-started across
 updates) and omega^{i-1} = d^{pi-hat^{i-1}} / d_mix (per unit, starting from omega_k's nets, warm
 across units), and weight a state by min(omega^{i-1}(s) / omega_k(s), 1), each ratio scaled to mean 1
-over the ring. Seed 003 applies the mixture ratio directly; the two coincide in expectation when
+over the ring. OPSPO paper applies the mixture ratio directly; the two coincide in expectation when
 omega_n = 1. docs/design.md says more.
 
 Policies are re-evaluated one step at a time from the recurrent carries stored with the data: exact
@@ -32,7 +45,36 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxseq import density, nets, policies
+from jaxseq import density, estimators, nets, policies
+from jaxseq.envs import EnvSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class NoStateWeights:
+    """Weights 1 (no state-distribution correction, and every algorithm other than OPSPO)."""
+
+    def init(self, key: jax.Array, actor_params: Any) -> dict:
+        return {}
+
+    def record(self, extra: dict, batch: Any, last_obs: Any, behaviour_params: Any) -> dict:
+        return extra
+
+    def begin(self, extra: dict, behaviour_params: Any, key: jax.Array) -> tuple[dict, tuple]:
+        return extra, ()
+
+    def unit(self, extra, nets, log_rho, starts, behaviour_params, params, preceding, key):
+        """Ones [T, B, 1] for a unit whose members' preceding log ratios are ``log_rho`` [T, B, K]."""
+        return jnp.ones_like(log_rho[..., :1]), nets, {}
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightedISStateWeights(NoStateWeights):
+    """min(omega, 1) with omega [T, B, K] the step-wise weighted IS estimate of each member's
+    state ratio from its preceding log ratios ``log_rho`` [T, B, K] and the episode starts [T, B]."""
+
+    def unit(self, extra, nets, log_rho, starts, behaviour_params, params, preceding, key):
+        omega = jax.vmap(estimators.stepwise_weighted_is, in_axes=(-1, None), out_axes=-1)(log_rho, starts)
+        return jnp.minimum(omega, 1.0), nets, {}
 
 
 @struct.dataclass
@@ -53,9 +95,52 @@ class LearnedStateWeights:
     learner: density.DensityRatio
     slots: int
     batch_size: int
+    spec: EnvSpec
+    rollout_length: int
+    num_envs: int
+
+    # -- the interface ----------------------------------------------------------------------------
+    def init(self, key: jax.Array, actor_params: Any) -> dict:
+        """``{"density": an empty ring}`` shaped like one rollout (see :meth:`push`)."""
+        spec, T, B = self.spec, self.rollout_length, self.num_envs
+        N, f32 = spec.num_agents, jnp.float32
+        shape, dtype = self.policy.action_shape(spec.num_actions)
+        example = {"states": jnp.zeros((T + 1, B, spec.state_dim), f32), "valid": jnp.zeros((T, B), bool),
+                   "start": jnp.zeros((T, B), bool), "obs": jnp.zeros((T, B, N, spec.obs_dim), f32),
+                   "avail": jnp.zeros((T, B, N, spec.num_actions), bool), "actions": jnp.zeros((T, B, N, *shape), dtype),
+                   "actor_carry": jnp.zeros((T, B, N, self.actor.carry_dim), f32)}
+        return {"density": self.init_ring(key, example, actor_params)}
+
+    def record(self, extra: dict, batch: Any, last_obs: Any, behaviour_params: Any) -> dict:
+        """Push one rollout (a :class:`jaxseq.types.Rollout`; ``last_obs`` the observation after its
+        last step) and its behaviour policy's parameters."""
+        states = jnp.concatenate([batch.obs.state[:, :, 0], last_obs.state[None, :, 0]])
+        data = {"states": states, "valid": ~(batch.terminated | batch.truncated), "start": batch.start,
+                "obs": batch.obs.obs, "avail": batch.obs.avail, "actions": batch.actions,
+                "actor_carry": batch.actor_carry}
+        return {**extra, "density": self.push(extra["density"], data, behaviour_params)}
+
+    def begin(self, extra: dict, behaviour_params: Any, key: jax.Array) -> tuple[dict, tuple]:
+        """Fit omega_k = d^{pi_k} / d_mix of this update's behaviour policy (warm-started from the
+        last update). Returns the new extra and the units' initial nets: the behaviour's and the
+        preceding policy's (nets, scale), the latter starting from the former."""
+        ds = extra["density"]
+        no_agent = jnp.zeros((self.spec.num_agents,), bool)
+        rs, scale, _ = self.fit(ds.ratio, ds, behaviour_params, behaviour_params, no_agent, key)
+        return {**extra, "density": ds.replace(ratio=rs)}, ((rs, scale), (rs, scale))
+
+    def unit(self, extra, nets, log_rho, starts, behaviour_params, params, preceding, key):
+        """min(omega^{i-1} / omega_k, 1) [T, B, 1] on this batch's states, omega^{i-1} refitted for the
+        policy whose ``preceding`` [N] agents act with ``params`` (ones when none has moved)."""
+        ds = extra["density"]
+        behaviour, (rs_p, _) = nets
+        rs_p, scale_p, info = self.fit(rs_p, ds, behaviour_params, params, preceding, key)
+        states = ds.ring.items["data"]["states"][ds.ring.newest, :-1]  # this batch's s_t, [T, B, D]
+        weights = jnp.where(preceding.any(), self.weights(behaviour, (rs_p, scale_p), states), 1.0)[..., None]
+        return weights, (behaviour, (rs_p, scale_p)), info
 
     # -- the ring -------------------------------------------------------------------------------
-    def init(self, key: jax.Array, data_example: dict, actor_params: Any) -> DensityState:
+    def init_ring(self, key: jax.Array, data_example: dict, actor_params: Any) -> DensityState:
         """An empty ring shaped like ``data_example`` (see :meth:`push`)."""
         ring = density.Ring.create({"data": data_example, "params": actor_params}, self.slots)
         T, B = data_example["valid"].shape
@@ -135,3 +220,20 @@ class LearnedStateWeights:
         (rs_k, scale_k), (rs_p, scale_p) = behaviour, preceding
         ratio = (self.learner.omega(rs_p.omega, states) / scale_p) / (self.learner.omega(rs_k.omega, states) / scale_k)
         return jnp.minimum(ratio, 1.0)
+
+
+METHODS = ("none", "wis", "bch")
+#: Config.opspo_sdc_method: a method, or "auto" (bch under NoPS, wis under parameter sharing).
+SDC_METHODS = ("auto", "bch", "wis")
+
+
+def make_state_weights(method: str, actor: nets.MultiAgentNet, policy, spec: EnvSpec, config) -> NoStateWeights | LearnedStateWeights:
+    """The state weights named ``method`` (one of :data:`METHODS`) for ``config``."""
+    if method == "none":
+        return NoStateWeights()
+    if method == "wis":
+        return WeightedISStateWeights()
+    learner = density.DensityRatio(state_dim=spec.state_dim, gamma=config.gamma, hidden=config.density_hidden,
+                                   lr=config.density_lr, omega_steps=config.omega_e, f_steps=config.f_e)
+    return LearnedStateWeights(actor, policy, learner, config.omega_n, config.density_batch, spec,
+                               config.rollout_length, config.num_envs)

@@ -1,5 +1,6 @@
-"""Update schemes' building blocks: epochs x minibatches of gradient steps, and the actor optimiser
-that lets a subset of agents move while the others stay exactly where they are.
+"""The gradient-step building blocks under every update scheme (the schemes themselves are in
+:mod:`jaxseq.schemes`): epochs x minibatches of gradient steps, and the actor optimiser that lets
+a subset of agents move while the others stay exactly where they are.
 
 Training data are *sequences*: every leaf is ``[L, S, ...]`` (``chunk_length`` steps x sequences);
 minibatches split the sequence axis S.
@@ -18,6 +19,8 @@ from jaxseq.nets import is_axis
 
 #: ``step(params, opt_state, grads) -> (params, opt_state)``: one optimiser step.
 Step = Callable[[Any, Any, Any], tuple[Any, Any]]
+#: Optimiser state of shared actor weights: one per agent, or one (HARL's share_param).
+SHARED_OPTIMIZERS = ("per-agent", "one")
 
 
 def fit(loss_fn: Callable[[Any, dict], tuple[jax.Array, dict]], params: Any, opt_state: Any, step: Step,

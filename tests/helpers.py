@@ -1,6 +1,15 @@
-"""Tiny configurations that compile and run in seconds on a CPU."""
+"""Tiny configurations that compile and run in seconds on a CPU, and the traced one-update runs
+that the conformance and golden tests share (cached per process; across xdist workers the
+persistent compilation cache shares the programs)."""
+
+import functools
+import itertools
+
+import jax
+import numpy as np
 
 from jaxseq.config import make_config
+from jaxseq.train import make_train
 
 
 def tiny(**overrides):
@@ -9,3 +18,60 @@ def tiny(**overrides):
                 eval_envs=4, checkpoint_every=1, num_seeds=2)
     base.update(overrides)
     return make_config(**base)
+
+
+SEQUENTIAL = ("happo", "happo_preopc", "a2po", "opspo")
+SHARING = ("nops", "fups", "paps")
+LOOP_ORDERS = ("agents-outer", "epochs-outer")
+# Spread over the cases: continuous actions (5 dims), GRU, and agent blocks (4 agents in 2 blocks).
+EXTRAS = ({}, {"env": "mpe:spread?actions=continuous"}, {"network": "gru"}, {"env": "mpe:spread?n=4", "agent_blocks": 2})
+# epochs 4 over 3 units: Alg. 2 makes 2 passes, so the second pass is checked too; a large
+# learning rate moves every policy well past float noise.
+BASE = dict(num_seeds=1, num_envs=2, rollout_length=8, chunk_length=4, epochs=4, num_minibatches=1, hidden_size=8,
+            actor_lr=3e-2)
+#: FP3O's (sharing, extra) cases, and the simultaneous and RPISA ones (algo, sharing, extra).
+FP3O_CASES = (("nops", {}), ("fups", {"network": "gru"}), ("paps", {"env": "mpe:spread?actions=continuous"}))
+OTHER_CASES = (("mappo", "fups", {}), ("ippo", "nops", {"network": "gru"}),
+               ("coppo", "paps", {"env": "mpe:spread?actions=continuous"}),
+               ("mappo_vtrace", "fups", {"env": "mpe:spread?n=4"}), ("rpisa", "nops", {}))
+
+
+def sequential_cases():
+    """(algo, sharing, loop_order, extra) for every sequential algorithm x sharing x loop order,
+    the extras spread over them."""
+    grid = itertools.product(SEQUENTIAL, SHARING, LOOP_ORDERS)
+    return [(algo, sharing, order, EXTRAS[i % len(EXTRAS)]) for i, (algo, sharing, order) in enumerate(grid)]
+
+
+def update_configs():
+    """label -> config of every traced one-update case: the sequential grid, FP3O's and the others'."""
+    cases = {}
+    for algo, sharing, order, extra in sequential_cases():
+        cases["-".join([algo, sharing, order] + [f"{k}={v}" for k, v in extra.items()])] = \
+            tiny(**{**BASE, "algo": algo, "sharing": sharing, "loop_order": order, **extra})
+    for algo, sharing, extra in [("fp3o", s, e) for s, e in FP3O_CASES] + list(OTHER_CASES):
+        cases["-".join([algo, sharing] + [f"{k}={v}" for k, v in extra.items()])] = \
+            tiny(**{**BASE, "algo": algo, "sharing": sharing, **extra})
+    return cases
+
+
+@functools.lru_cache(maxsize=None)
+def behaviour_batch(cfg):
+    """One seed's rollout under the initial policy of ``cfg`` (shared by the algorithms that differ
+    only in their update: their initial networks are the same)."""
+    trainer = make_train(cfg)
+    ts = jax.tree.map(lambda x: x[0], trainer.init(jax.random.PRNGKey(1)))
+    return jax.device_get(ts.actor_params), jax.device_get(jax.jit(trainer.rollout)(ts)[1])
+
+
+@functools.lru_cache(maxsize=None)
+def traced_update(cfg):
+    """One traced update of one seed on A2PO's behaviour batch of the same config: (trainer, batch,
+    metrics, final actor params, final critic params)."""
+    trainer = make_train(cfg, trace_units=True)
+    ts = jax.tree.map(lambda x: x[0], trainer.init(jax.random.PRNGKey(1)))
+    behaviour_params, batch = behaviour_batch(cfg.replace(algo="a2po"))
+    for a, b in zip(jax.tree.leaves(behaviour_params), jax.tree.leaves(ts.actor_params)):
+        np.testing.assert_array_equal(a, b)  # the batch was collected by this very policy
+    new, metrics = jax.jit(trainer.learn)(ts, batch)
+    return trainer, batch, jax.device_get(metrics), jax.device_get(new.actor_params), jax.device_get(new.critic_params)

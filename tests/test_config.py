@@ -31,8 +31,8 @@ from jaxseq.train import make_train
     (dict(algo="a2po", loop_order="inner"), "loop_order", "allowed: \\['agents-outer', 'epochs-outer'\\]"),
     (dict(algo="a2po", agent_blocks=-1), "agent_blocks", ">= 0"),
     (dict(algo="a2po", agent_blocks=4), "agent_blocks", "at most the number of agents of mpe:spread \\(3\\)"),
-    (dict(algo="mappo", agent_blocks=2), "agent_blocks", "sequential algorithms only; mappo is simultaneous"),
-    (dict(algo="mappo", loop_order="epochs-outer"), "loop_order", "sequential algorithms only"),
+    (dict(algo="mappo", agent_blocks=2), "agent_blocks", "applies to a2po, happo.* only, got algo=mappo"),
+    (dict(algo="mappo", loop_order="epochs-outer"), "loop_order", "applies to a2po, .*opspo.* only, got algo=mappo"),
     (dict(algo="mappo_vtrace", vtrace_clip_rho=0.0), "vtrace_clip_rho", "> 0"),
     (dict(algo="opspo", opspo_eps2=0.3), "opspo_eps2", "\\(0, clip_eps=0.2\\)"),
     (dict(shared_optimizer="global"), "shared_optimizer", "allowed: \\['per-agent', 'one'\\]"),
@@ -153,7 +153,7 @@ def test_fp3o_smac_presets_follow_seed_002_tables_6_and_7():
     names = {k for k in PRESETS if k.startswith("fp3o-smax-")}
     assert len(names) == 3 * 3 + 2 and "fp3o-smax-10m_vs_11m-fups" in names and "fp3o-smax-10m_vs_11m-paps" not in names
     assert not any(m in k for k in names for m in ("bane", "2c_vs_64zg", "corridor"))
-    for name in names:  # under every algorithm of seed 002 Tab. 2
+    for name in names:  # under every algorithm of FP3O paper Tab. 2
         for algo in ("fp3o", "happo", "mappo", "ippo"):
             validate(make_config(name, algo=algo))
 
@@ -167,7 +167,7 @@ def test_opspo_eps2_is_checked_for_opspo_only():
 def test_mamujoco_presets_follow_the_papers_tables():
     from jaxseq.config import PRESETS
 
-    # Seed 000 Tab. 8-9: A2PO, parameter-independent, batch 4000, entropy 0; Hopper 8 epochs,
+    # A2PO paper Tab. 8-9: A2PO, parameter-independent, batch 4000, entropy 0; Hopper 8 epochs,
     # lr 1e-4, lambda 0.95, eps 0.1; Humanoid 17x1 in blocks of 5.
     cfg = make_config("a2po-mamujoco-Hopper-3x1")
     assert (cfg.algo, cfg.env, cfg.sharing, cfg.batch_size, cfg.ent_coef_continuous) == (
@@ -175,12 +175,12 @@ def test_mamujoco_presets_follow_the_papers_tables():
     assert (cfg.epochs, cfg.actor_lr, cfg.critic_lr, cfg.gae_lambda, cfg.clip_eps) == (8, 1e-4, 1e-4, 0.95, 0.1)
     assert make_config("a2po-mamujoco-Humanoid-17x1").agent_blocks == 5
     assert make_config("a2po-mamujoco-Ant-8x1").agent_blocks == 4
-    assert len([k for k in PRESETS if k.startswith("a2po-mamujoco-")]) == 15  # seed 000's 14 tasks + HumanoidStandup 17x1 (Tab. 9 gives its block)
-    # Seed 003 Tab. 3: OPSPO on Humanoid 9|8: 8 epochs, 0.90, eps1 0.2, eps2 0.05, omega_e 10, f_e 5, omega_n 20.
+    assert len([k for k in PRESETS if k.startswith("a2po-mamujoco-")]) == 15  # A2PO paper's 14 tasks + HumanoidStandup 17x1 (Tab. 9 gives its block)
+    # OPSPO paper Tab. 3: OPSPO on Humanoid 9|8: 8 epochs, 0.90, eps1 0.2, eps2 0.05, omega_e 10, f_e 5, omega_n 20.
     cfg = make_config("opspo-mamujoco-Humanoid-9|8")
     assert (cfg.algo, cfg.epochs, cfg.gae_lambda, cfg.clip_eps, cfg.opspo_eps2) == ("opspo", 8, 0.90, 0.2, 0.05)
     assert (cfg.omega_e, cfg.f_e, cfg.omega_n, cfg.sharing, cfg.actor_lr) == (10, 5, 20, "nops", 3e-4)
-    # Seed 002 Tab. 4-5: FP3O, obsk 5, 32 minibatches, entropy 0.001, Walker 2x3 clip 0.05.
+    # FP3O paper Tab. 4-5: FP3O, obsk 5, 32 minibatches, entropy 0.001, Walker 2x3 clip 0.05.
     cfg = make_config("fp3o-mamujoco-Walker2d-2x3-paps")
     assert (cfg.env, cfg.sharing, cfg.clip_eps, cfg.num_minibatches, cfg.ent_coef_continuous) == (
         "mamujoco:Walker2d-2x3?obsk=5", "paps", 0.05, 32, 0.001)
@@ -188,13 +188,13 @@ def test_mamujoco_presets_follow_the_papers_tables():
 
 
 def test_grf_presets_follow_the_papers_tables():
-    # Seed 000 Tab. 11: 10 epochs, chunk 10, entropy 0.001, lr 5e-4, lambda 0.95, eps 0.25, gamma 0.995.
+    # A2PO paper Tab. 11: 10 epochs, chunk 10, entropy 0.001, lr 5e-4, lambda 0.95, eps 0.25, gamma 0.995.
     for algo in ("a2po", "mappo"):
         cfg = make_config(f"{algo}-grf-5_vs_5")
         assert (cfg.algo, cfg.env, cfg.sharing, cfg.epochs, cfg.chunk_length, cfg.ent_coef) == (
             algo, "grf:5_vs_5", "nops", 10, 10, 0.001)
         assert (cfg.actor_lr, cfg.critic_lr, cfg.gae_lambda, cfg.clip_eps, cfg.gamma) == (5e-4, 5e-4, 0.95, 0.25, 0.995)
-    # Seed 003 Tab. 4: OPSPO 15 epochs, 0.95, eps1 0.2, eps2 0.1, omega_e 5, f_e 5, omega_n 10.
+    # OPSPO paper Tab. 4: OPSPO 15 epochs, 0.95, eps1 0.2, eps2 0.1, omega_e 5, f_e 5, omega_n 10.
     cfg = make_config("opspo-grf-5_vs_5")
     assert (cfg.epochs, cfg.gae_lambda, cfg.clip_eps, cfg.opspo_eps2, cfg.omega_e, cfg.f_e, cfg.omega_n) == (
         15, 0.95, 0.2, 0.1, 5, 5, 10)

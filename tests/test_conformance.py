@@ -18,9 +18,6 @@ ratio"):
 - FP3O: R_j's middle log ratios recomputed from the middle parameters, in every sharing mode.
 """
 
-import dataclasses
-import functools
-import itertools
 import math
 
 import jax
@@ -29,17 +26,7 @@ import pytest
 
 from jaxseq.objectives import others_log_ratio
 from jaxseq.train import make_train
-from helpers import tiny
-
-SEQUENTIAL = ("happo", "happo_preopc", "a2po", "opspo")
-SHARING = ("nops", "fups", "paps")
-LOOP_ORDERS = ("agents-outer", "epochs-outer")
-# Spread over the cases: continuous actions (5 dims), GRU, and agent blocks (4 agents in 2 blocks).
-EXTRAS = ({}, {"env": "mpe:spread?actions=continuous"}, {"network": "gru"}, {"env": "mpe:spread?n=4", "agent_blocks": 2})
-# epochs 4 over 3 units: Alg. 2 makes 2 passes, so the second pass is checked too; a large
-# learning rate moves every policy well past float noise.
-BASE = dict(num_seeds=1, num_envs=2, rollout_length=8, chunk_length=4, epochs=4, num_minibatches=1, hidden_size=8,
-            actor_lr=3e-2)
+from helpers import BASE, FP3O_CASES, SHARING, sequential_cases, tiny, traced_update as _traced_update, update_configs
 
 
 _APPLY = {}  # the jitted actor of each traced trainer (they live on in _traced_update's cache)
@@ -70,40 +57,14 @@ def _log_probs(trainer, params, batch) -> np.ndarray:
     return np.take_along_axis(logp, actions[..., None], axis=-1)[..., 0]
 
 
-@functools.lru_cache(maxsize=None)
-def _behaviour_batch(cfg):
-    """One seed's rollout under the initial policy of ``cfg`` (shared by the algorithms that differ
-    only in their update: their initial networks are the same)."""
-    trainer = make_train(cfg)
-    ts = jax.tree.map(lambda x: x[0], trainer.init(jax.random.PRNGKey(1)))
-    return jax.device_get(ts.actor_params), jax.device_get(jax.jit(trainer.rollout)(ts)[1])
-
-
-@functools.lru_cache(maxsize=None)
-def _traced_update(cfg):
-    """One traced update of one seed on the behaviour batch: (trainer, batch, metrics, final params)."""
-    trainer = dataclasses.replace(make_train(cfg), trace_units=True)
-    ts = jax.tree.map(lambda x: x[0], trainer.init(jax.random.PRNGKey(1)))
-    behaviour_params, batch = _behaviour_batch(cfg.replace(algo="a2po"))
-    for a, b in zip(jax.tree.leaves(behaviour_params), jax.tree.leaves(ts.actor_params)):
-        np.testing.assert_array_equal(a, b)  # the batch was collected by this very policy
-    new, metrics = jax.jit(trainer.learn)(ts, batch)
-    return trainer, batch, jax.device_get(metrics), jax.device_get(new.actor_params)
-
-
 def _cases():
-    cases = []
-    for i, (algo, sharing, loop_order) in enumerate(itertools.product(SEQUENTIAL, SHARING, LOOP_ORDERS)):
-        extra = EXTRAS[i % len(EXTRAS)]
-        label = "-".join([algo, sharing, loop_order] + [f"{k}={v}" for k, v in extra.items()])
-        cases.append(pytest.param(algo, sharing, loop_order, extra, id=label))
-    return cases
+    return [pytest.param(*case, id=label) for case, label in zip(sequential_cases(), update_configs())]
 
 
 @pytest.mark.parametrize("algo, sharing, loop_order, extra", _cases())
 def test_each_unit_gets_the_ratio_recomputed_from_the_parameters_it_starts_from(algo, sharing, loop_order, extra):
     cfg = tiny(**{**BASE, "algo": algo, "sharing": sharing, "loop_order": loop_order, **extra})
-    trainer, batch, metrics, final = _traced_update(cfg)
+    trainer, batch, metrics, final, _ = _traced_update(cfg)
     trace = metrics["trace"]
     agents, valid = trace["agents"], trace["valid"]  # [P, U, K]
     passes, units, _ = agents.shape
@@ -144,7 +105,7 @@ def test_each_unit_gets_the_ratio_recomputed_from_the_parameters_it_starts_from(
 def test_happo_factor_is_harls_incremental_one_and_differs_from_the_joint_ratio_under_sharing(sharing):
     """Under NoPS HARL's factor is the preceding agents' ratio over the behaviour policy; under
     sharing the earlier units' agents move again, and the factor is not that ratio."""
-    trainer, batch, metrics, _ = _traced_update(tiny(**{**BASE, "algo": "happo", "sharing": sharing}))
+    trainer, batch, metrics, _, _ = _traced_update(tiny(**{**BASE, "algo": "happo", "sharing": sharing}))
     trace = metrics["trace"]
     behaviour = np.asarray(batch.log_probs, np.float64)
     last = jax.tree.map(lambda x: x[0, -1], trace["params"])  # the last unit's start
@@ -157,10 +118,9 @@ def test_happo_factor_is_harls_incremental_one_and_differs_from_the_joint_ratio_
         assert gap > 1e-3, gap
 
 
-@pytest.mark.parametrize("sharing, extra", [("nops", {}), ("fups", {"network": "gru"}),
-                                            ("paps", {"env": "mpe:spread?actions=continuous"})])
+@pytest.mark.parametrize("sharing, extra", FP3O_CASES)
 def test_fp3o_middle_ratios_are_recomputed_from_the_middle_parameters(sharing, extra):
-    trainer, batch, metrics, _ = _traced_update(tiny(**{**BASE, "algo": "fp3o", "sharing": sharing, **extra}))
+    trainer, batch, metrics, _, _ = _traced_update(tiny(**{**BASE, "algo": "fp3o", "sharing": sharing, **extra}))
     log_mid = _log_probs(trainer, metrics["trace"]["params"], batch) - np.asarray(batch.log_probs, np.float64)
     given = metrics["trace"]["log_mid"]
     np.testing.assert_allclose(given, log_mid, atol=2e-4)

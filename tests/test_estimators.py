@@ -102,7 +102,7 @@ from jaxseq.estimators import preopc, stepwise_weighted_is, vtrace  # noqa: E402
 
 
 def numpy_preopc(r, v, nv, d, ends, lam, log_rhos):
-    """Seed 000 Eq. 2 as a loop: A_t = delta_t + d_t lam min(1, rho_{t+1}) (1 - end_t) A_{t+1}."""
+    """A2PO paper Eq. 2 as a loop: A_t = delta_t + d_t lam min(1, rho_{t+1}) (1 - end_t) A_{t+1}."""
     T = r.shape[0]
     adv = np.zeros_like(r)
     nxt = np.zeros_like(r[0])

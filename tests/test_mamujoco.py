@@ -228,7 +228,7 @@ def test_every_objective_takes_gaussian_log_probs(reduce):
               "log_rho": jnp.asarray(rng.normal(scale=0.1, size=(T, N)), jnp.float32),
               "state_weights": jnp.ones((T, N)), "log_mid": jnp.asarray(rng.normal(scale=0.1, size=(T, N)), jnp.float32)}
         new = old.at[..., :A].add(0.05)
-        loss, _ = trainer._policy_loss(new, mb, 0.2)
-        grad = jax.grad(lambda out: trainer._policy_loss(out, mb, 0.2)[0])(new)
+        loss, _ = trainer.engine.policy_loss(new, mb, 0.2)
+        grad = jax.grad(lambda out: trainer.engine.policy_loss(out, mb, 0.2)[0])(new)
         assert np.isfinite(float(loss)), algo
         assert np.all(np.abs(np.asarray(grad)).sum(0) > 0), algo  # every agent's mean and log-std

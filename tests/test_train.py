@@ -204,11 +204,11 @@ def test_opspo_runs_with_several_agents(extra, tmp_path):
         assert float(m["state_weight_min"][0]) == 1.0
     if trainer.sdc_method == "bch":
         assert np.isfinite(m["density_loss"][0])
-        assert state.density.ring.filled.sum() == trainer.config.updates_per_chunk  # one slot per update
+        assert state.extra["density"].ring.filled.sum() == trainer.config.updates_per_chunk  # one slot per update
         # the ring buffers, the log-prob cache and the omega-nets are part of the checkpointed state
         checkpoint.save(tmp_path, 1, state)
         _, restored = checkpoint.restore(tmp_path, jax.eval_shape(lambda: state))
-        for a, b in zip(jax.tree.leaves(state.density), jax.tree.leaves(restored.density)):
+        for a, b in zip(jax.tree.leaves(state.extra["density"]), jax.tree.leaves(restored.extra["density"])):
             np.testing.assert_array_equal(a, b)
 
 
@@ -338,4 +338,4 @@ def test_continuous_actions_train_in_every_scheme(algo, sharing):
     moved = np.abs(after["log_std"] - before["log_std"])  # [seeds, (agents,) A]
     assert np.all(moved.reshape(moved.shape[0], -1, moved.shape[-1]).max(-1) > 0)  # every agent's log-std trained
     if algo == "opspo":
-        assert state.density.ring.items["data"]["actions"].dtype == np.float32
+        assert state.extra["density"].ring.items["data"]["actions"].dtype == np.float32

@@ -81,7 +81,7 @@ def _build_mpe(env_id: str, name: str, params: dict) -> MultiAgentEnv:
     kwargs: dict = {"max_steps": _jaxmarl_limit(params["max_steps"])}
     if name == "spread":
         n = params["n"]
-        # Seed 000 App. B.2.3: "shared" = fully cooperative (every agent gets the landmark
+        # A2PO paper App. B.2.3: "shared" = fully cooperative (every agent gets the landmark
         # coverage reward), "general" = general-sum (each agent's own collision term mixed in).
         kwargs.update(num_agents=n, num_landmarks=n, local_ratio=0.0 if params["reward"] == "shared" else 0.5)
         if params["actions"] == "continuous":  # 5 forces in [0, 1]: none, -x, +x, -y, +y

@@ -124,11 +124,27 @@ def _select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
 
 
 class AutoReset:
-    """Auto-resetting wrapper that keeps the true final observation of each episode."""
+    """Auto-resetting wrapper that keeps the true final observation of each episode.
+
+    Besides ``reset`` and ``step`` it has the run loop's optional hooks, which a host environment
+    (:class:`jaxseq.envs.bridge.BridgeEnv`) fills: ``records_episodes`` (it keeps a record of every
+    ended episode), ``episode_metrics`` (the names of the behaviour metrics in those records),
+    ``take_episodes()`` (the records of the episodes that ended
+    since the last call) and ``close()``.
+    """
+
+    records_episodes: bool = False
+    episode_metrics: tuple[str, ...] = ()
 
     def __init__(self, env: MultiAgentEnv):
         self.env = env
         self.spec = env.spec
+
+    def take_episodes(self) -> list[dict]:
+        return []
+
+    def close(self) -> None:
+        pass
 
     def reset(self, key: jax.Array) -> tuple[EnvState, Observation]:
         inner, obs = self.env.reset(key)

@@ -323,6 +323,13 @@ class BridgeEnv:
             self._pool = WorkerPool(*self._pool_args)
         return self._pool
 
+    records_episodes = True
+
+    @property
+    def episode_metrics(self) -> tuple[str, ...]:
+        """The behaviour metrics of the episode records (e.g. GRF goals), for the run loop."""
+        return tuple(self.host_spec.episode_metrics)
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()

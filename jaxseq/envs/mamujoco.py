@@ -5,7 +5,7 @@ applies the torques of its joints. The physics, rewards, reset noise and health 
 brax's environment models with ``backend="mjx"`` (MJX-tuned MJCF of the gymnasium robots; brax's
 own MaBrax wrapper in JaxMARL is deprecated and not used). This module adds the multi-agent view:
 
-- **partitions** of seed 000 Fig. 9 / seed 002 Tab. 1, with gymnasium-robotics' (``mamujoco_v1``)
+- **partitions** of A2PO paper Fig. 9 / FP3O paper Tab. 1, with gymnasium-robotics' (``mamujoco_v1``)
   joint graph and agent order wherever it defines the partition;
 - **local observations** with the obsk neighbourhood: an agent sees categories (``qpos``, ``qvel``,
   body quantities) of its own joints (depth 0) and ``qpos`` of the joints within graph distance

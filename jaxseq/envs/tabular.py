@@ -4,7 +4,7 @@ Everything here is exact: values, advantages and discounted state distributions 
 (decentralised) tabular policy come from linear solves in float64 NumPy, and so do the
 expectations of the repo's estimators (:func:`jaxseq.estimators.preopc`, :func:`~jaxseq.estimators.vtrace`)
 under behaviour sampling. Tests check the estimators against them; ``benchmarks/tabular_improvement.py``
-uses them to measure how often an agent-by-agent update improves J (seed 000 Prop. 1 / Thm. 1).
+uses them to measure how often an agent-by-agent update improves J (A2PO paper Prop. 1 / Thm. 1).
 
 Notation: ``S`` states, ``N`` agents, ``A`` actions per agent, ``J = A**N`` joint actions.
 
@@ -196,7 +196,7 @@ def preopc_expectation(game: TabularGame, pi_behaviour, pi_target, values, lam: 
                        truncate: bool = True) -> np.ndarray:
     """E[A_t | s_t = s, a_t = j] of :func:`jaxseq.estimators.preopc` on an endless behaviour chain; [S, J].
 
-    The code's recursion is A_t = delta_t + gamma * lam * min(1, rho_{t+1}) * A_{t+1} (seed 000 Eq. 2;
+    The code's recursion is A_t = delta_t + gamma * lam * min(1, rho_{t+1}) * A_{t+1} (A2PO paper Eq. 2;
     ``log_rhos[t]`` is the log ratio of the action at t, the trace at t uses the ratio at t + 1).
     Taking expectations given (s_t, a_t), with a_{t+1} ~ b(. | s_{t+1}):
 

@@ -1,7 +1,7 @@
 """Google Research Football (gfootball 2.10) as a host environment: ``grf:5_vs_5``,
 ``grf:11_vs_11_stochastic`` and the academy scenarios.
 
-- Agents: the left team's field players. The goalkeeper is left to the built-in AI (seed 000
+- Agents: the left team's field players. The goalkeeper is left to the built-in AI (A2PO paper
   App. B.2.4): in 5_vs_5 the scenario makes it uncontrollable; where it is controllable (the
   11-vs-11 games) we control every player with action set v2 and always send it ``builtin_ai``.
   Agent i keeps the same player for the whole episode.
@@ -13,10 +13,10 @@
   10 zones by the ball's distance to the goal (thresholds 0.99 - 0.8 k / 9); the first time in an
   episode the team carries the ball into a zone it earns 0.1, and a goal collects the zones not
   yet earned. gfootball's CheckpointRewardWrapper counts zones per controlled player; the team
-  reward of the papers' setup (seed 000 App. B.2.4) counts them once for the team.
+  reward of the papers' setup (A2PO paper App. B.2.4) counts them once for the team.
 - The game ends after its duration (3000 steps in the full game): a termination. ``won``: the
   team scored more.
-- Behaviour metrics per episode (seed 000 Table 3), from ball ownership: ``goals``,
+- Behaviour metrics per episode (A2PO paper Table 3), from ball ownership: ``goals``,
   ``goals_conceded``, ``passes`` (a pass action by the ball carrier, then a teammate owns the
   ball next), ``pass_attempts`` (such pass actions whose next owner is anyone), ``pass_rate``
   (passes / attempts, NaN without attempts), ``assists`` (a goal whose scorer received the last

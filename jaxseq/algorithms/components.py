@@ -1,0 +1,85 @@
+"""The named pieces an algorithm declaration refers to: estimators and surrogate objectives, each
+adapted to one calling convention so the update engine never asks which one it runs.
+
+Estimator: ``fn(est, log_rho, config) -> (advantages, value_targets)``, all ``[T, B, N]`` (or
+``[T, B, K]``); ``est`` is :meth:`jaxseq.engine.Engine.returns_inputs` (rewards, values,
+next_values, discounts, episode_ends) and ``log_rho`` ``[T, B, N]`` (or ``[T, B, 1]``) the log
+joint ratio each agent's trace corrects for. ``off_policy`` says whether the estimate depends on
+``log_rho`` at all (the simultaneous scheme then recomputes it before every epoch).
+
+Objective: ``fn(log_ratio, unit, clip_eps, config) -> surrogate`` (a scalar to maximise), with
+``log_ratio [..., K]`` the unit's agents' log pi_new - log pi_behaviour of the taken actions and
+``unit`` the minibatch, each ``[..., K]`` (or broadcastable): ``advantages``, ``mask`` (alive and a
+real unit member), ``log_rho`` (the preceding joint log ratio, or HAPPO's log factor),
+``state_weights`` (OPSPO's, ones elsewhere) and, in FP3O's scheme, ``log_mid``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from jaxseq import estimators, objectives
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimator:
+    fn: Callable
+    #: True when the estimate depends on the log ratio it is given.
+    off_policy: bool
+
+
+def _gae(est, log_rho, cfg):
+    adv = estimators.gae(**est, lam=cfg.gae_lambda)
+    return adv, adv + est["values"]
+
+
+def _preopc(est, log_rho, cfg):
+    """A2PO Eq. 2; value target A + V."""
+    adv = estimators.preopc(**est, lam=cfg.gae_lambda, log_rhos=log_rho)
+    return adv, adv + est["values"]
+
+
+def _vtrace(est, log_rho, cfg):
+    """OPSPO Eq. 14-15: V-trace targets, advantage r + gamma v_{t+1} - V."""
+    targets, adv = estimators.vtrace(**est, lam=cfg.gae_lambda, log_rhos=log_rho, clip_rho=cfg.vtrace_clip_rho,
+                                     clip_c=cfg.vtrace_clip_c)
+    return adv, targets
+
+
+ESTIMATORS: dict[str, Estimator] = {
+    "gae": Estimator(_gae, off_policy=False),
+    "preopc": Estimator(_preopc, off_policy=True),
+    "vtrace": Estimator(_vtrace, off_policy=True),
+}
+
+
+def _ppo(log_ratio, u, clip_eps, cfg):
+    return objectives.ppo_clip_objective(log_ratio, u["advantages"], clip_eps, u["mask"])
+
+
+def _coppo(log_ratio, u, clip_eps, cfg):
+    """The unit is every agent at once (simultaneous scheme): each agent's others are the unit's other members."""
+    others = objectives.others_log_ratio(log_ratio, u["mask"])
+    return objectives.coppo_objective(log_ratio, others, u["advantages"], clip_eps, cfg.coppo_clip_others, u["mask"])
+
+
+def _fp3o(log_ratio, u, clip_eps, cfg):
+    return objectives.fp3o_objective(log_ratio, u["log_mid"], u["advantages"], clip_eps, u["mask"])
+
+
+def _happo(log_ratio, u, clip_eps, cfg):
+    return objectives.happo_objective(log_ratio, u["log_rho"], u["advantages"], clip_eps, u["mask"])
+
+
+def _a2po(log_ratio, u, clip_eps, cfg):
+    return objectives.a2po_objective(log_ratio, u["log_rho"], u["advantages"], clip_eps, u["mask"])
+
+
+def _opspo(log_ratio, u, clip_eps, cfg):
+    return objectives.opspo_objective(log_ratio, u["log_rho"], u["advantages"], u["state_weights"], clip_eps,
+                                      cfg.opspo_eps2, cfg.opspo_crc, u["mask"])
+
+
+OBJECTIVES: dict[str, Callable] = {"ppo": _ppo, "coppo": _coppo, "fp3o": _fp3o, "happo": _happo, "a2po": _a2po,
+                                   "opspo": _opspo}

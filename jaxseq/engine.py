@@ -1,0 +1,217 @@
+"""What every update scheme shares: the batch layout, the estimators' inputs, the K-agent policy
+loss, fitting one unit of agents, log ratios over the batch, and the critic fit.
+
+An :class:`Engine` is built once per config by :func:`jaxseq.train.make_train`; the schemes
+(:mod:`jaxseq.schemes`) are functions of it. Nothing here asks which algorithm runs: the resolved
+algorithm's estimator and objective are functions (:mod:`jaxseq.algorithms`).
+
+Training data are *sequences*: :meth:`Engine.sequences` cuts the rollout's time axis into
+``chunk_length`` pieces, ``[T, B, ...] -> [L, S, ...]`` with S = (T / L) * B; minibatches split S
+and keep the agent axis whole, so a unit can index its agents.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxseq import nets, normalization, objectives, policies, update
+from jaxseq.algorithms import Resolved
+from jaxseq.config import Config
+from jaxseq.envs import EnvSpec, Observation
+from jaxseq.state_weights import LearnedStateWeights, NoStateWeights
+from jaxseq.types import Rollout, TrainState
+
+
+@dataclasses.dataclass(frozen=True)
+class Engine:
+    config: Config
+    spec: EnvSpec
+    algorithm: Resolved
+    actor: nets.MultiAgentNet
+    critic: nets.MultiAgentNet
+    policy: policies.Categorical | policies.Gaussian
+    actor_optimizer: update.AgentOptimizer
+    critic_tx: optax.GradientTransformation
+    state_weights: NoStateWeights | LearnedStateWeights
+    #: Conformance hook: the sequential and FP3O schemes also return, under the metric "trace",
+    #: what each unit started from and was given (parameters, ratios). Off in training.
+    trace_units: bool = False
+
+    @property
+    def num_agents(self) -> int:
+        return self.spec.num_agents
+
+    @property
+    def ent_coef(self) -> float:
+        return self.config.ent_coef_continuous if self.spec.continuous else self.config.ent_coef
+
+    # -- layout ---------------------------------------------------------------------------------
+    def sequences(self, x: jax.Array) -> jax.Array:
+        """[T, B, ...] -> [L, (T / L) * B, ...]: cut time into chunks of L, chunks become the batch axis."""
+        L = self.config.chunk_length
+        T, B = x.shape[:2]
+        x = x.reshape((T // L, L, B) + x.shape[2:]).swapaxes(0, 1)
+        return x.reshape((L, (T // L) * B) + x.shape[3:])
+
+    def unsequences(self, x: jax.Array) -> jax.Array:
+        """The inverse of :meth:`sequences`: [L, (T / L) * B, ...] -> [T, B, ...]."""
+        L, B = self.config.chunk_length, self.config.num_envs
+        x = x.reshape((L, x.shape[1] // B, B) + x.shape[2:]).swapaxes(0, 1)
+        return x.reshape((-1, B) + x.shape[3:])
+
+    def training_data(self, batch: Rollout) -> dict:
+        """The batch fields the actor and critic fits read, as sequences [L, S, ...]."""
+        return jax.tree.map(self.sequences, {
+            "obs": batch.obs, "start": batch.start, "actions": batch.actions, "log_probs": batch.log_probs,
+            "actor_carry": batch.actor_carry, "critic_carry": batch.critic_carry,
+        })
+
+    def mask(self, alive: jax.Array) -> jax.Array:
+        """The death mask: 1 where the agent acted (ones without ``death_mask``)."""
+        return alive.astype(jnp.float32) if self.config.death_mask else jnp.ones_like(alive, jnp.float32)
+
+    # -- critic inputs and the estimators' inputs -----------------------------------------------
+    @property
+    def critic_in_dim(self) -> int:
+        return self.spec.state_dim if self.algorithm.critic_input == "state" else self.spec.obs_dim
+
+    def critic_input(self, obs: Observation) -> jax.Array:
+        x = obs.state if self.algorithm.critic_input == "state" else obs.obs
+        if self.config.death_mask:
+            x = jnp.where(obs.alive[..., None], x, 0.0)
+        return x
+
+    def denorm(self, vn, x):
+        return normalization.denormalize(vn, x) if self.config.value_norm else x
+
+    def norm(self, vn, x):
+        return normalization.normalize(vn, x) if self.config.value_norm else x
+
+    def returns_inputs(self, batch: Rollout, vn: normalization.ValueNormState) -> dict:
+        """The estimators' inputs, all [T, B, N] in return units.
+
+        Dead agents keep receiving the team reward (JaxMARL SMAX), so their traces run on to the
+        end of the episode; the critic is trained on their (death-masked) inputs too, so the value
+        a dying agent bootstraps from is a trained one.
+        """
+        terminated = jnp.broadcast_to(batch.terminated[..., None], batch.rewards.shape)
+        ends = terminated | batch.truncated[..., None]
+        return {
+            "rewards": batch.rewards,
+            "values": self.denorm(vn, batch.value_preds),
+            "next_values": self.denorm(vn, batch.next_value_preds),
+            "discounts": self.config.gamma * (1.0 - terminated.astype(jnp.float32)),
+            "episode_ends": ends,
+        }
+
+    def estimate(self, est: dict, log_rho: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(advantages, value targets), both [T, B, N], from the algorithm's estimator; ``log_rho``
+        [T, B, N] (or [T, B, 1], one for every agent) is the log joint ratio each agent's
+        off-policy estimator corrects for (ignored by on-policy ones)."""
+        return self.algorithm.estimator.fn(est, log_rho, self.config)
+
+    @staticmethod
+    def abs_advantage(adv: jax.Array, alive: jax.Array) -> jax.Array:
+        """E|A_i| over the batch's active samples, per agent: [T, B, N] -> [N] (the greedy rules' score)."""
+        return jnp.sum(jnp.abs(adv) * alive, axis=(0, 1)) / jnp.maximum(jnp.sum(alive, axis=(0, 1)), 1)
+
+    def normalize_advantages(self, adv: jax.Array, mask: jax.Array) -> jax.Array:
+        if not self.config.advantage_norm:
+            return adv
+        mean = objectives.masked_mean(adv, mask)
+        std = jnp.sqrt(objectives.masked_mean((adv - mean) ** 2, mask))
+        return (adv - mean) / (std + 1e-8)
+
+    # -- replaying networks over sequences --------------------------------------------------------
+    @staticmethod
+    def replay(step_fn, carry0, inputs, start) -> jax.Array:
+        """Re-run a network over sequences: ``step_fn(carry, x_t, start_t) -> (carry, out_t)``,
+        inputs [L, M, ...], start [L, M], carry0 [M, ...] -> outputs [L, M, ...]."""
+        return jax.lax.scan(lambda c, xs: step_fn(c, *xs), carry0, (inputs, start))[1]
+
+    @staticmethod
+    def agents_step(net: nets.MultiAgentNet, params, agents: jax.Array):
+        """Step function of the agents ``agents`` [K]; episode-start flags broadcast over them."""
+        k = agents.shape[0]
+        return lambda c, x, s: net.apply_agents(params, agents, c, x, jnp.broadcast_to(s[..., None], s.shape + (k,)))
+
+    def agent_log_ratios(self, params, data: dict, agents: jax.Array) -> jax.Array:
+        """log pi_params(a|o) - log pi_behaviour(a|o) of each of the agents ``agents`` [K] over the
+        whole batch (``data`` as sequences): [T, B, K]."""
+        take = lambda x: jnp.take(x, agents, axis=2)  # noqa: E731
+        obs = jax.tree.map(take, data["obs"])
+        logits = self.replay(self.agents_step(self.actor, params, agents), take(data["actor_carry"])[0], obs.obs,
+                             data["start"])
+        return self.unsequences(self.policy.log_prob(logits, obs.avail, take(data["actions"])) - take(data["log_probs"]))
+
+    def log_ratio(self, params, data: dict, agents: jax.Array, valid: jax.Array) -> jax.Array:
+        """Sum over the valid agents ``agents`` [K] of their log ratios (:meth:`agent_log_ratios`): [T, B]."""
+        return jnp.sum(self.agent_log_ratios(params, data, agents) * valid, axis=-1)
+
+    # -- the actor: one unit of K agents ----------------------------------------------------------
+    def policy_loss(self, logits, mb: dict, clip_eps) -> tuple[jax.Array, dict]:
+        """Negative surrogate of the algorithm's objective minus the entropy bonus, over the K agents
+        of an update unit (the last axis).
+
+        mb: obs (avail), actions, log_probs (behaviour), advantages, mask (alive and a real unit
+        member), log_rho (the preceding joint log ratio, or HAPPO's factor), state_weights and, in
+        FP3O's dependence step, log_mid (each agent's middle log ratio), all [..., K]."""
+        log_ratio = self.policy.log_prob(logits, mb["obs"].avail, mb["actions"]) - mb["log_probs"]
+        mask = mb["mask"]
+        surrogate = self.algorithm.objective(log_ratio, mb, clip_eps, self.config)
+        ent = objectives.masked_mean(self.policy.entropy(logits, mb["obs"].avail), mask)
+        loss = -surrogate - self.ent_coef * ent
+        return loss, {"loss_actor": loss, "entropy": ent, **objectives.policy_diagnostics(log_ratio, clip_eps, mask)}
+
+    def fit_unit(self, params, opt, data: dict, agents: jax.Array, valid: jax.Array, advantages: jax.Array,
+                 log_rho: jax.Array, weights: jax.Array, clip_eps, key: jax.Array, epochs: int):
+        """Update the agents ``agents`` [K] (``valid`` [K]: real members, not padding) as one unit.
+
+        data: sequences of every agent ([L, S, N, ...]); advantages [T, B, K] of the unit's agents;
+        log_rho [T, B, K] (or [T, B, 1]) each member's preceding joint log ratio (HAPPO: its factor);
+        weights [T, B, K] (or [T, B, 1]) OPSPO's state weights (ones elsewhere); clip_eps a scalar or
+        one per member [K]. Only the members' parameters and optimiser states move. Returns (params,
+        opt, info averaged over the gradient steps).
+        """
+        unit = jax.tree.map(lambda x: jnp.take(x, agents, axis=2), {k: v for k, v in data.items() if k != "start"})
+        mask = self.mask(unit["obs"].alive) * valid
+        per_step = lambda x: jnp.broadcast_to(self.sequences(x), mask.shape)  # noqa: E731  [T, B, K] -> [L, S, K]
+        unit.update(start=data["start"], mask=mask, log_rho=per_step(log_rho), state_weights=per_step(weights),
+                    advantages=self.normalize_advantages(self.sequences(advantages), mask))
+
+        def loss(p, mb):
+            logits = self.replay(self.agents_step(self.actor, p, agents), mb["actor_carry"][0], mb["obs"].obs,
+                                 mb["start"])
+            return self.policy_loss(logits, mb, clip_eps)
+
+        members = jnp.zeros((self.num_agents,), bool).at[agents].max(valid)
+        return update.fit(loss, params, opt, self.actor_optimizer.step(members), unit, key, epochs,
+                          self.config.num_minibatches)
+
+    # -- the critic -------------------------------------------------------------------------------
+    def critic_loss(self, params, mb: dict) -> tuple[jax.Array, dict]:
+        """mb["value_preds"] and mb["targets"] are in the critic's (normalised) space."""
+        cfg = self.config
+        agents = jnp.arange(self.num_agents)
+        preds = self.replay(self.agents_step(self.critic, params, agents), mb["critic_carry"][0],
+                            self.critic_input(mb["obs"]), mb["start"])
+        loss = objectives.value_loss(preds[..., 0], mb["value_preds"], mb["targets"], cfg.value_clip,
+                                     cfg.huber_delta, jnp.ones_like(mb["value_preds"]))
+        return loss, {"loss_critic": loss}
+
+    def fit_critic(self, ts: TrainState, data: dict, values: jax.Array, targets: jax.Array,
+                   key: jax.Array) -> tuple[TrainState, dict]:
+        """Value normalisation update, then ``epochs`` x ``num_minibatches`` critic steps towards
+        ``targets`` [T, B, N] (return units); ``values`` [T, B, N] the rollout's predictions."""
+        cfg = self.config
+        value_norm = normalization.update(ts.value_norm, targets) if cfg.value_norm else ts.value_norm
+        # Old predictions re-expressed under the updated statistics, so value clipping compares like with like.
+        data = {**data, "value_preds": self.sequences(self.norm(value_norm, values)),
+                "targets": self.sequences(self.norm(value_norm, targets))}
+        params, opt, info = update.fit(self.critic_loss, ts.critic_params, ts.critic_opt,
+                                       update.plain_step(self.critic_tx), data, key, cfg.epochs, cfg.num_minibatches)
+        return ts.replace(critic_params=params, critic_opt=opt, value_norm=value_norm), info
+

@@ -1,0 +1,245 @@
+"""The actor update schemes, as functions of the :class:`~jaxseq.engine.Engine`.
+
+Every scheme is ``run(engine, ts, data, est, key) -> (ts, targets, info)``: ``data`` the batch as
+sequences (:meth:`Engine.training_data`), ``est`` the estimators' inputs
+(:meth:`Engine.returns_inputs`), ``targets`` [T, B, N] the value targets the critic is fitted on
+afterwards, ``info`` the scheme's metrics. Every actor update is a sequence of *units*: a set of
+agents updated together by :meth:`Engine.fit_unit`; the schemes differ in how units are formed and
+which ratio each is given.
+
+- :func:`simultaneous` (MAPPO, IPPO, CoPPO, MAPPO w/ V-trace): one unit of every agent;
+- :func:`sequential` (HAPPO, HAPPO w/ PreOPC, A2PO, OPSPO): a scan over agent blocks in an order;
+- :func:`fp3o` (FP3O paper Alg. 2): an independence step and a dependence step of every agent;
+- :func:`rpisa` (RPISA-PPO): one agent per update, each on a fresh rollout.
+
+A scheme may declare state of its own (``Scheme.init_extra``), kept in ``TrainState.extra``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Callable
+
+import jax
+import jax.numpy as jnp
+
+from jaxseq import objectives, ordering
+
+if TYPE_CHECKING:
+    from jaxseq.engine import Engine
+    from jaxseq.types import TrainState
+
+LOOP_ORDERS = ("agents-outer", "epochs-outer")
+
+
+@dataclasses.dataclass(frozen=True)
+class Scheme:
+    #: ``run(engine, ts, data, est, key) -> (ts, targets, info)``
+    run: Callable
+    #: ``init_extra(num_agents) -> dict``: the scheme's entries of ``TrainState.extra``.
+    init_extra: Callable[[int], dict] = lambda n: {}
+    #: Config fields only this scheme reads.
+    fields: tuple[str, ...] = ()
+
+
+def _no_rho(est: dict) -> jax.Array:
+    """log rho = 0 for every agent, [T, B, 1]."""
+    return jnp.zeros(est["values"].shape[:2] + (1,))
+
+
+def simultaneous(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.Array):
+    """Every agent at once (MAPPO, IPPO, CoPPO). With an off-policy estimator (V-trace) the
+    advantages are recomputed before every epoch under the joint ratio of all agents' current
+    policies (the correction of all agents that the A2PO paper's Sec. 5.2 ablates); the critic's
+    targets are the last ones."""
+    cfg, n = eng.config, eng.num_agents
+    agents, valid = jnp.arange(n), jnp.ones((n,), bool)
+    corrected = eng.algorithm.estimator.off_policy
+    passes, epochs = (cfg.epochs, 1) if corrected else (1, cfg.epochs)
+
+    def one_pass(carry, k):
+        params, opt, _ = carry
+        log_rho = (eng.log_ratio(params, data, agents, valid) if corrected else jnp.zeros(est["values"].shape[:2]))[..., None]
+        adv, targets = eng.estimate(est, log_rho)
+        params, opt, info = eng.fit_unit(params, opt, data, agents, valid, adv, log_rho, jnp.ones_like(log_rho),
+                                         cfg.clip_eps, k, epochs)
+        return (params, opt, targets), info
+
+    init = (ts.actor_params, ts.actor_opt, jnp.zeros_like(est["values"]))
+    (params, opt, targets), infos = jax.lax.scan(one_pass, init, jax.random.split(key, passes))
+    return ts.replace(actor_params=params, actor_opt=opt), targets, jax.tree.map(jnp.mean, infos)
+
+
+def sequential(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.Array):
+    """The agent-by-agent actor update: a ``lax.scan`` over units (agent blocks) k = 0..U-1.
+
+    Before each unit, every agent's log ratio over the behaviour policy is evaluated at the
+    parameters the unit starts from (under NoPS an agent's parameters change only in its own
+    unit, so its ratio is evaluated after that unit and kept: the same value), and agent i's
+    preceding joint ratio is
+    rho_{-i} = prod_{j != i, j moved} pi^j / pi_b^j (A2PO Eq. 2 and 6 with pi-hat the current joint
+    policy; OPSPO Eq. 14 and 20). "Moved" are the agents whose current policy may differ from
+    the behaviour: under FuPS and PaPS every agent (any unit moves the shared weights); under
+    NoPS the agents of the earlier units of this update, over all passes. So under NoPS and
+    agents-outer rho_{-i} is the product over the preceding units; from Alg. 2's second pass
+    on, and always under sharing, it covers every other agent (A2PO Alg. 2 line 7, App. B.1).
+    The selection rule picks the unit's agents among those not yet updated in this pass, from
+    E|A_i| with each agent's advantages under its own rho_{-i}; a block's members see each
+    other's ratio where those have moved. Each member's advantages and value targets come from
+    the estimator under its rho_{-i}; the unit's agents are updated together (their own
+    optimiser states; the adaptive clip at each member's position). With ``preceding =
+    "incremental"`` (HAPPO) the surrogate takes HARL's factor instead: the product, over the
+    units earlier in this pass, of each member's ratio after its update over before it (equal
+    to rho under NoPS).
+    ``loop_order``: "agents-outer" runs every unit's epochs in one go (A2PO Alg. 1; HARL);
+    "epochs-outer" makes ceil(epochs / U) passes over a fresh order, one epoch per unit (A2PO
+    Alg. 2). Returns the state with the new actor, the value targets [T, B, N] and metrics.
+    """
+    cfg, alg, n = eng.config, eng.algorithm, eng.num_agents
+    sizes = ordering.block_sizes(n, cfg.agent_blocks)
+    units, width = len(sizes), max(sizes)
+    starts = [sum(sizes[:u]) for u in range(units)]
+    epochs_outer = cfg.loop_order == "epochs-outer"
+    passes, epochs = (-(-cfg.epochs // units), 1) if epochs_outer else (1, cfg.epochs)
+    alive = eng.unsequences(data["obs"].alive)  # [T, B, N]
+    episode_starts = eng.unsequences(data["start"])  # [T, B]
+    all_agents = jnp.arange(n)
+    incremental = alg.preceding == "incremental"
+    shared = eng.actor.sharing != "nops"  # every unit moves every agent's policy
+
+    k_density, key = jax.random.split(key)
+    extra, weight_nets = eng.state_weights.begin(ts.extra, ts.actor_params, k_density)
+    ts = ts.replace(extra=extra)
+
+    def unit(carry, xs):
+        params, opt, moved, remaining, log_factor, kept, targets, weight_nets = carry
+        start, size, k = xs
+        k_pick, k_fit, k_weights = jax.random.split(k, 3)
+        # [T, B, N] every agent's log ratio at the unit's start
+        log_ratios = eng.agent_log_ratios(params, data, all_agents) if shared else kept
+        log_rho = objectives.others_log_ratio(log_ratios, moved)  # [T, B, N]: log rho_{-i}
+        adv_all, targets_all = eng.estimate(est, log_rho)
+        scores = eng.abs_advantage(adv_all, alive)
+        agents, valid, remaining = ordering.pick_block(alg.order, start, size, width, scores, remaining, k_pick)
+        members = jnp.zeros((n,), bool).at[agents].max(valid)
+        targets = targets.at[..., agents].set(targets_all[..., agents])
+        unit_log_rho = log_rho[..., agents]  # [T, B, K]
+        weights, weight_nets, info_w = eng.state_weights.unit(ts.extra, weight_nets, unit_log_rho, episode_starts,
+                                                              ts.actor_params, params, moved & ~members, k_weights)
+        position = start + jnp.arange(width)  # 0-based positions of the unit's slots in the order
+        eps = ordering.adaptive_clip(cfg.clip_eps, position + 1, n, cfg.clip_c) if alg.adaptive_clip else cfg.clip_eps
+        given = log_factor[..., None] if incremental else unit_log_rho
+        new_params, opt, info = eng.fit_unit(params, opt, data, agents, valid, adv_all[..., agents], given, weights,
+                                             eps, k_fit, epochs)
+        if incremental or not shared:
+            after = eng.agent_log_ratios(new_params, data, agents)  # [T, B, K]
+            log_factor = log_factor + jnp.sum((after - log_ratios[..., agents]) * valid, axis=-1)
+            kept = kept.at[..., agents].set(after)  # padding slots repeat agent 0's value
+        info.update(agents=agents, valid=valid, position=position, abs_adv=scores[agents],
+                    state_weight_mean=weights.mean(), state_weight_min=weights.min(), **info_w)
+        if eng.trace_units:
+            info["trace"] = {"params": params, "moved": moved, "log_rho": given}
+        return (new_params, opt, moved | members, remaining, log_factor, kept, targets, weight_nets), info
+
+    def one_pass(carry, k):
+        params, opt, moved, kept, targets, weight_nets = carry
+        xs = (jnp.array(starts), jnp.array(sizes), jax.random.split(k, units))
+        init = (params, opt, moved, jnp.ones((n,), bool), jnp.zeros(alive.shape[:2]), kept, targets, weight_nets)
+        (params, opt, moved, _, _, kept, targets, weight_nets), infos = jax.lax.scan(unit, init, xs)
+        return (params, opt, moved, kept, targets, weight_nets), infos
+
+    # ``kept`` (NoPS): each agent's log ratio at its current parameters, 0 before its first unit.
+    zeros = jnp.zeros_like(est["values"])
+    init = (ts.actor_params, ts.actor_opt, jnp.full((n,), shared), zeros, zeros, weight_nets)
+    (params, opt, _, _, targets, _), infos = jax.lax.scan(one_pass, init, jax.random.split(key, passes))
+    return ts.replace(actor_params=params, actor_opt=opt), targets, _sequential_metrics(eng, params, data, infos)
+
+
+def _sequential_metrics(eng: "Engine", params, data: dict, infos: dict) -> dict:
+    """Means over passes and units, the final joint ratio, and per-agent diagnostics [N]."""
+    n = eng.num_agents
+    trace = infos.pop("trace", None)
+    agents, valid = infos.pop("agents"), infos.pop("valid")  # [P, U, K]
+    metrics = {k: v.mean() for k, v in infos.items() if k not in ("position", "abs_adv")}
+    # The joint ratio after the last unit: the whole new joint policy over the behaviour one.
+    rho = jnp.exp(eng.log_ratio(params, data, jnp.arange(n), jnp.ones((n,), bool)))
+    metrics.update(preceding_ratio_mean=rho.mean(), preceding_ratio_std=rho.std(), preceding_ratio_max=rho.max())
+    # Per-agent diagnostics, [N] indexed by agent id, averaged over passes: its position in the
+    # order, its unit's clip fraction, KL and TV estimates, and E|A_i| when it was picked.
+    per_agent = {"position": infos["position"], "abs_adv": infos["abs_adv"]}
+    per_agent.update({k: jnp.broadcast_to(infos[k][..., None], agents.shape) for k in ("clip_frac", "approx_kl", "tv")})
+    weight = valid.astype(jnp.float32).ravel()
+    count = jnp.zeros(n).at[agents.ravel()].add(weight)
+    metrics.update({f"agent_{k}": jnp.zeros(n).at[agents.ravel()].add(v.ravel() * weight) / count
+                    for k, v in per_agent.items()})
+    if trace is not None:
+        metrics["trace"] = {**trace, "agents": agents, "valid": valid}
+    return metrics
+
+
+def fp3o(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.Array):
+    """FP3O (FP3O paper Alg. 2, Eq. 9-10): every agent in one unit, twice, GAE advantages.
+
+    Independence step: ``epochs`` epochs of PPO-clip (Eq. 9) for every agent in parallel, from the
+    old parameters -> the middle parameters. Dependence step: from the middle parameters and the
+    optimiser state, ``epochs`` more epochs of Eq. 10 (:func:`objectives.fp3o_objective`), agent j
+    with R_j = the other agents' middle ratios, computed once after the independence step (both
+    steps run ``epochs``, as the public code's two stages each run ppo_epoch; the critic is
+    fitted once, after the actors). The non-overlapping map (:func:`ordering.fp3o_selection`)
+    assigns agent j_p to pipeline p; since R_j covers every k != j whichever pipeline selected
+    j, the update does not depend on it, and it is not drawn here. With ``fp3o_guard`` the
+    dependence step is skipped (the middle parameters kept) when :func:`objectives.fp3o_guard`
+    fails. With one agent R = 1: PPO-clip for 2 x ``epochs`` epochs (tested).
+    """
+    cfg, n = eng.config, eng.num_agents
+    agents, valid = jnp.arange(n), jnp.ones((n,), bool)
+    k_ind, k_dep = jax.random.split(key)
+    no_rho = _no_rho(est)
+    adv, targets = eng.estimate(est, no_rho)
+
+    def step(params, opt, log_mid, k):
+        return eng.fit_unit(params, opt, {**data, "log_mid": eng.sequences(log_mid)}, agents, valid, adv, no_rho,
+                            jnp.ones_like(no_rho), cfg.clip_eps, k, cfg.epochs)
+
+    mid, mid_opt, info_ind = step(ts.actor_params, ts.actor_opt, jnp.zeros_like(adv), k_ind)
+    log_mid = eng.agent_log_ratios(mid, data, agents)  # [T, B, N], fixed for the dependence step
+    params, opt, info_dep = step(mid, mid_opt, log_mid, k_dep)
+    mask = eng.mask(eng.unsequences(data["obs"].alive))
+    guard = objectives.fp3o_guard(log_mid, eng.normalize_advantages(adv, mask), mask)
+    proceed = guard if cfg.fp3o_guard else jnp.bool_(True)
+    params, opt = jax.tree.map(lambda new, old: jnp.where(proceed, new, old), (params, opt), (mid, mid_opt))
+    info = jax.tree.map(lambda a, b: jnp.where(proceed, (a + b) / 2, a), info_ind, info_dep)
+    joint_mid = jnp.exp(jnp.sum(log_mid * mask, axis=-1))
+    info.update(fp3o_guard_pass=guard.astype(jnp.float32), middle_ratio_mean=joint_mid.mean(),
+                middle_ratio_std=joint_mid.std())
+    if eng.trace_units:
+        info["trace"] = {"params": mid, "log_mid": log_mid}
+    return ts.replace(actor_params=params, actor_opt=opt), targets, info
+
+
+def rpisa(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.Array):
+    """RPISA-PPO: this update's fresh batch serves one agent, the next in this stage's order
+    (a stage spans N updates, so N rollouts; ``extra["stage_remaining"]`` [N] the agents not yet
+    updated in it); PPO-clip on that agent only, GAE advantages; the critic is fitted on every
+    agent's targets of every batch."""
+    cfg, n = eng.config, eng.num_agents
+    k_pick, k_fit = jax.random.split(key)
+    stage = ts.extra["stage_remaining"]
+    remaining = jnp.where(stage.any(), stage, True)
+    no_rho = _no_rho(est)
+    adv, targets = eng.estimate(est, no_rho)
+    scores = eng.abs_advantage(adv, eng.unsequences(data["obs"].alive))
+    agents, valid, remaining = ordering.pick_block(eng.algorithm.order, n - remaining.sum(), 1, 1, scores, remaining,
+                                                   k_pick)
+    params, opt, info = eng.fit_unit(ts.actor_params, ts.actor_opt, data, agents, valid, adv[..., agents], no_rho,
+                                     jnp.ones_like(no_rho), cfg.clip_eps, k_fit, cfg.epochs)
+    extra = {**ts.extra, "stage_remaining": remaining}
+    return ts.replace(actor_params=params, actor_opt=opt, extra=extra), targets, info
+
+
+SCHEMES: dict[str, Scheme] = {
+    "simultaneous": Scheme(simultaneous),
+    "sequential": Scheme(sequential, fields=("agent_blocks", "loop_order")),
+    "fp3o": Scheme(fp3o),
+    "rpisa": Scheme(rpisa, init_extra=lambda n: {"stage_remaining": jnp.ones((n,), bool)}),
+}

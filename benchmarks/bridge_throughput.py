@@ -57,8 +57,13 @@ def raw_rate(env, workers: int, num_envs: int, steps: int) -> float:
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(workers + 1), ctx.Queue()
     shares = np.array_split(np.arange(num_envs), workers)
-    procs = [ctx.Process(target=_raw_loop, args=(env.factory, env.spec.max_steps, len(share), steps, env.spec.num_actions,
-                                                 1000 * w, barrier, results)) for w, share in enumerate(shares)]
+    procs = [
+        ctx.Process(
+            target=_raw_loop,
+            args=(env.factory, env.spec.max_steps, len(share), steps, env.spec.num_actions, 1000 * w, barrier, results),
+        )
+        for w, share in enumerate(shares)
+    ]
     for p in procs:
         p.start()
     barrier.wait()
@@ -108,8 +113,11 @@ def main(argv=None) -> None:
         bridged = bridge_rate(args.env, w, args.num_envs, args.steps)
         table.append(f"| {w} | {args.num_envs} | {raw:,.0f} | {bridged:,.0f} | {1 - bridged / raw:+.1%} |")
         print(table[-1], flush=True)
-    head = header("bridge_throughput.py", argv, f"{args.env}, uniform random actions, {args.steps} steps per env, "
-                  "auto-reset included")
+    head = header(
+        "bridge_throughput.py",
+        argv,
+        f"{args.env}, uniform random actions, {args.steps} steps per env, auto-reset included",
+    )
     publish(head + "\n".join(table) + "\n\n", "bridge_throughput.md", not args.no_save)
 
 

@@ -60,14 +60,19 @@ def main(argv=None) -> None:
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
 
-    table = ["| env | " + " | ".join(f"{n} envs: steps/s" for n in args.num_envs) + " |",
-             "|---|" + "---|" * len(args.num_envs)]
+    table = [
+        "| env | " + " | ".join(f"{n} envs: steps/s" for n in args.num_envs) + " |",
+        "|---|" + "---|" * len(args.num_envs),
+    ]
     for env_id in args.envs:
         rates = [steps_per_second(env_id, n, args.steps, args.repeats) for n in args.num_envs]
         table.append(f"| {env_id} | " + " | ".join(f"{r:,.0f}" for r in rates) + " |")
         print(table[-1], flush=True)
-    head = header("env_steps.py", argv, f"uniform random actions, {args.steps} steps per env per call, "
-                  f"{args.repeats} timed calls, auto-reset included")
+    head = header(
+        "env_steps.py",
+        argv,
+        f"uniform random actions, {args.steps} steps per env per call, {args.repeats} timed calls, auto-reset included",
+    )
     publish(head + "\n".join(table) + "\n\n", "env_steps.md", not args.no_save)
 
 

@@ -17,8 +17,10 @@ def header(script: str, argv: list[str] | None, setup: str) -> str:
     device = jax.devices()[0]
     kind = f"{os.cpu_count()} cores" if device.platform == "cpu" else device.device_kind
     args = " ".join(sys.argv[1:] if argv is None else argv)
-    return (f"## {datetime.date.today().isoformat()} on {device.platform}: {kind}, jax {jax.__version__}\n\n"
-            f"command: `python benchmarks/{script} {args}`; {setup}\n\n")
+    return (
+        f"## {datetime.date.today().isoformat()} on {device.platform}: {kind}, jax {jax.__version__}\n\n"
+        f"command: `python benchmarks/{script} {args}`; {setup}\n\n"
+    )
 
 
 def publish(text: str, name: str, save: bool) -> None:

@@ -17,13 +17,16 @@ import argparse
 
 import jax
 from report import header, publish
+
 from sequential_scaling import add_timing_args, chosen, make_trainer, relative_update_times
 
 #: (label, algorithm, overrides); the first is the reference of the ratios.
-VARIANTS = (("no SDC", "opspo", {"opspo_sdc": False}),
-            ("OPSPO WIS", "opspo", {"opspo_sdc_method": "wis"}),
-            ("OPSPO omega-net", "opspo", {"opspo_sdc_method": "bch"}),
-            ("MAPPO", "mappo", {}))
+VARIANTS = (
+    ("no SDC", "opspo", {"opspo_sdc": False}),
+    ("OPSPO WIS", "opspo", {"opspo_sdc_method": "wis"}),
+    ("OPSPO omega-net", "opspo", {"opspo_sdc_method": "bch"}),
+    ("MAPPO", "mappo", {}),
+)
 
 
 def ring_bytes(n: int, num_envs: int, rollout_length: int, omega_n: int) -> int:
@@ -39,13 +42,23 @@ def main(argv=None) -> None:
     add_timing_args(parser, VARIANTS, num_envs=32, rollout_length=64)
     args = parser.parse_args(argv)
 
-    head = header("sdc_cost.py", argv, f"mpe:spread?n=N, NoPS MLP, {args.num_envs} envs x {args.rollout_length} "
-                  "steps, 5 epochs x 2 minibatches; omega-net defaults omega_n=10, omega_e=10, f_e=5, batch 256")
+    head = header(
+        "sdc_cost.py",
+        argv,
+        f"mpe:spread?n=N, NoPS MLP, {args.num_envs} envs x {args.rollout_length} "
+        "steps, 5 epochs x 2 minibatches; omega-net defaults omega_n=10, omega_e=10, f_e=5, batch 256",
+    )
     lines = ["### update phase (no rollout) on the same batch, relative to OPSPO without SDC", ""]
-    lines += relative_update_times(chosen(VARIANTS, args.variants), args.agents, args.num_envs, args.rollout_length,
-                                   args.repeats)
-    lines += ["", "### ring buffers + mixture cache, bytes per seed", "",
-              "| agents | " + " | ".join(f"omega_n = {w}" for w in args.omega_n) + " |", "|---" * (1 + len(args.omega_n)) + "|"]
+    lines += relative_update_times(
+        chosen(VARIANTS, args.variants), args.agents, args.num_envs, args.rollout_length, args.repeats
+    )
+    lines += [
+        "",
+        "### ring buffers + mixture cache, bytes per seed",
+        "",
+        "| agents | " + " | ".join(f"omega_n = {w}" for w in args.omega_n) + " |",
+        "|---" * (1 + len(args.omega_n)) + "|",
+    ]
     for n in args.agents:
         sizes = [ring_bytes(n, args.num_envs, args.rollout_length, w) for w in args.omega_n]
         lines.append(f"| {n} | " + " | ".join(f"{b / 2**20:.1f} MiB" for b in sizes) + " |")

@@ -23,16 +23,29 @@ from report import header, publish
 from jaxseq.config import make_config
 from jaxseq.train import make_train
 
-
 #: (label, algorithm, overrides) timed in (b); the first is the reference.
-VARIANTS = (("MAPPO", "mappo", {}), ("HAPPO", "happo", {}), ("A2PO", "a2po", {}),
-            ("A2PO 3 blocks", "a2po", {"agent_blocks": 3}))
+VARIANTS = (
+    ("MAPPO", "mappo", {}),
+    ("HAPPO", "happo", {}),
+    ("A2PO", "a2po", {}),
+    ("A2PO 3 blocks", "a2po", {"agent_blocks": 3}),
+)
 
 
 def make_trainer(algo: str, n: int, num_envs: int, rollout_length: int, **overrides):
-    cfg = make_config(env=f"mpe:spread?n={n}", algo=algo, sharing="nops", num_envs=num_envs,
-                      rollout_length=rollout_length, chunk_length=8, epochs=5, num_minibatches=2,
-                      updates_per_chunk=1, total_steps=num_envs * rollout_length, **overrides)
+    cfg = make_config(
+        env=f"mpe:spread?n={n}",
+        algo=algo,
+        sharing="nops",
+        num_envs=num_envs,
+        rollout_length=rollout_length,
+        chunk_length=8,
+        epochs=5,
+        num_minibatches=2,
+        updates_per_chunk=1,
+        total_steps=num_envs * rollout_length,
+        **overrides,
+    )
     return make_train(cfg)
 
 
@@ -43,8 +56,13 @@ def compile_cost(algo: str, n: int, num_envs: int, rollout_length: int) -> dict:
     lowered = jax.jit(trainer.update).lower(state)
     compiled = lowered.compile()
     seconds = time.perf_counter() - t0
-    return {"algo": algo, "n": n, "compile_s": seconds, "hlo_chars": len(lowered.as_text()),
-            "compiled_chars": len(compiled.as_text() or "")}
+    return {
+        "algo": algo,
+        "n": n,
+        "compile_s": seconds,
+        "hlo_chars": len(lowered.as_text()),
+        "compiled_chars": len(compiled.as_text() or ""),
+    }
 
 
 def update_time(algo: str, n: int, num_envs: int, rollout_length: int, repeats: int, **overrides) -> float:
@@ -65,8 +83,12 @@ def add_timing_args(parser, variants, num_envs: int, rollout_length: int) -> Non
     parser.add_argument("--num-envs", type=int, default=num_envs)
     parser.add_argument("--rollout-length", type=int, default=rollout_length)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--variants", nargs="+", default=[label for label, _, _ in variants],
-                        help="labels of the timed variants (the first is the reference)")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=[label for label, _, _ in variants],
+        help="labels of the timed variants (the first is the reference)",
+    )
     parser.add_argument("--no-save", action="store_true")
 
 
@@ -83,12 +105,23 @@ def relative_update_times(variants, agents, num_envs: int, rollout_length: int, 
     """Markdown rows: per number of agents, the update time of every ``(label, algo, overrides)``
     variant and its ratio to the first one's, all timed in this run."""
     labels = [label for label, _, _ in variants]
-    lines = ["| agents | " + " | ".join(f"{x} s" for x in labels) + " | "
-             + " | ".join(f"{x} / {labels[0]}" for x in labels[1:]) + " |", "|---" * (2 * len(labels)) + "|"]
+    lines = [
+        "| agents | "
+        + " | ".join(f"{x} s" for x in labels)
+        + " | "
+        + " | ".join(f"{x} / {labels[0]}" for x in labels[1:])
+        + " |",
+        "|---" * (2 * len(labels)) + "|",
+    ]
     for n in agents:
         t = [update_time(algo, n, num_envs, rollout_length, repeats, **extra) for _, algo, extra in variants]
-        lines.append(f"| {n} | " + " | ".join(f"{x:.3f}" for x in t) + " | "
-                     + " | ".join(f"{x / t[0]:.2f}" for x in t[1:]) + " |")
+        lines.append(
+            f"| {n} | "
+            + " | ".join(f"{x:.3f}" for x in t)
+            + " | "
+            + " | ".join(f"{x / t[0]:.2f}" for x in t[1:])
+            + " |"
+        )
     return lines
 
 
@@ -99,16 +132,24 @@ def main(argv=None) -> None:
     add_timing_args(parser, VARIANTS, num_envs=16, rollout_length=32)
     args = parser.parse_args(argv)
 
-    head = header("sequential_scaling.py", argv, f"mpe:spread?n=N, NoPS MLP, {args.num_envs} envs x "
-                  f"{args.rollout_length} steps, 5 epochs x 2 minibatches")
-    lines = ["### (a) one A2PO update: compile time and program size", "",
-             "| agents | compile s | lowered HLO chars | compiled HLO chars |", "|---|---|---|---|"]
+    head = header(
+        "sequential_scaling.py",
+        argv,
+        f"mpe:spread?n=N, NoPS MLP, {args.num_envs} envs x {args.rollout_length} steps, 5 epochs x 2 minibatches",
+    )
+    lines = [
+        "### (a) one A2PO update: compile time and program size",
+        "",
+        "| agents | compile s | lowered HLO chars | compiled HLO chars |",
+        "|---|---|---|---|",
+    ]
     for n in args.compile_agents:
         r = compile_cost("a2po", n, args.num_envs, args.rollout_length)
         lines.append(f"| {n} | {r['compile_s']:.1f} | {r['hlo_chars']:,} | {r['compiled_chars']:,} |")
     lines += ["", "### (b) update phase (no rollout) on the same batch, relative to MAPPO", ""]
-    lines += relative_update_times(chosen(VARIANTS, args.variants), args.time_agents, args.num_envs,
-                                   args.rollout_length, args.repeats)
+    lines += relative_update_times(
+        chosen(VARIANTS, args.variants), args.time_agents, args.num_envs, args.rollout_length, args.repeats
+    )
     publish(head + "\n".join(lines) + "\n\n", "sequential_scaling.md", not args.no_save)
 
 

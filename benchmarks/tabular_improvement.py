@@ -118,8 +118,9 @@ def _advantages(variant: str, game, base, prev, log_pi: np.ndarray, log_hat: np.
     return prev.A
 
 
-def run_stage(game, logits: np.ndarray, order: np.ndarray, variant: str, lr: float, eps: float,
-              steps: int, lam: float) -> dict:
+def run_stage(
+    game, logits: np.ndarray, order: np.ndarray, variant: str, lr: float, eps: float, steps: int, lam: float
+) -> dict:
     """One stage of agent-by-agent updates from the behaviour policy softmax(logits).
 
     logits: [n, S, A]; order: [n] agent indices (position k = 1..n). Returns per position: dJ
@@ -141,9 +142,18 @@ def run_stage(game, logits: np.ndarray, order: np.ndarray, variant: str, lr: flo
         adv = _advantages(variant, game, base, prev, log_pi, log_hat, lam)
         clip = eps if variant == "happo" else float(adaptive_clip(eps, k, n))
         surrogate = variant if variant in SURROGATES else "a2po"
-        theta = _ascent(surrogate, jnp.asarray(logits[i], jnp.float32), jnp.asarray(log_pi[i], jnp.float32), table[:, i],
-                       jnp.asarray(log_pre, jnp.float32), jnp.asarray(adv, jnp.float32),
-                       jnp.asarray(weights, jnp.float32), clip, lr, steps)
+        theta = _ascent(
+            surrogate,
+            jnp.asarray(logits[i], jnp.float32),
+            jnp.asarray(log_pi[i], jnp.float32),
+            table[:, i],
+            jnp.asarray(log_pre, jnp.float32),
+            jnp.asarray(adv, jnp.float32),
+            jnp.asarray(weights, jnp.float32),
+            clip,
+            lr,
+            steps,
+        )
         log_hat[i] = _log_softmax(np.asarray(theta, np.float64))
         new = evaluate(game, np.exp(log_hat))
         dj = new.J - prev.J
@@ -183,8 +193,19 @@ def summarise(results: list[dict]) -> dict:
     }
 
 
-def study(agents, configs, stages: int, seed: int, states: int, actions: int, gamma: float,
-          init_scale: float, steps: int, lam: float, variants=VARIANTS) -> list[dict]:
+def study(
+    agents,
+    configs,
+    stages: int,
+    seed: int,
+    states: int,
+    actions: int,
+    gamma: float,
+    init_scale: float,
+    steps: int,
+    lam: float,
+    variants=VARIANTS,
+) -> list[dict]:
     """Rows {n, lr, eps, variant, stages, summary...}; the same stages for every config and variant."""
     rows = []
     for n in agents:
@@ -203,21 +224,33 @@ def _pm(x: tuple[float, float], digits: int = 3) -> str:
 
 def format_table(rows: list[dict]) -> str:
     """Two markdown tables: improvement frequencies, and the surrogates' errors (Prop. 1 vs Thm. 1)."""
-    lines = ["### How often an update improves J (mean ± standard error across stages)", "",
-             "| n | lr | eps | variant | agent update improves J | positions >= 2 | stage improves J | "
-             "stage dJ | worst agent dJ | mean TV of an update |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "### How often an update improves J (mean ± standard error across stages)",
+        "",
+        "| n | lr | eps | variant | agent update improves J | positions >= 2 | stage improves J | "
+        "stage dJ | worst agent dJ | mean TV of an update |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['n']} | {r['lr']:g} | {r['eps']:g} | {r['variant']} | {_pm(r['agent_improved'])} | "
-                     f"{_pm(r['later_improved'])} | {_pm(r['stage_improved'])} | {_pm(r['stage_dJ'])} | "
-                     f"{r['worst_agent_dJ']:.3f} | {_pm(r['tv'])} |")
-    lines += ["", "### Surrogate error at positions >= 2: mean |J(pi_hat^i) - L^I| (Prop. 1) vs |J(pi_hat^i) - L| "
-              "(Thm. 1, exact A^{pi_hat^{i-1}})", "",
-              "| n | lr | eps | variant | Prop. 1 intuitive L^I | L^I minus its value before agent i moves | "
-              "Thm. 1 corrected L |", "|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {r['n']} | {r['lr']:g} | {r['eps']:g} | {r['variant']} | {_pm(r['agent_improved'])} | "
+            f"{_pm(r['later_improved'])} | {_pm(r['stage_improved'])} | {_pm(r['stage_dJ'])} | "
+            f"{r['worst_agent_dJ']:.3f} | {_pm(r['tv'])} |"
+        )
+    lines += [
+        "",
+        "### Surrogate error at positions >= 2: mean |J(pi_hat^i) - L^I| (Prop. 1) vs |J(pi_hat^i) - L| "
+        "(Thm. 1, exact A^{pi_hat^{i-1}})",
+        "",
+        "| n | lr | eps | variant | Prop. 1 intuitive L^I | L^I minus its value before agent i moves | "
+        "Thm. 1 corrected L |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['n']} | {r['lr']:g} | {r['eps']:g} | {r['variant']} | {_pm(r['err_intuitive'], 4)} | "
-                     f"{_pm(r['err_intuitive_diff'], 4)} | {_pm(r['err_corrected'], 4)} |")
+        lines.append(
+            f"| {r['n']} | {r['lr']:g} | {r['eps']:g} | {r['variant']} | {_pm(r['err_intuitive'], 4)} | "
+            f"{_pm(r['err_intuitive_diff'], 4)} | {_pm(r['err_corrected'], 4)} |"
+        )
     return "\n".join(lines)
 
 
@@ -254,19 +287,35 @@ def run_study(script: str, argv, args, rows_fn, describe, table_fn) -> None:
 
 
 def main(argv=None) -> None:
-    parser = study_parser(__doc__, ["1:0.2", "10:0.2", "50:0.2", "50:0.5", "200:0.2"], 1000,
-                          "gradient-ascent steps per agent")
+    parser = study_parser(
+        __doc__, ["1:0.2", "10:0.2", "50:0.2", "50:0.5", "200:0.2"], 1000, "gradient-ascent steps per agent"
+    )
     parser.add_argument("--lam", type=float, default=0.95, help="PreOPC lambda of the a2po-preopc variant")
     args = parser.parse_args(argv)
-    run_study("tabular_improvement.py", argv, args,
-              lambda configs: study(args.agents, configs, args.stages, args.seed, args.states, args.actions,
-                                    args.gamma, args.init_scale, args.steps, args.lam),
-              lambda seconds: (
-                  f"{args.stages} random stages per n (game, initial softmax policy with logits ~ N(0, "
-                  f"{args.init_scale:g}^2), order); S={args.states}, A={args.actions}, gamma={args.gamma:g}, "
-                  f"{args.steps} gradient-ascent steps per agent, PreOPC lambda={args.lam:g}, seed {args.seed}; "
-                  f"{seconds:.0f} s"),
-              format_table)
+    run_study(
+        "tabular_improvement.py",
+        argv,
+        args,
+        lambda configs: study(
+            args.agents,
+            configs,
+            args.stages,
+            args.seed,
+            args.states,
+            args.actions,
+            args.gamma,
+            args.init_scale,
+            args.steps,
+            args.lam,
+        ),
+        lambda seconds: (
+            f"{args.stages} random stages per n (game, initial softmax policy with logits ~ N(0, "
+            f"{args.init_scale:g}^2), order); S={args.states}, A={args.actions}, gamma={args.gamma:g}, "
+            f"{args.steps} gradient-ascent steps per agent, PreOPC lambda={args.lam:g}, seed {args.seed}; "
+            f"{seconds:.0f} s"
+        ),
+        format_table,
+    )
 
 
 if __name__ == "__main__":

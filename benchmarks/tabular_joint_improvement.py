@@ -37,10 +37,10 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tabular_improvement import _log_softmax, _pm, _rate, _tv, make_stage, run_stage, run_study, study_parser
 
 from jaxseq.envs.tabular import agent_log_probs, evaluate, joint_action_table
 from jaxseq.objectives import fp3o_guard, fp3o_objective
-from tabular_improvement import _log_softmax, _pm, _rate, _tv, make_stage, run_stage, run_study, study_parser
 
 VARIANTS = ("happo", "mappo", "mappo-2x", "fp3o", "fp3o-guard")
 
@@ -104,16 +104,21 @@ def run_parallel_stage(game, logits: np.ndarray, lr: float, eps: float, steps: i
 def summarise(results: list[dict]) -> dict:
     """Rates (mean, SE across stages) from one variant's per-stage results."""
     dj = np.array([r["dJ"] for r in results])
-    row = {"stage_improved": _rate((dj >= 0).astype(float)), "stage_dJ": _rate(dj), "worst_stage_dJ": float(dj.min()),
-           "tv": _rate(np.array([r["tv"] for r in results]))}
+    row = {
+        "stage_improved": _rate((dj >= 0).astype(float)),
+        "stage_dJ": _rate(dj),
+        "worst_stage_dJ": float(dj.min()),
+        "tv": _rate(np.array([r["tv"] for r in results])),
+    }
     if "dep_dJ" in results[0]:
         row["dep_improved"] = _rate((np.array([r["dep_dJ"] for r in results]) >= 0).astype(float))
         row["guard_pass"] = _rate(np.array([r["guard"] for r in results]))
     return row
 
 
-def study(agents, configs, stages: int, seed: int, states: int, actions: int, gamma: float, init_scale: float,
-          steps: int) -> list[dict]:
+def study(
+    agents, configs, stages: int, seed: int, states: int, actions: int, gamma: float, init_scale: float, steps: int
+) -> list[dict]:
     """Rows {n, lr, eps, variant, stages, summary...}; the same stages for every config and variant."""
     rows = []
     for n in agents:
@@ -126,36 +131,58 @@ def study(agents, configs, stages: int, seed: int, states: int, actions: int, ga
                 per_variant["happo"].append({"dJ": happo["stage_dJ"], "tv": float(happo["tv"].mean())})
                 for variant, res in run_parallel_stage(game, logits, lr, eps, steps).items():
                     per_variant[variant].append(res)
-            rows += [{"n": n, "lr": lr, "eps": eps, "variant": v, "stages": stages, **summarise(per_variant[v])}
-                     for v in VARIANTS]
+            rows += [
+                {"n": n, "lr": lr, "eps": eps, "variant": v, "stages": stages, **summarise(per_variant[v])}
+                for v in VARIANTS
+            ]
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = ["### How often a stage improves J, J(pi_new) >= J(pi_old) (mean ± standard error across stages)", "",
-             "| n | lr | eps | variant | stage improves J | dependence step improves J over the middle | "
-             "guard passes | stage dJ | worst stage dJ | mean TV of an agent |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "### How often a stage improves J, J(pi_new) >= J(pi_old) (mean ± standard error across stages)",
+        "",
+        "| n | lr | eps | variant | stage improves J | dependence step improves J over the middle | "
+        "guard passes | stage dJ | worst stage dJ | mean TV of an agent |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         dep = _pm(r["dep_improved"]) if "dep_improved" in r else ""
         guard = _pm(r["guard_pass"]) if "guard_pass" in r else ""
-        lines.append(f"| {r['n']} | {r['lr']:g} | {r['eps']:g} | {r['variant']} | {_pm(r['stage_improved'])} | {dep} | "
-                     f"{guard} | {_pm(r['stage_dJ'], 4)} | {r['worst_stage_dJ']:.4f} | {_pm(r['tv'])} |")
+        lines.append(
+            f"| {r['n']} | {r['lr']:g} | {r['eps']:g} | {r['variant']} | {_pm(r['stage_improved'])} | {dep} | "
+            f"{guard} | {_pm(r['stage_dJ'], 4)} | {r['worst_stage_dJ']:.4f} | {_pm(r['tv'])} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv=None) -> None:
-    parser = study_parser(__doc__, ["1:0.2", "10:0.2", "50:0.2", "200:0.2"], 500,
-                          "gradient-ascent steps per agent and step")
+    parser = study_parser(
+        __doc__, ["1:0.2", "10:0.2", "50:0.2", "200:0.2"], 500, "gradient-ascent steps per agent and step"
+    )
     args = parser.parse_args(argv)
-    run_study("tabular_joint_improvement.py", argv, args,
-              lambda configs: study(args.agents, configs, args.stages, args.seed, args.states, args.actions,
-                                    args.gamma, args.init_scale, args.steps),
-              lambda seconds: (
-                  f"{args.stages} random stages per n (those of tabular_improvement.py with the same seed); "
-                  f"S={args.states}, A={args.actions}, gamma={args.gamma:g}, {args.steps} gradient-ascent steps per "
-                  f"agent and step (FP3O: independence + dependence), exact A^pi; seed {args.seed}; {seconds:.0f} s"),
-              format_table)
+    run_study(
+        "tabular_joint_improvement.py",
+        argv,
+        args,
+        lambda configs: study(
+            args.agents,
+            configs,
+            args.stages,
+            args.seed,
+            args.states,
+            args.actions,
+            args.gamma,
+            args.init_scale,
+            args.steps,
+        ),
+        lambda seconds: (
+            f"{args.stages} random stages per n (those of tabular_improvement.py with the same seed); "
+            f"S={args.states}, A={args.actions}, gamma={args.gamma:g}, {args.steps} gradient-ascent steps per "
+            f"agent and step (FP3O: independence + dependence), exact A^pi; seed {args.seed}; {seconds:.0f} s"
+        ),
+        format_table,
+    )
 
 
 if __name__ == "__main__":

@@ -31,17 +31,28 @@ def _timed(fn, arg, repeats: int) -> float:
 
 
 def measure(env: str, seeds: int, num_envs: int, rollout_length: int, updates: int, repeats: int) -> dict:
-    cfg = make_config(env=env, algo="mappo", num_seeds=seeds, num_envs=num_envs, rollout_length=rollout_length,
-                      chunk_length=8 if rollout_length % 8 == 0 else 1, updates_per_chunk=updates,
-                      total_steps=num_envs * rollout_length * updates)
+    cfg = make_config(
+        env=env,
+        algo="mappo",
+        num_seeds=seeds,
+        num_envs=num_envs,
+        rollout_length=rollout_length,
+        chunk_length=8 if rollout_length % 8 == 0 else 1,
+        updates_per_chunk=updates,
+        total_steps=num_envs * rollout_length * updates,
+    )
     trainer = make_train(cfg)
     state = trainer.init(jax.random.PRNGKey(0))
     rollout = jax.jit(jax.vmap(lambda s: trainer.rollout(s)[1].rewards))
     steps_rollout = seeds * num_envs * rollout_length
     t_rollout = _timed(rollout, state, repeats)
     t_chunk = _timed(lambda s: trainer.chunk(s)[1], state, repeats)
-    return {"env": env, "seeds": seeds, "rollout_sps": steps_rollout / t_rollout,
-            "train_sps": steps_rollout * updates / t_chunk}
+    return {
+        "env": env,
+        "seeds": seeds,
+        "rollout_sps": steps_rollout / t_rollout,
+        "train_sps": steps_rollout * updates / t_chunk,
+    }
 
 
 def main(argv=None) -> None:
@@ -55,15 +66,25 @@ def main(argv=None) -> None:
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
 
-    rows = [measure(e, s, args.num_envs, args.rollout_length, args.updates, args.repeats)
-            for e in args.envs for s in args.seeds]
-    head = header("throughput.py", argv, f"MAPPO, MLP, FuPS, {args.num_envs} envs x {args.rollout_length} steps per "
-                  f"seed per update, 5 epochs x 1 minibatch; steps summed over seeds")
+    rows = [
+        measure(e, s, args.num_envs, args.rollout_length, args.updates, args.repeats)
+        for e in args.envs
+        for s in args.seeds
+    ]
+    head = header(
+        "throughput.py",
+        argv,
+        f"MAPPO, MLP, FuPS, {args.num_envs} envs x {args.rollout_length} steps per "
+        f"seed per update, 5 epochs x 1 minibatch; steps summed over seeds",
+    )
     table = ["| env | seeds | rollout steps/s | training steps/s | training / rollout |", "|---|---|---|---|---|"]
     for r in rows:
-        table.append(f"| {r['env']} | {r['seeds']} | {r['rollout_sps']:,.0f} | {r['train_sps']:,.0f} | "
-                     f"{r['train_sps'] / r['rollout_sps']:.2f} |")
+        table.append(
+            f"| {r['env']} | {r['seeds']} | {r['rollout_sps']:,.0f} | {r['train_sps']:,.0f} | "
+            f"{r['train_sps'] / r['rollout_sps']:.2f} |"
+        )
     publish(head + "\n".join(table) + "\n\n", "throughput.md", not args.no_save)
+
 
 if __name__ == "__main__":
     main()

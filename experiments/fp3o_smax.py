@@ -36,13 +36,19 @@ QUICK = {"smax": ("smax-fast", 400_000), "mpe": ("mpe-fast", 500_000)}
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--maps", nargs="+", default=None,
-                        help="SMAX map names (3m, 5m_vs_6m) or env ids (mpe:spread); default: Table 2's SMAX maps, "
-                             "or 3m with --quick")
+    parser.add_argument(
+        "--maps",
+        nargs="+",
+        default=None,
+        help="SMAX map names (3m, 5m_vs_6m) or env ids (mpe:spread); default: Table 2's SMAX maps, or 3m with --quick",
+    )
     parser.add_argument("--algos", nargs="+", default=list(ALGOS), help="algorithms or ALGO@FIELD=VALUE variants")
     parser.add_argument("--sharing", nargs="+", default=list(SHARINGS), choices=SHARINGS)
-    parser.add_argument("--preset", default=None,
-                        help="one preset for every cell (env and sharing set per cell); default: fp3o-smax-<map>-<sharing>")
+    parser.add_argument(
+        "--preset",
+        default=None,
+        help="one preset for every cell (env and sharing set per cell); default: fp3o-smax-<map>-<sharing>",
+    )
     parser.add_argument("--quick", action="store_true", help="smax-fast / mpe-fast presets and small step counts")
     parser.add_argument("--seeds", type=int, default=5, help="seeds, vmapped in one program per run (paper: 5)")
     parser.add_argument("--steps", type=int, default=None, help="environment steps per seed (default: the preset's)")
@@ -76,8 +82,7 @@ def cell_config(env: str, sharing: str, args: argparse.Namespace) -> tuple[str, 
         preset = f"fp3o-smax-{env.removeprefix('smax:')}-{sharing}"
         if preset not in PRESETS:
             have = sorted(k for k in PRESETS if k.startswith("fp3o-smax-"))
-            raise SystemExit(f"no paper preset {preset!r} (FP3O paper Tab. 7 in SMAX: {have}); "
-                             f"use --quick or --preset")
+            raise SystemExit(f"no paper preset {preset!r} (FP3O paper Tab. 7 in SMAX: {have}); use --quick or --preset")
     overrides = dict(env=env, sharing=sharing, num_seeds=args.seeds, seed=args.seed, eval_every=2)
     if steps:
         overrides["total_steps"] = steps
@@ -115,11 +120,18 @@ def cell_text(values: list[float] | None) -> str:
     return f"{np.median(values):.1f} ± {np.std(values):.1f}"
 
 
-def grid_table(results: dict[tuple[str, str, str], list[float] | None], envs: list[str], algos: list[str],
-               sharings: list[str], note: str = "") -> str:
+def grid_table(
+    results: dict[tuple[str, str, str], list[float] | None],
+    envs: list[str],
+    algos: list[str],
+    sharings: list[str],
+    note: str = "",
+) -> str:
     """The Table 2-shaped markdown table from ``results[(env, algo, sharing)]`` (values per seed)."""
-    lines = ["| map | algo | metric | " + " | ".join(SHARING_NAMES[s] for s in sharings) + " |",
-             "|---|---|---|" + "---|" * len(sharings)]
+    lines = [
+        "| map | algo | metric | " + " | ".join(SHARING_NAMES[s] for s in sharings) + " |",
+        "|---|---|---|" + "---|" * len(sharings),
+    ]
     for env in envs:
         metric = "test win % (median ± std)" if env.startswith("smax:") else "test return (median ± std)"
         for algo in algos:
@@ -133,8 +145,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     cells = plan(args)
     for (env, sharing), (preset, config) in cells.items():
-        print(f"{env:<20} {sharing:<5} preset {preset:<26} {env_steps(config):>11,} steps x {config.num_seeds} seeds: "
-              f"{' '.join(args.algos)}")
+        print(
+            f"{env:<20} {sharing:<5} preset {preset:<26} {env_steps(config):>11,} steps x {config.num_seeds} seeds: "
+            f"{' '.join(args.algos)}"
+        )
     if args.dry_run:
         return
     from jaxseq.experiment import compare
@@ -146,8 +160,13 @@ def main(argv: list[str] | None = None) -> None:
         for row in json.loads((cell_folder / "results.json").read_text()):
             results[(env, row["label"], sharing)] = seed_values(row)
     presets = "; ".join(f"{env} {s}: {p}, {env_steps(c):,} env steps" for (env, s), (p, c) in cells.items())
-    table = grid_table(results, list(dict.fromkeys(env for env, _ in cells)), args.algos, args.sharing,
-                       note=f"{args.seeds} seeds per cell; {presets}")
+    table = grid_table(
+        results,
+        list(dict.fromkeys(env for env, _ in cells)),
+        args.algos,
+        args.sharing,
+        note=f"{args.seeds} seeds per cell; {presets}",
+    )
     (folder / "table.md").write_text(table)
     print(table)
     print(f"table, plots and run folders in {folder}")

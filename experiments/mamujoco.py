@@ -15,7 +15,9 @@ from jaxseq.config import make_config
 from jaxseq.experiment import compare
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--task", default="Hopper-3x1", help="Robot-partition, e.g. HalfCheetah-6x1 (python -m jaxseq envs)")
+parser.add_argument(
+    "--task", default="Hopper-3x1", help="Robot-partition, e.g. HalfCheetah-6x1 (python -m jaxseq envs)"
+)
 parser.add_argument("--obsk", type=int, default=1, help="observation neighbourhood (joints within graph distance k)")
 parser.add_argument("--algos", nargs="+", default=["mappo", "a2po"])
 parser.add_argument("--preset", default="mamujoco-fast", help="mamujoco-fast (CPU) or a paper preset")
@@ -26,7 +28,12 @@ parser.add_argument("--out", default="runs/experiments")
 args = parser.parse_args()
 
 # One config for every algorithm: only `algo` differs between the runs.
-config = make_config(args.preset, env=f"mamujoco:{args.task}?obsk={args.obsk}", num_seeds=args.seeds,
-                     total_steps=args.steps, seed=args.seed)
+config = make_config(
+    args.preset,
+    env=f"mamujoco:{args.task}?obsk={args.obsk}",
+    num_seeds=args.seeds,
+    total_steps=args.steps,
+    seed=args.seed,
+)
 folder = compare(config, args.algos, args.out)
 print(f"plot and table in {folder}")

@@ -24,7 +24,8 @@ parser.add_argument("--out", default="runs/experiments")
 args = parser.parse_args()
 
 # One config for every algorithm; greedy evaluation every 2 chunks gives the test win-rate curve.
-config = make_config(args.preset, env=args.env, num_seeds=args.seeds, total_steps=args.steps, seed=args.seed,
-                     eval_every=2)
+config = make_config(
+    args.preset, env=args.env, num_seeds=args.seeds, total_steps=args.steps, seed=args.seed, eval_every=2
+)
 folder = compare(config, args.algos, args.out)
 print(f"plot and table in {folder}")

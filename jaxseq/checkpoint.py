@@ -65,8 +65,7 @@ def restore(run_dir: Path, abstract: Any) -> tuple[int, Any]:
     if chunk is None:
         raise FileNotFoundError(f"no checkpoint in {_dir(run_dir)}")
     leaves, treedef = jax.tree.flatten(abstract)
-    stored = ocp.StandardCheckpointer().restore((_dir(run_dir) / f"chunk_{chunk:06d}").absolute(),
-                                                _non_empty(leaves))
+    stored = ocp.StandardCheckpointer().restore((_dir(run_dir) / f"chunk_{chunk:06d}").absolute(), _non_empty(leaves))
     restored = [stored.get(f"leaf_{i:05d}", None) for i in range(len(leaves))]
     restored = [jnp.zeros(a.shape, a.dtype) if r is None else r for a, r in zip(leaves, restored)]
     return chunk, jax.tree.unflatten(treedef, restored)

@@ -14,8 +14,14 @@ from jaxseq.config import PRESETS, field_docs, field_types, make_config, parse_v
 from jaxseq.errors import ConfigError
 
 #: CLI flags that map straight onto config fields.
-_FLAGS = {"env": "env", "algo": "algo", "total_steps": "total_steps", "num_seeds": "num_seeds", "seed": "seed",
-          "sharing": "sharing"}
+_FLAGS = {
+    "env": "env",
+    "algo": "algo",
+    "total_steps": "total_steps",
+    "num_seeds": "num_seeds",
+    "seed": "seed",
+    "sharing": "sharing",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,8 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, help="the key that seeds everything")
     train.add_argument("--sharing", help="fups, paps or nops")
     train.add_argument("--out", default="runs", help="parent folder of the run folder (default: runs)")
-    train.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                       help="any config field (see `jaxseq config`); repeatable")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="any config field (see `jaxseq config`); repeatable",
+    )
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     train.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (offline unless WANDB_MODE)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -43,10 +43,14 @@ class Config:
     log_prob_reduce: str = "sum"  #: continuous actions: per-dimension log-probabilities summed ("sum": the joint density, so a ratio is the product of the per-dimension ratios, as in the A2PO, FP3O and HARL code) or averaged ("mean": the papers' sentence, an ablation)
     log_std_init: float = -0.5  #: continuous actions: initial value of the learnable state-independent log-std
     # -- sequential (agent-by-agent) schemes -------------------------------------------------
-    selection_rule: str = "semi-greedy"  #: A2PO agent order: cyclic, random, greedy, semi-greedy, reverse-greedy, reverse-semi-greedy
+    selection_rule: str = (
+        "semi-greedy"  #: A2PO agent order: cyclic, random, greedy, semi-greedy, reverse-greedy, reverse-semi-greedy
+    )
     adaptive_clip: bool = True  #: A2PO adaptive clipping C(eps, k) = eps * c + eps * (1 - c) * k / n
     clip_c: float = 0.5  #: c of the adaptive clipping schedule, in [0, 1]
-    agent_blocks: int = 0  #: sequential schemes: blocks of agents updated as one unit (0: one agent per block; A2PO paper App. B.3)
+    agent_blocks: int = (
+        0  #: sequential schemes: blocks of agents updated as one unit (0: one agent per block; A2PO paper App. B.3)
+    )
     loop_order: str = "agents-outer"  #: sequential schemes: "agents-outer" (each block all its epochs; A2PO Alg. 1, HARL) or "epochs-outer" (ceil(epochs / blocks) passes over the blocks, one epoch each; A2PO Alg. 2)
     shared_optimizer: str = "per-agent"  #: optimiser state of shared actor weights (FuPS, PaPS trunk): "per-agent" (each agent its own; a block applies its members' mean update) or "one" (HARL's share_param)
     opspo_eps2: float = 0.1  #: OPSPO: the narrowest base clip range 1 +/- eps2 (eps1 is clip_eps; 0 < eps2 < clip_eps)
@@ -111,15 +115,37 @@ def _choices() -> dict[str, tuple[str, ...]]:
     """Allowed values of the fields with a fixed set, each from the module that owns it."""
     from jaxseq import nets, ordering, policies, schemes, state_weights, update
 
-    return {"network": nets.NETWORKS, "activation": tuple(nets.ACTIVATIONS), "sharing": nets.SHARING_MODES,
-            "loop_order": schemes.LOOP_ORDERS, "shared_optimizer": update.SHARED_OPTIMIZERS,
-            "opspo_sdc_method": state_weights.SDC_METHODS, "log_prob_reduce": policies.LOG_PROB_REDUCTIONS,
-            "selection_rule": ordering.SELECTION_RULES}
+    return {
+        "network": nets.NETWORKS,
+        "activation": tuple(nets.ACTIVATIONS),
+        "sharing": nets.SHARING_MODES,
+        "loop_order": schemes.LOOP_ORDERS,
+        "shared_optimizer": update.SHARED_OPTIMIZERS,
+        "opspo_sdc_method": state_weights.SDC_METHODS,
+        "log_prob_reduce": policies.LOG_PROB_REDUCTIONS,
+        "selection_rule": ordering.SELECTION_RULES,
+    }
 
 
-_POSITIVE_INT = ("total_steps", "num_seeds", "num_envs", "rollout_length", "epochs", "num_minibatches",
-                 "hidden_size", "num_layers", "chunk_length", "updates_per_chunk", "eval_envs", "checkpoint_every",
-                 "omega_n", "omega_e", "f_e", "density_batch", "density_hidden")
+_POSITIVE_INT = (
+    "total_steps",
+    "num_seeds",
+    "num_envs",
+    "rollout_length",
+    "epochs",
+    "num_minibatches",
+    "hidden_size",
+    "num_layers",
+    "chunk_length",
+    "updates_per_chunk",
+    "eval_envs",
+    "checkpoint_every",
+    "omega_n",
+    "omega_e",
+    "f_e",
+    "density_batch",
+    "density_hidden",
+)
 
 
 def field_types() -> dict[str, type]:
@@ -239,10 +265,17 @@ def validate_fields(config: Config) -> None:
         if getattr(config, name) < 0:
             raise ConfigError(name, f"must be >= 0, got {getattr(config, name)}")
     if config.rollout_length % config.chunk_length:
-        raise ConfigError("chunk_length", f"must divide rollout_length={config.rollout_length}, got {config.chunk_length}")
+        raise ConfigError(
+            "chunk_length", f"must divide rollout_length={config.rollout_length}, got {config.chunk_length}"
+        )
     sequences = config.num_envs * (config.rollout_length // config.chunk_length)
     if sequences % config.num_minibatches:
-        raise ConfigError("num_minibatches", f"must divide the number of training sequences num_envs * "
-                                             f"rollout_length / chunk_length = {sequences}, got {config.num_minibatches}")
+        raise ConfigError(
+            "num_minibatches",
+            f"must divide the number of training sequences num_envs * "
+            f"rollout_length / chunk_length = {sequences}, got {config.num_minibatches}",
+        )
     if config.batch_size > config.total_steps:
-        raise ConfigError("total_steps", f"must be at least one batch (num_envs * rollout_length = {config.batch_size})")
+        raise ConfigError(
+            "total_steps", f"must be at least one batch (num_envs * rollout_length = {config.batch_size})"
+        )

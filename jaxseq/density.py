@@ -129,7 +129,7 @@ class DensityRatio:
         every = jnp.concatenate([batch.states, batch.next_states, batch.initial])  # one forward pass per net
         omega = self.omega(omega_params, every)
         f = self.f_net.apply(f_params, every[m:])
-        return bch_objective(omega[:m], omega[m:2 * m], omega[2 * m:], f[:m], f[m:], batch, self.gamma)
+        return bch_objective(omega[:m], omega[m : 2 * m], omega[2 * m :], f[:m], f[m:], batch, self.gamma)
 
     def fit(self, rs: RatioState, batches: TransitionBatch) -> tuple[RatioState, dict]:
         """Alg. 2 over ``batches`` (every leaf with a leading axis of ``omega_steps``, one batch per
@@ -160,15 +160,17 @@ class DensityRatio:
         return rs, {"density_loss": loss[-1], "density_penalty": penalty[-1]}
 
 
-def bch_objective(omega_s, omega_next, omega_init, f_next, f_init, batch: TransitionBatch,
-                  gamma: float) -> tuple[jax.Array, jax.Array]:
+def bch_objective(
+    omega_s, omega_next, omega_init, f_next, f_init, batch: TransitionBatch, gamma: float
+) -> tuple[jax.Array, jax.Array]:
     """(L(omega, f), 1/2 E_d[f^2]) from the values of omega and f at the batch's states (module
     docstring): omega_s, omega_next, f_next [M] at s and s', omega_init, f_init [M0] at s0."""
     scale = _mean(omega_s, batch.weights)
     omega_s, omega_next, omega_init = omega_s / scale, omega_next / scale, omega_init / scale
     delta = omega_next - omega_s * jnp.exp(batch.log_ratio)
-    loss = gamma * _mean(delta * f_next, batch.weights) - (1 - gamma) * _mean((1 - omega_init) * f_init,
-                                                                             batch.initial_weights)
+    loss = gamma * _mean(delta * f_next, batch.weights) - (1 - gamma) * _mean(
+        (1 - omega_init) * f_init, batch.initial_weights
+    )
     penalty = 0.5 * (gamma * _mean(f_next**2, batch.weights) + (1 - gamma) * _mean(f_init**2, batch.initial_weights))
     return loss, penalty
 
@@ -199,7 +201,9 @@ class Ring:
 
     def push(self, item: Any) -> "Ring":
         items = jax.tree.map(lambda buf, x: buf.at[self.head].set(x), self.items, item)
-        return Ring(items=items, filled=self.filled.at[self.head].set(True), head=(self.head + 1) % self.filled.shape[0])
+        return Ring(
+            items=items, filled=self.filled.at[self.head].set(True), head=(self.head + 1) % self.filled.shape[0]
+        )
 
     @property
     def newest(self) -> jax.Array:

@@ -13,6 +13,7 @@ and keep the agent axis whole, so a unit can index its agents.
 from __future__ import annotations
 
 import dataclasses
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -64,10 +65,17 @@ class Engine:
 
     def training_data(self, batch: Rollout) -> dict:
         """The batch fields the actor and critic fits read, as sequences [L, S, ...]."""
-        return jax.tree.map(self.sequences, {
-            "obs": batch.obs, "start": batch.start, "actions": batch.actions, "log_probs": batch.log_probs,
-            "actor_carry": batch.actor_carry, "critic_carry": batch.critic_carry,
-        })
+        return jax.tree.map(
+            self.sequences,
+            {
+                "obs": batch.obs,
+                "start": batch.start,
+                "actions": batch.actions,
+                "log_probs": batch.log_probs,
+                "actor_carry": batch.actor_carry,
+                "critic_carry": batch.critic_carry,
+            },
+        )
 
     def mask(self, alive: jax.Array) -> jax.Array:
         """The death mask: 1 where the agent acted (ones without ``death_mask``)."""
@@ -143,9 +151,12 @@ class Engine:
         whole batch (``data`` as sequences): [T, B, K]."""
         take = lambda x: jnp.take(x, agents, axis=2)  # noqa: E731
         obs = jax.tree.map(take, data["obs"])
-        logits = self.replay(self.agents_step(self.actor, params, agents), take(data["actor_carry"])[0], obs.obs,
-                             data["start"])
-        return self.unsequences(self.policy.log_prob(logits, obs.avail, take(data["actions"])) - take(data["log_probs"]))
+        logits = self.replay(
+            self.agents_step(self.actor, params, agents), take(data["actor_carry"])[0], obs.obs, data["start"]
+        )
+        return self.unsequences(
+            self.policy.log_prob(logits, obs.avail, take(data["actions"])) - take(data["log_probs"])
+        )
 
     def log_ratio(self, params, data: dict, agents: jax.Array, valid: jax.Array) -> jax.Array:
         """Sum over the valid agents ``agents`` [K] of their log ratios (:meth:`agent_log_ratios`): [T, B]."""
@@ -166,8 +177,20 @@ class Engine:
         loss = -surrogate - self.ent_coef * ent
         return loss, {"loss_actor": loss, "entropy": ent, **objectives.policy_diagnostics(log_ratio, clip_eps, mask)}
 
-    def fit_unit(self, params, opt, data: dict, agents: jax.Array, valid: jax.Array, advantages: jax.Array,
-                 log_rho: jax.Array, weights: jax.Array, clip_eps, key: jax.Array, epochs: int):
+    def fit_unit(
+        self,
+        params,
+        opt,
+        data: dict,
+        agents: jax.Array,
+        valid: jax.Array,
+        advantages: jax.Array,
+        log_rho: jax.Array,
+        weights: jax.Array,
+        clip_eps,
+        key: jax.Array,
+        epochs: int,
+    ):
         """Update the agents ``agents`` [K] (``valid`` [K]: real members, not padding) as one unit.
 
         data: sequences of every agent ([L, S, N, ...]); advantages [T, B, K] of the unit's agents;
@@ -179,39 +202,67 @@ class Engine:
         unit = jax.tree.map(lambda x: jnp.take(x, agents, axis=2), {k: v for k, v in data.items() if k != "start"})
         mask = self.mask(unit["obs"].alive) * valid
         per_step = lambda x: jnp.broadcast_to(self.sequences(x), mask.shape)  # noqa: E731  [T, B, K] -> [L, S, K]
-        unit.update(start=data["start"], mask=mask, log_rho=per_step(log_rho), state_weights=per_step(weights),
-                    advantages=self.normalize_advantages(self.sequences(advantages), mask))
+        unit.update(
+            start=data["start"],
+            mask=mask,
+            log_rho=per_step(log_rho),
+            state_weights=per_step(weights),
+            advantages=self.normalize_advantages(self.sequences(advantages), mask),
+        )
 
         def loss(p, mb):
-            logits = self.replay(self.agents_step(self.actor, p, agents), mb["actor_carry"][0], mb["obs"].obs,
-                                 mb["start"])
+            logits = self.replay(
+                self.agents_step(self.actor, p, agents), mb["actor_carry"][0], mb["obs"].obs, mb["start"]
+            )
             return self.policy_loss(logits, mb, clip_eps)
 
         members = jnp.zeros((self.num_agents,), bool).at[agents].max(valid)
-        return update.fit(loss, params, opt, self.actor_optimizer.step(members), unit, key, epochs,
-                          self.config.num_minibatches)
+        return update.fit(
+            loss, params, opt, self.actor_optimizer.step(members), unit, key, epochs, self.config.num_minibatches
+        )
 
     # -- the critic -------------------------------------------------------------------------------
     def critic_loss(self, params, mb: dict) -> tuple[jax.Array, dict]:
         """mb["value_preds"] and mb["targets"] are in the critic's (normalised) space."""
         cfg = self.config
         agents = jnp.arange(self.num_agents)
-        preds = self.replay(self.agents_step(self.critic, params, agents), mb["critic_carry"][0],
-                            self.critic_input(mb["obs"]), mb["start"])
-        loss = objectives.value_loss(preds[..., 0], mb["value_preds"], mb["targets"], cfg.value_clip,
-                                     cfg.huber_delta, jnp.ones_like(mb["value_preds"]))
+        preds = self.replay(
+            self.agents_step(self.critic, params, agents),
+            mb["critic_carry"][0],
+            self.critic_input(mb["obs"]),
+            mb["start"],
+        )
+        loss = objectives.value_loss(
+            preds[..., 0],
+            mb["value_preds"],
+            mb["targets"],
+            cfg.value_clip,
+            cfg.huber_delta,
+            jnp.ones_like(mb["value_preds"]),
+        )
         return loss, {"loss_critic": loss}
 
-    def fit_critic(self, ts: TrainState, data: dict, values: jax.Array, targets: jax.Array,
-                   key: jax.Array) -> tuple[TrainState, dict]:
+    def fit_critic(
+        self, ts: TrainState, data: dict, values: jax.Array, targets: jax.Array, key: jax.Array
+    ) -> tuple[TrainState, dict]:
         """Value normalisation update, then ``epochs`` x ``num_minibatches`` critic steps towards
         ``targets`` [T, B, N] (return units); ``values`` [T, B, N] the rollout's predictions."""
         cfg = self.config
         value_norm = normalization.update(ts.value_norm, targets) if cfg.value_norm else ts.value_norm
         # Old predictions re-expressed under the updated statistics, so value clipping compares like with like.
-        data = {**data, "value_preds": self.sequences(self.norm(value_norm, values)),
-                "targets": self.sequences(self.norm(value_norm, targets))}
-        params, opt, info = update.fit(self.critic_loss, ts.critic_params, ts.critic_opt,
-                                       update.plain_step(self.critic_tx), data, key, cfg.epochs, cfg.num_minibatches)
+        data = {
+            **data,
+            "value_preds": self.sequences(self.norm(value_norm, values)),
+            "targets": self.sequences(self.norm(value_norm, targets)),
+        }
+        params, opt, info = update.fit(
+            self.critic_loss,
+            ts.critic_params,
+            ts.critic_opt,
+            update.plain_step(self.critic_tx),
+            data,
+            key,
+            cfg.epochs,
+            cfg.num_minibatches,
+        )
         return ts.replace(critic_params=params, critic_opt=opt, value_norm=value_norm), info
-

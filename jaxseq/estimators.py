@@ -50,7 +50,8 @@ def preopc(rewards, values, next_values, discounts, episode_ends, lam, log_rhos)
     step, as in the paper (the public code may apply it twice). With log_rhos == 0 this is :func:`gae`.
     """
     rewards, values, next_values, discounts, log_rhos = jnp.broadcast_arrays(
-        rewards, values, next_values, discounts, log_rhos)
+        rewards, values, next_values, discounts, log_rhos
+    )
     continues = jnp.broadcast_to(1.0 - jnp.asarray(episode_ends, rewards.dtype), rewards.shape)
     c_next = jnp.concatenate([jnp.minimum(1.0, jnp.exp(log_rhos[1:])), jnp.zeros_like(log_rhos[:1])])
     deltas = rewards + discounts * next_values - values
@@ -70,7 +71,8 @@ def vtrace(rewards, values, next_values, discounts, episode_ends, lam, log_rhos,
     operator it cites (rho_t on delta_t), which ``rlax.vtrace`` implements and the tests compare to.
     """
     rewards, values, next_values, discounts, log_rhos = jnp.broadcast_arrays(
-        rewards, values, next_values, discounts, log_rhos)
+        rewards, values, next_values, discounts, log_rhos
+    )
     ends = jnp.broadcast_to(jnp.asarray(episode_ends, bool), rewards.shape)
     rhos = jnp.exp(log_rhos)
     deltas = jnp.minimum(clip_rho, rhos) * (rewards + discounts * next_values - values)

@@ -36,8 +36,10 @@ def compare(base: Config, algos: Sequence[str], out: Path | str, progress: bool 
     configs = {spec: base.replace(**parse_variant(spec)) for spec in algos}
     for config in configs.values():
         validate(config)  # every variant, before the first one trains
-    folder = Path(out) / f"compare-{base.env.replace(':', '-').replace('?', '-').replace('&', '-').replace('=', '')}" \
-                         f"-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder = (
+        Path(out) / f"compare-{base.env.replace(':', '-').replace('?', '-').replace('&', '-').replace('=', '')}"
+        f"-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
     folder.mkdir(parents=True)
     runs, rows = {}, []
     for spec, config in configs.items():
@@ -71,6 +73,8 @@ def results_table(base: Config, rows: list[dict]) -> str:
         test_ret = "n/a" if r["final_test_return_mean"] is None else f"{r['final_test_return_mean']:.3f}"
         win = "n/a" if r["final_test_win_rate"] is None else f"{r['final_test_win_rate']:.3f}"
         wall = "n/a" if r["wall_seconds"] is None else f"{r['wall_seconds']:.0f}"
-        lines.append(f"| {r.get('label', r['algo'])} | {_pm(r['final_return_mean'], r['final_return_std'])} | {test_ret} | "
-                     f"{win} | {wall} |")
+        lines.append(
+            f"| {r.get('label', r['algo'])} | {_pm(r['final_return_mean'], r['final_return_std'])} | {test_ret} | "
+            f"{win} | {wall} |"
+        )
     return "\n".join(lines) + "\n"

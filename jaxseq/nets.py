@@ -34,8 +34,9 @@ _STACKED = {"fups": (), "paps": ("head",), "nops": ("trunk", "head")}
 
 def _dense(features: int, gain: float, orthogonal: bool, name: str | None = None) -> nn.Dense:
     if orthogonal:
-        return nn.Dense(features, kernel_init=nn.initializers.orthogonal(gain), bias_init=nn.initializers.zeros,
-                        name=name)
+        return nn.Dense(
+            features, kernel_init=nn.initializers.orthogonal(gain), bias_init=nn.initializers.zeros, name=name
+        )
     return nn.Dense(features, name=name)
 
 
@@ -99,8 +100,9 @@ class AgentNet(nn.Module):
         carry, h = self.trunk(carry, x, start)
         if self.log_std_init is None:
             return carry, _dense(self.out_dim, self.out_gain, self.trunk.orthogonal, name="head")(h)
-        return carry, GaussianHead(self.out_dim, self.out_gain, self.trunk.orthogonal, self.log_std_init,
-                                   name="head")(h)
+        return carry, GaussianHead(self.out_dim, self.out_gain, self.trunk.orthogonal, self.log_std_init, name="head")(
+            h
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,22 +134,27 @@ class MultiAgentNet:
         x = self._with_agent_id(jnp.zeros((n, in_dim), jnp.float32))
         carry, start = self.init_carry(()), jnp.zeros((n,), bool)
         stacked = jax.vmap(self.net.init)(jax.random.split(key, n), carry, x, start)
-        return jax.tree.map(lambda ax, p: p if ax == 0 else jax.tree.map(lambda a: a[0], p), self.param_axes, stacked,
-                            is_leaf=is_axis)
+        return jax.tree.map(
+            lambda ax, p: p if ax == 0 else jax.tree.map(lambda a: a[0], p), self.param_axes, stacked, is_leaf=is_axis
+        )
 
     def view(self, params: Any, i: jax.Array) -> Any:
         """Agent i's parameters as a single-agent tree: stacked sub-trees indexed at i (a dynamic
         index), shared ones as they are."""
-        return jax.tree.map(lambda ax, p: jax.tree.map(lambda a: a[i], p) if ax == 0 else p, self.param_axes,
-                            params, is_leaf=is_axis)
+        return jax.tree.map(
+            lambda ax, p: jax.tree.map(lambda a: a[i], p) if ax == 0 else p, self.param_axes, params, is_leaf=is_axis
+        )
 
-    def apply_agents(self, params: Any, agents: jax.Array, carry: jax.Array, x: jax.Array,
-                     start: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def apply_agents(
+        self, params: Any, agents: jax.Array, carry: jax.Array, x: jax.Array, start: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
         """The K agents ``agents`` [K] (dynamic indices, repeats allowed), each with its own view:
         carry [..., K, C], x [..., K, D], start [..., K] -> (carry [..., K, C], out [..., K, out])."""
 
         def one(i, c, x_i, s):
-            ids = jnp.broadcast_to(jax.nn.one_hot(i, self.num_agents, dtype=x_i.dtype), x_i.shape[:-1] + (self.num_agents,))
+            ids = jnp.broadcast_to(
+                jax.nn.one_hot(i, self.num_agents, dtype=x_i.dtype), x_i.shape[:-1] + (self.num_agents,)
+            )
             return self.net.apply(self.view(params, i), c, jnp.concatenate([x_i, ids], axis=-1), s)
 
         return jax.vmap(one, in_axes=(0, -2, -2, -1), out_axes=-2)(agents, carry, x, start)
@@ -162,11 +169,29 @@ def is_axis(t: Any) -> bool:
     return t is None or isinstance(t, int)
 
 
-def make_network(*, out_dim: int, out_gain: float, sharing: str, num_agents: int, hidden: int, num_layers: int,
-                 recurrent: bool, layer_norm: bool, orthogonal: bool, activation: str,
-                 log_std_init: float | None = None) -> MultiAgentNet:
+def make_network(
+    *,
+    out_dim: int,
+    out_gain: float,
+    sharing: str,
+    num_agents: int,
+    hidden: int,
+    num_layers: int,
+    recurrent: bool,
+    layer_norm: bool,
+    orthogonal: bool,
+    activation: str,
+    log_std_init: float | None = None,
+) -> MultiAgentNet:
     """``log_std_init`` given: a Gaussian actor over ``out_dim`` action dimensions (outputs [..., 2 out_dim])."""
-    trunk = Trunk(hidden=hidden, num_layers=num_layers, recurrent=recurrent, layer_norm=layer_norm,
-                  orthogonal=orthogonal, activation=activation)
-    return MultiAgentNet(AgentNet(trunk=trunk, out_dim=out_dim, out_gain=out_gain, log_std_init=log_std_init),
-                         sharing, num_agents)
+    trunk = Trunk(
+        hidden=hidden,
+        num_layers=num_layers,
+        recurrent=recurrent,
+        layer_norm=layer_norm,
+        orthogonal=orthogonal,
+        activation=activation,
+    )
+    return MultiAgentNet(
+        AgentNet(trunk=trunk, out_dim=out_dim, out_gain=out_gain, log_std_init=log_std_init), sharing, num_agents
+    )

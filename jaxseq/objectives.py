@@ -44,8 +44,9 @@ def huber(error: jax.Array, delta: float) -> jax.Array:
     return 0.5 * quad**2 + delta * (abs_err - quad)
 
 
-def value_loss(pred: jax.Array, old_pred: jax.Array, target: jax.Array, clip: float, delta: float,
-               mask: jax.Array) -> jax.Array:
+def value_loss(
+    pred: jax.Array, old_pred: jax.Array, target: jax.Array, clip: float, delta: float, mask: jax.Array
+) -> jax.Array:
     """MAPPO's value loss: Huber (or squared) error, with the update clipped around the old prediction.
 
     With ``clip > 0``: max(loss(target - pred), loss(target - (old + clip(pred - old, -clip, clip)))).
@@ -127,8 +128,9 @@ def opspo_clip_range(log_rho, eps1: float, eps2: float):
     return jnp.minimum(off * (1.0 - eps1), 1.0 - eps2), jnp.maximum((1.0 + eps1) / off, 1.0 + eps2)
 
 
-def opspo_objective(log_ratio, log_rho, advantages, weights, eps1: float, eps2: float, clip_range_correction: bool,
-                    mask):
+def opspo_objective(
+    log_ratio, log_rho, advantages, weights, eps1: float, eps2: float, clip_range_correction: bool, mask
+):
     """OPSPO's surrogate (OPSPO paper Eq. 20), to maximise:
 
         min(r rt w A, clip(r rt, l rt, h rt) w A),   rt = clip(rho, 1 +/- eps1),

@@ -55,8 +55,9 @@ def block_sizes(num_agents: int, num_blocks: int) -> tuple[int, ...]:
     return (base,) * (num_blocks - extra) + (base + 1,) * extra
 
 
-def pick_block(rule: str, start: jax.Array, size: jax.Array, max_size: int, scores: jax.Array,
-               remaining: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+def pick_block(
+    rule: str, start: jax.Array, size: jax.Array, max_size: int, scores: jax.Array, remaining: jax.Array, key: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The agents at positions start .. start + size - 1 of the order, picked one by one with
     :func:`next_agent`. Returns (agents [max_size] int, valid [max_size] bool, remaining [N]).
     Slots from ``size`` on are padding: invalid, and repeating the first agent so that any write
@@ -71,4 +72,3 @@ def pick_block(rule: str, start: jax.Array, size: jax.Array, max_size: int, scor
         agents.append(i)
         valid.append(ok)
     return jnp.stack(agents), jnp.stack(valid), remaining
-

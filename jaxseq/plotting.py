@@ -29,7 +29,7 @@ def plot_runs(runs: Mapping[str, Sequence[Mapping]], path: Path, title: str = ""
     for label, rows in runs.items():
         x, y = _series(rows, "return_mean")
         _, s = _series(rows, "return_std")
-        line, = ax.plot(x, y, label=f"{label} (train)")
+        (line,) = ax.plot(x, y, label=f"{label} (train)")
         if len(s) == len(y):
             ax.fill_between(x, y - s, y + s, color=line.get_color(), alpha=0.2)
         tx, ty = _series(rows, "test_return_mean")
@@ -42,7 +42,7 @@ def plot_runs(runs: Mapping[str, Sequence[Mapping]], path: Path, title: str = ""
         ax = axes[0, 1]
         for label, rows in runs.items():
             x, y = _series(rows, "win_rate")
-            line, = ax.plot(x, y, label=f"{label} (train)")
+            (line,) = ax.plot(x, y, label=f"{label} (train)")
             tx, ty = _series(rows, "test_win_rate")
             if len(tx):
                 ax.plot(tx, ty, "o--", color=line.get_color(), markersize=3, label=f"{label} (greedy test)")
@@ -63,4 +63,3 @@ def read_jsonl(path: Path) -> list[dict]:
     import json
 
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-

@@ -32,13 +32,21 @@ def rollout(eng: "Engine", env, ts: TrainState) -> tuple[TrainState, Rollout, di
         critic_carry, v = eng.critic.apply(ts.critic_params, ts.critic_carry, eng.critic_input(ts.obs), start_n)
         env_state, out = jax.vmap(env.step)(jax.random.split(k_env, cfg.num_envs), ts.env_state, actions)
         # The value of the true next observation, continuing this episode's recurrent state.
-        _, v_next = eng.critic.apply(ts.critic_params, critic_carry, eng.critic_input(out.final_obs),
-                                     jnp.zeros_like(start_n))
+        _, v_next = eng.critic.apply(
+            ts.critic_params, critic_carry, eng.critic_input(out.final_obs), jnp.zeros_like(start_n)
+        )
         record = Rollout(
-            obs=ts.obs, start=ts.start, actions=actions, log_probs=log_probs,
-            value_preds=v[..., 0], next_value_preds=v_next[..., 0], rewards=out.reward,
-            terminated=out.terminated, truncated=out.truncated,
-            actor_carry=ts.actor_carry, critic_carry=ts.critic_carry,
+            obs=ts.obs,
+            start=ts.start,
+            actions=actions,
+            log_probs=log_probs,
+            value_preds=v[..., 0],
+            next_value_preds=v_next[..., 0],
+            rewards=out.reward,
+            terminated=out.terminated,
+            truncated=out.truncated,
+            actor_carry=ts.actor_carry,
+            critic_carry=ts.critic_carry,
         )
         done = out.done.astype(jnp.float32)
         stats = {
@@ -47,8 +55,14 @@ def rollout(eng: "Engine", env, ts: TrainState) -> tuple[TrainState, Rollout, di
             "length_sum": stats["length_sum"] + (done * out.episode_length).sum(),
             "win_sum": stats["win_sum"] + (done * out.won).sum(),
         }
-        ts = ts.replace(env_state=env_state, obs=out.obs, start=out.done, actor_carry=actor_carry,
-                        critic_carry=critic_carry, key=key)
+        ts = ts.replace(
+            env_state=env_state,
+            obs=out.obs,
+            start=out.done,
+            actor_carry=actor_carry,
+            critic_carry=critic_carry,
+            key=key,
+        )
         return (ts, stats), record
 
     zeros = {k: jnp.zeros((), jnp.float32) for k in EPISODE_SUMS}
@@ -75,11 +89,20 @@ def greedy_evaluation(eng: "Engine", env, ts: TrainState) -> dict:
         won = jnp.where(first_end, out.won, won)
         return (env_state, out.obs, actor_carry, out.done, finished | out.done, ret, won), None
 
-    init = (env_state, obs, eng.actor.init_carry((num,)), jnp.ones((num,), bool), jnp.zeros((num,), bool),
-            jnp.zeros((num,)), jnp.zeros((num,), bool))
+    init = (
+        env_state,
+        obs,
+        eng.actor.init_carry((num,)),
+        jnp.ones((num,), bool),
+        jnp.zeros((num,), bool),
+        jnp.zeros((num,)),
+        jnp.zeros((num,), bool),
+    )
     (_, _, _, _, finished, ret, won), _ = jax.lax.scan(step, init, jax.random.split(k_steps, eng.spec.max_steps + 1))
     f = finished.astype(jnp.float32)
     count = jnp.maximum(f.sum(), 1.0)
     nan = jnp.float32(jnp.nan)  # no finished episode: no number (the rows say null), not 0
-    return {"test_return_mean": jnp.where(f.sum() > 0, (ret * f).sum() / count, nan),
-            "test_win_rate": jnp.where(f.sum() > 0, (won * f).sum() / count, nan)}
+    return {
+        "test_return_mean": jnp.where(f.sum() > 0, (ret * f).sum() / count, nan),
+        "test_win_rate": jnp.where(f.sum() > 0, (won * f).sum() / count, nan),
+    }

@@ -30,8 +30,20 @@ from jaxseq.errors import ConfigError
 from jaxseq.plotting import plot_runs, read_jsonl
 
 #: Keys every metrics.jsonl line carries (None where undefined or not measured in that chunk).
-METRIC_KEYS = ("env_steps", "return_mean", "return_std", "win_rate", "test_return_mean", "test_win_rate", "sps",
-               "loss_actor", "loss_critic", "entropy", "clip_frac", "approx_kl")
+METRIC_KEYS = (
+    "env_steps",
+    "return_mean",
+    "return_std",
+    "win_rate",
+    "test_return_mean",
+    "test_win_rate",
+    "sps",
+    "loss_actor",
+    "loss_critic",
+    "entropy",
+    "clip_frac",
+    "approx_kl",
+)
 
 
 def _num(x: Any) -> float | None:
@@ -103,11 +115,16 @@ class _WandbLogger:
         try:
             import wandb
         except ImportError:
-            raise ConfigError("wandb", "wandb is not installed; install it with `pip install jaxseq[wandb]` "
-                                       "or run without --wandb") from None
-        self._run = wandb.init(project=os.environ.get("WANDB_PROJECT", "jaxseq"), config=config.to_dict(),
-                               dir=str(run_dir), mode=os.environ.get("WANDB_MODE", "offline"),
-                               name=run_dir.name)
+            raise ConfigError(
+                "wandb", "wandb is not installed; install it with `pip install jaxseq[wandb]` or run without --wandb"
+            ) from None
+        self._run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT", "jaxseq"),
+            config=config.to_dict(),
+            dir=str(run_dir),
+            mode=os.environ.get("WANDB_MODE", "offline"),
+            name=run_dir.name,
+        )
 
     def log(self, row: dict) -> None:
         self._run.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=row["env_steps"])
@@ -137,8 +154,14 @@ class _HostEpisodes:
         return row
 
 
-def train_run(config: Config | None = None, out: Path | str = "runs", resume: Path | str | None = None,
-              use_wandb: bool = False, progress: bool = True, max_chunks: int | None = None) -> Path:
+def train_run(
+    config: Config | None = None,
+    out: Path | str = "runs",
+    resume: Path | str | None = None,
+    use_wandb: bool = False,
+    progress: bool = True,
+    max_chunks: int | None = None,
+) -> Path:
     """Train in a new run folder under ``out`` (or continue ``resume``); returns the run folder.
 
     ``max_chunks`` stops after that many chunks in total (used by tests to simulate an interruption).
@@ -165,8 +188,9 @@ def train_run(config: Config | None = None, out: Path | str = "runs", resume: Pa
     end_chunk = config.num_chunks if max_chunks is None else min(config.num_chunks, max_chunks)
     has_win = trainer.env.spec.has_win
     env = trainer.env
-    host_episodes = _HostEpisodes(run_dir / "episodes.jsonl", env.episode_metrics, start_chunk) \
-        if env.records_episodes else None
+    host_episodes = (
+        _HostEpisodes(run_dir / "episodes.jsonl", env.episode_metrics, start_chunk) if env.records_episodes else None
+    )
     logger = _WandbLogger(config, run_dir) if use_wandb else None
     bar = None
     if progress:
@@ -226,17 +250,27 @@ def summarize(config: Config, rows: list[dict]) -> dict:
 
     sps = [r["sps"] for r in rows if r.get("sps")]
     return {
-        "env": config.env, "algo": config.algo, "num_seeds": config.num_seeds, "sharing": config.sharing,
-        "network": config.network, "chunks": rows[-1]["chunk"], "env_steps": rows[-1]["env_steps"],
-        "first_return_mean": rows[0]["return_mean"], "final_return_mean": last("return_mean"),
-        "final_return_std": last("return_std"), "final_win_rate": last("win_rate"),
-        "final_test_return_mean": last("test_return_mean"), "final_test_win_rate": last("test_win_rate"),
-        "best_test_win_rate": max((r["test_win_rate"] for r in rows if r.get("test_win_rate") is not None),
-                                  default=None),
+        "env": config.env,
+        "algo": config.algo,
+        "num_seeds": config.num_seeds,
+        "sharing": config.sharing,
+        "network": config.network,
+        "chunks": rows[-1]["chunk"],
+        "env_steps": rows[-1]["env_steps"],
+        "first_return_mean": rows[0]["return_mean"],
+        "final_return_mean": last("return_mean"),
+        "final_return_std": last("return_std"),
+        "final_win_rate": last("win_rate"),
+        "final_test_return_mean": last("test_return_mean"),
+        "final_test_win_rate": last("test_win_rate"),
+        "best_test_win_rate": max(
+            (r["test_win_rate"] for r in rows if r.get("test_win_rate") is not None), default=None
+        ),
         # The last evaluation of each seed, for statistics over seeds (median, std) across runs.
         "final_test_return_per_seed": last("test_return_per_seed"),
         "final_test_win_rate_per_seed": last("test_win_rate_per_seed"),
-        "mean_sps": float(np.mean(sps)) if sps else None, "wall_seconds": rows[-1].get("wall_seconds"),
+        "mean_sps": float(np.mean(sps)) if sps else None,
+        "wall_seconds": rows[-1].get("wall_seconds"),
     }
 
 

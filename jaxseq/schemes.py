@@ -59,10 +59,13 @@ def simultaneous(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: ja
 
     def one_pass(carry, k):
         params, opt, _ = carry
-        log_rho = (eng.log_ratio(params, data, agents, valid) if corrected else jnp.zeros(est["values"].shape[:2]))[..., None]
+        log_rho = (eng.log_ratio(params, data, agents, valid) if corrected else jnp.zeros(est["values"].shape[:2]))[
+            ..., None
+        ]
         adv, targets = eng.estimate(est, log_rho)
-        params, opt, info = eng.fit_unit(params, opt, data, agents, valid, adv, log_rho, jnp.ones_like(log_rho),
-                                         cfg.clip_eps, k, epochs)
+        params, opt, info = eng.fit_unit(
+            params, opt, data, agents, valid, adv, log_rho, jnp.ones_like(log_rho), cfg.clip_eps, k, epochs
+        )
         return (params, opt, targets), info
 
     init = (ts.actor_params, ts.actor_opt, jnp.zeros_like(est["values"]))
@@ -124,19 +127,28 @@ def sequential(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.
         members = jnp.zeros((n,), bool).at[agents].max(valid)
         targets = targets.at[..., agents].set(targets_all[..., agents])
         unit_log_rho = log_rho[..., agents]  # [T, B, K]
-        weights, weight_nets, info_w = eng.state_weights.unit(ts.extra, weight_nets, unit_log_rho, episode_starts,
-                                                              ts.actor_params, params, moved & ~members, k_weights)
+        weights, weight_nets, info_w = eng.state_weights.unit(
+            ts.extra, weight_nets, unit_log_rho, episode_starts, ts.actor_params, params, moved & ~members, k_weights
+        )
         position = start + jnp.arange(width)  # 0-based positions of the unit's slots in the order
         eps = ordering.adaptive_clip(cfg.clip_eps, position + 1, n, cfg.clip_c) if alg.adaptive_clip else cfg.clip_eps
         given = log_factor[..., None] if incremental else unit_log_rho
-        new_params, opt, info = eng.fit_unit(params, opt, data, agents, valid, adv_all[..., agents], given, weights,
-                                             eps, k_fit, epochs)
+        new_params, opt, info = eng.fit_unit(
+            params, opt, data, agents, valid, adv_all[..., agents], given, weights, eps, k_fit, epochs
+        )
         if incremental or not shared:
             after = eng.agent_log_ratios(new_params, data, agents)  # [T, B, K]
             log_factor = log_factor + jnp.sum((after - log_ratios[..., agents]) * valid, axis=-1)
             kept = kept.at[..., agents].set(after)  # padding slots repeat agent 0's value
-        info.update(agents=agents, valid=valid, position=position, abs_adv=scores[agents],
-                    state_weight_mean=weights.mean(), state_weight_min=weights.min(), **info_w)
+        info.update(
+            agents=agents,
+            valid=valid,
+            position=position,
+            abs_adv=scores[agents],
+            state_weight_mean=weights.mean(),
+            state_weight_min=weights.min(),
+            **info_w,
+        )
         if eng.trace_units:
             info["trace"] = {"params": params, "moved": moved, "log_rho": given}
         return (new_params, opt, moved | members, remaining, log_factor, kept, targets, weight_nets), info
@@ -170,8 +182,9 @@ def _sequential_metrics(eng: "Engine", params, data: dict, infos: dict) -> dict:
     per_agent.update({k: jnp.broadcast_to(infos[k][..., None], agents.shape) for k in ("clip_frac", "approx_kl", "tv")})
     weight = valid.astype(jnp.float32).ravel()
     count = jnp.zeros(n).at[agents.ravel()].add(weight)
-    metrics.update({f"agent_{k}": jnp.zeros(n).at[agents.ravel()].add(v.ravel() * weight) / count
-                    for k, v in per_agent.items()})
+    metrics.update(
+        {f"agent_{k}": jnp.zeros(n).at[agents.ravel()].add(v.ravel() * weight) / count for k, v in per_agent.items()}
+    )
     if trace is not None:
         metrics["trace"] = {**trace, "agents": agents, "valid": valid}
     return metrics
@@ -198,8 +211,19 @@ def fp3o(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.Array)
     adv, targets = eng.estimate(est, no_rho)
 
     def step(params, opt, log_mid, k):
-        return eng.fit_unit(params, opt, {**data, "log_mid": eng.sequences(log_mid)}, agents, valid, adv, no_rho,
-                            jnp.ones_like(no_rho), cfg.clip_eps, k, cfg.epochs)
+        return eng.fit_unit(
+            params,
+            opt,
+            {**data, "log_mid": eng.sequences(log_mid)},
+            agents,
+            valid,
+            adv,
+            no_rho,
+            jnp.ones_like(no_rho),
+            cfg.clip_eps,
+            k,
+            cfg.epochs,
+        )
 
     mid, mid_opt, info_ind = step(ts.actor_params, ts.actor_opt, jnp.zeros_like(adv), k_ind)
     log_mid = eng.agent_log_ratios(mid, data, agents)  # [T, B, N], fixed for the dependence step
@@ -210,8 +234,9 @@ def fp3o(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.Array)
     params, opt = jax.tree.map(lambda new, old: jnp.where(proceed, new, old), (params, opt), (mid, mid_opt))
     info = jax.tree.map(lambda a, b: jnp.where(proceed, (a + b) / 2, a), info_ind, info_dep)
     joint_mid = jnp.exp(jnp.sum(log_mid * mask, axis=-1))
-    info.update(fp3o_guard_pass=guard.astype(jnp.float32), middle_ratio_mean=joint_mid.mean(),
-                middle_ratio_std=joint_mid.std())
+    info.update(
+        fp3o_guard_pass=guard.astype(jnp.float32), middle_ratio_mean=joint_mid.mean(), middle_ratio_std=joint_mid.std()
+    )
     if eng.trace_units:
         info["trace"] = {"params": mid, "log_mid": log_mid}
     return ts.replace(actor_params=params, actor_opt=opt), targets, info
@@ -229,10 +254,22 @@ def rpisa(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.Array
     no_rho = _no_rho(est)
     adv, targets = eng.estimate(est, no_rho)
     scores = eng.abs_advantage(adv, eng.unsequences(data["obs"].alive))
-    agents, valid, remaining = ordering.pick_block(eng.algorithm.order, n - remaining.sum(), 1, 1, scores, remaining,
-                                                   k_pick)
-    params, opt, info = eng.fit_unit(ts.actor_params, ts.actor_opt, data, agents, valid, adv[..., agents], no_rho,
-                                     jnp.ones_like(no_rho), cfg.clip_eps, k_fit, cfg.epochs)
+    agents, valid, remaining = ordering.pick_block(
+        eng.algorithm.order, n - remaining.sum(), 1, 1, scores, remaining, k_pick
+    )
+    params, opt, info = eng.fit_unit(
+        ts.actor_params,
+        ts.actor_opt,
+        data,
+        agents,
+        valid,
+        adv[..., agents],
+        no_rho,
+        jnp.ones_like(no_rho),
+        cfg.clip_eps,
+        k_fit,
+        cfg.epochs,
+    )
     extra = {**ts.extra, "stage_remaining": remaining}
     return ts.replace(actor_params=params, actor_opt=opt, extra=extra), targets, info
 

@@ -105,19 +105,30 @@ class LearnedStateWeights:
         spec, T, B = self.spec, self.rollout_length, self.num_envs
         N, f32 = spec.num_agents, jnp.float32
         shape, dtype = self.policy.action_shape(spec.num_actions)
-        example = {"states": jnp.zeros((T + 1, B, spec.state_dim), f32), "valid": jnp.zeros((T, B), bool),
-                   "start": jnp.zeros((T, B), bool), "obs": jnp.zeros((T, B, N, spec.obs_dim), f32),
-                   "avail": jnp.zeros((T, B, N, spec.num_actions), bool), "actions": jnp.zeros((T, B, N, *shape), dtype),
-                   "actor_carry": jnp.zeros((T, B, N, self.actor.carry_dim), f32)}
+        example = {
+            "states": jnp.zeros((T + 1, B, spec.state_dim), f32),
+            "valid": jnp.zeros((T, B), bool),
+            "start": jnp.zeros((T, B), bool),
+            "obs": jnp.zeros((T, B, N, spec.obs_dim), f32),
+            "avail": jnp.zeros((T, B, N, spec.num_actions), bool),
+            "actions": jnp.zeros((T, B, N, *shape), dtype),
+            "actor_carry": jnp.zeros((T, B, N, self.actor.carry_dim), f32),
+        }
         return {"density": self.init_ring(key, example, actor_params)}
 
     def record(self, extra: dict, batch: Any, last_obs: Any, behaviour_params: Any) -> dict:
         """Push one rollout (a :class:`jaxseq.types.Rollout`; ``last_obs`` the observation after its
         last step) and its behaviour policy's parameters."""
         states = jnp.concatenate([batch.obs.state[:, :, 0], last_obs.state[None, :, 0]])
-        data = {"states": states, "valid": ~(batch.terminated | batch.truncated), "start": batch.start,
-                "obs": batch.obs.obs, "avail": batch.obs.avail, "actions": batch.actions,
-                "actor_carry": batch.actor_carry}
+        data = {
+            "states": states,
+            "valid": ~(batch.terminated | batch.truncated),
+            "start": batch.start,
+            "obs": batch.obs.obs,
+            "avail": batch.obs.avail,
+            "actions": batch.actions,
+            "actor_carry": batch.actor_carry,
+        }
         return {**extra, "density": self.push(extra["density"], data, behaviour_params)}
 
     def begin(self, extra: dict, behaviour_params: Any, key: jax.Array) -> tuple[dict, tuple]:
@@ -144,8 +155,9 @@ class LearnedStateWeights:
         """An empty ring shaped like ``data_example`` (see :meth:`push`)."""
         ring = density.Ring.create({"data": data_example, "params": actor_params}, self.slots)
         T, B = data_example["valid"].shape
-        return DensityState(ratio=self.learner.init(key), ring=ring,
-                            log_probs=jnp.zeros((self.slots, self.slots, T, B), jnp.float32))
+        return DensityState(
+            ratio=self.learner.init(key), ring=ring, log_probs=jnp.zeros((self.slots, self.slots, T, B), jnp.float32)
+        )
 
     def _agent_log_probs(self, params: Any, rows: dict) -> jax.Array:
         """Per-agent log pi(a|s) of the taken actions at ``rows`` (leading dims [...]) -> [..., N]."""
@@ -193,8 +205,15 @@ class LearnedStateWeights:
         initial = items["states"][jnp.unravel_index(flat0, (W, T, B))]
         return rows, log_b, initial
 
-    def fit(self, rs: density.RatioState, ds: DensityState, behaviour: Any, params: Any, preceding: jax.Array,
-            key: jax.Array) -> tuple[density.RatioState, jax.Array, dict]:
+    def fit(
+        self,
+        rs: density.RatioState,
+        ds: DensityState,
+        behaviour: Any,
+        params: Any,
+        preceding: jax.Array,
+        key: jax.Array,
+    ) -> tuple[density.RatioState, jax.Array, dict]:
         """Alg. 2 for the target policy that acts with ``params`` for the agents where ``preceding``
         [N] is True and with ``behaviour`` for the others. Returns the nets, omega's mean over the
         last batch's states (its scale; E_{d_mix}[omega] = 1) and the objective's last values."""
@@ -204,9 +223,14 @@ class LearnedStateWeights:
             own, old = self._agent_log_probs(params, rows), self._agent_log_probs(behaviour, rows)
             log_target = jnp.where(preceding, own, old).sum(-1)
             ones = jnp.ones(self.batch_size)
-            return density.TransitionBatch(states=rows["s"], next_states=rows["s_next"], log_ratio=log_target - log_b,
-                                           weights=rows["valid"].astype(jnp.float32), initial=initial,
-                                           initial_weights=ones)
+            return density.TransitionBatch(
+                states=rows["s"],
+                next_states=rows["s_next"],
+                log_ratio=log_target - log_b,
+                weights=rows["valid"].astype(jnp.float32),
+                initial=initial,
+                initial_weights=ones,
+            )
 
         batches = jax.vmap(batch)(jax.random.split(key, self.learner.omega_steps))
         rs, info = self.learner.fit(rs, batches)
@@ -227,13 +251,22 @@ METHODS = ("none", "wis", "bch")
 SDC_METHODS = ("auto", "bch", "wis")
 
 
-def make_state_weights(method: str, actor: nets.MultiAgentNet, policy, spec: EnvSpec, config) -> NoStateWeights | LearnedStateWeights:
+def make_state_weights(
+    method: str, actor: nets.MultiAgentNet, policy, spec: EnvSpec, config
+) -> NoStateWeights | LearnedStateWeights:
     """The state weights named ``method`` (one of :data:`METHODS`) for ``config``."""
     if method == "none":
         return NoStateWeights()
     if method == "wis":
         return WeightedISStateWeights()
-    learner = density.DensityRatio(state_dim=spec.state_dim, gamma=config.gamma, hidden=config.density_hidden,
-                                   lr=config.density_lr, omega_steps=config.omega_e, f_steps=config.f_e)
-    return LearnedStateWeights(actor, policy, learner, config.omega_n, config.density_batch, spec,
-                               config.rollout_length, config.num_envs)
+    learner = density.DensityRatio(
+        state_dim=spec.state_dim,
+        gamma=config.gamma,
+        hidden=config.density_hidden,
+        lr=config.density_lr,
+        omega_steps=config.omega_e,
+        f_steps=config.f_e,
+    )
+    return LearnedStateWeights(
+        actor, policy, learner, config.omega_n, config.density_batch, spec, config.rollout_length, config.num_envs
+    )

@@ -62,8 +62,10 @@ class Trainer:
         critic_params = eng.critic.init(k_critic, eng.critic_in_dim)
         # Compiled: op by op, an MJX reset is hundreds of tiny compilations (about 25 s).
         env_state, obs = jax.jit(jax.vmap(self.env.reset))(jax.random.split(k_env, cfg.num_envs))
-        extra = {**self.engine.algorithm.scheme.init_extra(eng.num_agents),
-                 **eng.state_weights.init(jax.random.fold_in(key, 1), actor_params)}
+        extra = {
+            **self.engine.algorithm.scheme.init_extra(eng.num_agents),
+            **eng.state_weights.init(jax.random.fold_in(key, 1), actor_params),
+        }
         return TrainState(
             actor_params=actor_params,
             critic_params=critic_params,
@@ -171,20 +173,44 @@ def make_train(config: Config, *, trace_units: bool = False) -> Trainer:
     env = make_env(config.env)
     spec = env.spec
     if config.agent_blocks > spec.num_agents:
-        raise ConfigError("agent_blocks", f"must be at most the number of agents of {config.env} "
-                                          f"({spec.num_agents}), got {config.agent_blocks}")
-    common = dict(sharing=config.sharing, num_agents=spec.num_agents, hidden=config.hidden_size,
-                  num_layers=config.num_layers, recurrent=config.network == "gru", layer_norm=config.layer_norm,
-                  orthogonal=config.orthogonal_init, activation=config.activation)
-    actor = nets.make_network(out_dim=spec.num_actions, out_gain=0.01,
-                              log_std_init=config.log_std_init if spec.continuous else None, **common)
+        raise ConfigError(
+            "agent_blocks",
+            f"must be at most the number of agents of {config.env} ({spec.num_agents}), got {config.agent_blocks}",
+        )
+    common = dict(
+        sharing=config.sharing,
+        num_agents=spec.num_agents,
+        hidden=config.hidden_size,
+        num_layers=config.num_layers,
+        recurrent=config.network == "gru",
+        layer_norm=config.layer_norm,
+        orthogonal=config.orthogonal_init,
+        activation=config.activation,
+    )
+    actor = nets.make_network(
+        out_dim=spec.num_actions, out_gain=0.01, log_std_init=config.log_std_init if spec.continuous else None, **common
+    )
     critic = nets.make_network(out_dim=1, out_gain=1.0, **common)
     policy = policies.make_policy(spec.continuous, config.log_prob_reduce)
-    actor_optimizer = update.AgentOptimizer(_optimizer(config.actor_lr, config), actor.param_axes, spec.num_agents,
-                                            per_agent_shared=config.shared_optimizer == "per-agent")
+    actor_optimizer = update.AgentOptimizer(
+        _optimizer(config.actor_lr, config),
+        actor.param_axes,
+        spec.num_agents,
+        per_agent_shared=config.shared_optimizer == "per-agent",
+    )
     weights = state_weights.make_state_weights(resolved.state_weights, actor, policy, spec, config)
-    engine = Engine(config, spec, resolved, actor, critic, policy, actor_optimizer, _optimizer(config.critic_lr, config),
-                    weights, trace_units=trace_units)
+    engine = Engine(
+        config,
+        spec,
+        resolved,
+        actor,
+        critic,
+        policy,
+        actor_optimizer,
+        _optimizer(config.critic_lr, config),
+        weights,
+        trace_units=trace_units,
+    )
     return Trainer(config, algorithm, env, engine)
 
 

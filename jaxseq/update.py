@@ -23,8 +23,16 @@ Step = Callable[[Any, Any, Any], tuple[Any, Any]]
 SHARED_OPTIMIZERS = ("per-agent", "one")
 
 
-def fit(loss_fn: Callable[[Any, dict], tuple[jax.Array, dict]], params: Any, opt_state: Any, step: Step,
-        data: dict, key: jax.Array, epochs: int, num_minibatches: int) -> tuple[Any, Any, dict]:
+def fit(
+    loss_fn: Callable[[Any, dict], tuple[jax.Array, dict]],
+    params: Any,
+    opt_state: Any,
+    step: Step,
+    data: dict,
+    key: jax.Array,
+    epochs: int,
+    num_minibatches: int,
+) -> tuple[Any, Any, dict]:
     """``epochs`` passes, each over a fresh permutation of the S sequences in ``num_minibatches``
     minibatches, one ``step`` on the gradient of ``loss_fn(params, minibatch) -> (loss, info)`` per
     minibatch.
@@ -89,9 +97,14 @@ class AgentOptimizer:
     def init(self, params: Any) -> dict:
         stacked, shared = self.split(params)
         n = self.num_agents
-        return {"stacked": jax.vmap(self.tx.init, axis_size=n)(stacked),
-                "shared": (jax.vmap(self.tx.init, in_axes=None, axis_size=n)(shared) if self.per_agent_shared
-                           else self.tx.init(shared))}
+        return {
+            "stacked": jax.vmap(self.tx.init, axis_size=n)(stacked),
+            "shared": (
+                jax.vmap(self.tx.init, in_axes=None, axis_size=n)(shared)
+                if self.per_agent_shared
+                else self.tx.init(shared)
+            ),
+        }
 
     def step(self, members: jax.Array) -> Step:
         """The optimiser step that updates the agents where ``members`` [N] bool is True."""
@@ -108,8 +121,9 @@ class AgentOptimizer:
             u_stacked = jax.tree.map(lambda u: keep_members(u, jnp.zeros_like(u)), u_stacked)
             s_stacked = jax.tree.map(keep_members, s_stacked, opt_state["stacked"])
             if self.per_agent_shared:
-                u_each, s_shared = jax.vmap(self.tx.update, in_axes=(None, 0, None))(g_shared, opt_state["shared"],
-                                                                                     p_shared)
+                u_each, s_shared = jax.vmap(self.tx.update, in_axes=(None, 0, None))(
+                    g_shared, opt_state["shared"], p_shared
+                )
                 u_shared = jax.tree.map(lambda u: jnp.tensordot(weights, u, axes=1), u_each)
                 s_shared = jax.tree.map(keep_members, s_shared, opt_state["shared"])
             else:

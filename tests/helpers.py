@@ -13,9 +13,23 @@ from jaxseq.train import make_train
 
 
 def tiny(**overrides):
-    base = dict(env="mpe:spread", algo="mappo", num_envs=4, rollout_length=8, chunk_length=4, epochs=2, num_minibatches=2,
-                hidden_size=16, num_layers=1, updates_per_chunk=2, total_steps=4 * 8 * 2 * 4, eval_every=2,
-                eval_envs=4, checkpoint_every=1, num_seeds=2)
+    base = dict(
+        env="mpe:spread",
+        algo="mappo",
+        num_envs=4,
+        rollout_length=8,
+        chunk_length=4,
+        epochs=2,
+        num_minibatches=2,
+        hidden_size=16,
+        num_layers=1,
+        updates_per_chunk=2,
+        total_steps=4 * 8 * 2 * 4,
+        eval_every=2,
+        eval_envs=4,
+        checkpoint_every=1,
+        num_seeds=2,
+    )
     base.update(overrides)
     return make_config(**base)
 
@@ -24,16 +38,26 @@ SEQUENTIAL = ("happo", "happo_preopc", "a2po", "opspo")
 SHARING = ("nops", "fups", "paps")
 LOOP_ORDERS = ("agents-outer", "epochs-outer")
 # Spread over the cases: continuous actions (5 dims), GRU, and agent blocks (4 agents in 2 blocks).
-EXTRAS = ({}, {"env": "mpe:spread?actions=continuous"}, {"network": "gru"}, {"env": "mpe:spread?n=4", "agent_blocks": 2})
+EXTRAS = (
+    {},
+    {"env": "mpe:spread?actions=continuous"},
+    {"network": "gru"},
+    {"env": "mpe:spread?n=4", "agent_blocks": 2},
+)
 # epochs 4 over 3 units: Alg. 2 makes 2 passes, so the second pass is checked too; a large
 # learning rate moves every policy well past float noise.
-BASE = dict(num_seeds=1, num_envs=2, rollout_length=8, chunk_length=4, epochs=4, num_minibatches=1, hidden_size=8,
-            actor_lr=3e-2)
+BASE = dict(
+    num_seeds=1, num_envs=2, rollout_length=8, chunk_length=4, epochs=4, num_minibatches=1, hidden_size=8, actor_lr=3e-2
+)
 #: FP3O's (sharing, extra) cases, and the simultaneous and RPISA ones (algo, sharing, extra).
 FP3O_CASES = (("nops", {}), ("fups", {"network": "gru"}), ("paps", {"env": "mpe:spread?actions=continuous"}))
-OTHER_CASES = (("mappo", "fups", {}), ("ippo", "nops", {"network": "gru"}),
-               ("coppo", "paps", {"env": "mpe:spread?actions=continuous"}),
-               ("mappo_vtrace", "fups", {"env": "mpe:spread?n=4"}), ("rpisa", "nops", {}))
+OTHER_CASES = (
+    ("mappo", "fups", {}),
+    ("ippo", "nops", {"network": "gru"}),
+    ("coppo", "paps", {"env": "mpe:spread?actions=continuous"}),
+    ("mappo_vtrace", "fups", {"env": "mpe:spread?n=4"}),
+    ("rpisa", "nops", {}),
+)
 
 
 def sequential_cases():
@@ -47,11 +71,13 @@ def update_configs():
     """label -> config of every traced one-update case: the sequential grid, FP3O's and the others'."""
     cases = {}
     for algo, sharing, order, extra in sequential_cases():
-        cases["-".join([algo, sharing, order] + [f"{k}={v}" for k, v in extra.items()])] = \
-            tiny(**{**BASE, "algo": algo, "sharing": sharing, "loop_order": order, **extra})
+        cases["-".join([algo, sharing, order] + [f"{k}={v}" for k, v in extra.items()])] = tiny(
+            **{**BASE, "algo": algo, "sharing": sharing, "loop_order": order, **extra}
+        )
     for algo, sharing, extra in [("fp3o", s, e) for s, e in FP3O_CASES] + list(OTHER_CASES):
-        cases["-".join([algo, sharing] + [f"{k}={v}" for k, v in extra.items()])] = \
-            tiny(**{**BASE, "algo": algo, "sharing": sharing, **extra})
+        cases["-".join([algo, sharing] + [f"{k}={v}" for k, v in extra.items()])] = tiny(
+            **{**BASE, "algo": algo, "sharing": sharing, **extra}
+        )
     return cases
 
 

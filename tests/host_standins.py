@@ -10,8 +10,15 @@ import numpy as np
 
 from jaxseq.hostenv import HostObs, HostSpec
 
-COUNTING_SPEC = HostSpec(num_agents=2, obs_dim=2, state_dim=2, num_actions=3, obs_widths=(2, 2), action_counts=(3, 3),
-                         episode_metrics=("steps_seen",))
+COUNTING_SPEC = HostSpec(
+    num_agents=2,
+    obs_dim=2,
+    state_dim=2,
+    num_actions=3,
+    obs_widths=(2, 2),
+    action_counts=(3, 3),
+    episode_metrics=("steps_seen",),
+)
 
 
 def episode_length(tag: float) -> int:

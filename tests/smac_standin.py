@@ -20,8 +20,13 @@ class StarCraft2Env:
         self.n_actions = 6 + self.n
 
     def get_env_info(self) -> dict:
-        return {"n_agents": self.n, "n_actions": self.n_actions, "obs_shape": self.n + 2,
-                "state_shape": 2 * self.n + 1, "episode_limit": EPISODE_LIMIT}
+        return {
+            "n_agents": self.n,
+            "n_actions": self.n_actions,
+            "obs_shape": self.n + 2,
+            "state_shape": 2 * self.n + 1,
+            "episode_limit": EPISODE_LIMIT,
+        }
 
     def reset(self):
         self.t = 0

@@ -8,27 +8,72 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(script, *args):
-    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--no-save"],
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args, "--no-save"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     return res.stdout
 
 
 def test_throughput_script():
-    out = _run("throughput.py", "--envs", "mpe:spread", "--seeds", "1", "--num-envs", "2", "--rollout-length", "8",
-               "--updates", "1", "--repeats", "1")
+    out = _run(
+        "throughput.py",
+        "--envs",
+        "mpe:spread",
+        "--seeds",
+        "1",
+        "--num-envs",
+        "2",
+        "--rollout-length",
+        "8",
+        "--updates",
+        "1",
+        "--repeats",
+        "1",
+    )
     assert "| mpe:spread | 1 |" in out and "command: `python benchmarks/throughput.py" in out
 
 
 def test_sequential_scaling_script():
-    out = _run("sequential_scaling.py", "--compile-agents", "2", "--time-agents", "3", "--num-envs", "2",
-               "--rollout-length", "8", "--repeats", "1", "--variants", "MAPPO", "A2PO 3 blocks")
+    out = _run(
+        "sequential_scaling.py",
+        "--compile-agents",
+        "2",
+        "--time-agents",
+        "3",
+        "--num-envs",
+        "2",
+        "--rollout-length",
+        "8",
+        "--repeats",
+        "1",
+        "--variants",
+        "MAPPO",
+        "A2PO 3 blocks",
+    )
     assert "| 2 |" in out and "| 3 |" in out and "A2PO 3 blocks / MAPPO" in out
 
 
 def test_sdc_cost_script():
-    out = _run("sdc_cost.py", "--agents", "2", "--num-envs", "2", "--rollout-length", "8", "--omega-n", "2",
-               "--repeats", "1", "--variants", "no SDC", "OPSPO omega-net")
+    out = _run(
+        "sdc_cost.py",
+        "--agents",
+        "2",
+        "--num-envs",
+        "2",
+        "--rollout-length",
+        "8",
+        "--omega-n",
+        "2",
+        "--repeats",
+        "1",
+        "--variants",
+        "no SDC",
+        "OPSPO omega-net",
+    )
     assert "OPSPO omega-net / no SDC" in out and "| 2 |" in out and "MiB" in out
 
 

@@ -6,17 +6,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from host_standins import COUNTING_SPEC, episode_length
 
 from jaxseq.envs.bridge import BridgeEnv, BridgeWarning
+
+from host_standins import COUNTING_SPEC, episode_length
 
 MAX_STEPS = 5  # below the longest stand-in episode (6), so both terminations and truncations occur
 
 
 def counting_env(tmp_path, fail=None, timeout=60.0, workers=2):
     factory = ("host_standins", "CountingEnv", {"fail": fail, "flag": str(tmp_path / "failed-once")})
-    return BridgeEnv("standin:counting", COUNTING_SPEC, factory, max_steps=MAX_STEPS, workers=workers,
-                     timeout=timeout)
+    return BridgeEnv("standin:counting", COUNTING_SPEC, factory, max_steps=MAX_STEPS, workers=workers, timeout=timeout)
 
 
 def rollout(env, seeds=2, envs=3, steps=20):
@@ -81,7 +81,9 @@ def test_bridge_keeps_auto_reset_semantics_under_nested_vmap(tmp_path):
         # The host logs every ended episode with the env's metrics.
         ended = int(out.done.sum())
         assert len(env.pool.episodes) == ended
-        assert sorted(e["steps_seen"] for e in env.pool.episodes) == sorted(out.final_obs.obs[out.done][:, 0, 0].tolist())
+        assert sorted(e["steps_seen"] for e in env.pool.episodes) == sorted(
+            out.final_obs.obs[out.done][:, 0, 0].tolist()
+        )
     finally:
         env.close()
 
@@ -96,8 +98,11 @@ def test_a_failed_worker_is_reported_restarted_and_its_episodes_truncated(tmp_pa
         assert [w.category for w in caught if issubclass(w.category, BridgeWarning)] == [BridgeWarning]
         (event,) = env.pool.events
         assert event.env_id == "standin:counting" and event.kind == fail
-        assert {"crash": "exit status -9", "exception": "RuntimeError: scripted failure",
-                "hang": "no reply within 3 s"}[fail] in event.detail
+        assert {
+            "crash": "exit status -9",
+            "exception": "RuntimeError: scripted failure",
+            "hang": "no reply within 3 s",
+        }[fail] in event.detail
         lost = lost_transitions(obs, actions, out)
         # Exactly the failed worker's instances lose their episode, once, at the same step; the
         # run goes on in every env.

@@ -11,36 +11,43 @@ from jaxseq.errors import ConfigError
 from jaxseq.train import make_train
 
 
-@pytest.mark.parametrize("overrides, field, words", [
-    (dict(algo="qmix"), "algo", "allowed: .*'a2po'.*'mappo'"),
-    (dict(env="smax:4m"), "env", "unknown smax task"),
-    (dict(sharing="some"), "sharing", "allowed: \\['fups', 'paps', 'nops'\\]"),
-    (dict(network="lstm"), "network", "allowed: \\['mlp', 'gru'\\]"),
-    (dict(activation="gelu"), "activation", "allowed"),
-    (dict(num_envs=0), "num_envs", "positive integer"),
-    (dict(epochs=2.5), "epochs", "expected int"),
-    (dict(gamma=1.5), "gamma", "\\[0, 1\\]"),
-    (dict(gae_lambda=-0.1), "gae_lambda", "\\[0, 1\\]"),
-    (dict(clip_eps=0.0), "clip_eps", "\\(0, 1\\)"),
-    (dict(actor_lr=-1.0), "actor_lr", ">= 0"),
-    (dict(chunk_length=7), "chunk_length", "must divide rollout_length=128"),
-    (dict(num_minibatches=3), "num_minibatches", "must divide the number of training sequences"),
-    (dict(total_steps=100), "total_steps", "at least one batch"),
-    (dict(eval_every=-1), "eval_every", ">= 0"),
-    (dict(coppo_clip_others=1.5), "coppo_clip_others", "\\(0, 1\\)"),
-    (dict(algo="a2po", loop_order="inner"), "loop_order", "allowed: \\['agents-outer', 'epochs-outer'\\]"),
-    (dict(algo="a2po", agent_blocks=-1), "agent_blocks", ">= 0"),
-    (dict(algo="a2po", agent_blocks=4), "agent_blocks", "at most the number of agents of mpe:spread \\(3\\)"),
-    (dict(algo="mappo", agent_blocks=2), "agent_blocks", "applies to a2po, happo.* only, got algo=mappo"),
-    (dict(algo="mappo", loop_order="epochs-outer"), "loop_order", "applies to a2po, .*opspo.* only, got algo=mappo"),
-    (dict(algo="mappo_vtrace", vtrace_clip_rho=0.0), "vtrace_clip_rho", "> 0"),
-    (dict(algo="opspo", opspo_eps2=0.3), "opspo_eps2", "\\(0, clip_eps=0.2\\)"),
-    (dict(shared_optimizer="global"), "shared_optimizer", "allowed: \\['per-agent', 'one'\\]"),
-    (dict(algo="opspo", opspo_sdc_method="dice"), "opspo_sdc_method", "allowed: \\['auto', 'bch', 'wis'\\]"),
-    (dict(algo="opspo", omega_n=0), "omega_n", "positive integer"),
-    (dict(algo="opspo", density_lr=0.0), "density_lr", "> 0"),
-    (dict(algo="mappo", fp3o_guard=True), "fp3o_guard", "applies to fp3o only, got algo=mappo"),
-])
+@pytest.mark.parametrize(
+    "overrides, field, words",
+    [
+        (dict(algo="qmix"), "algo", "allowed: .*'a2po'.*'mappo'"),
+        (dict(env="smax:4m"), "env", "unknown smax task"),
+        (dict(sharing="some"), "sharing", "allowed: \\['fups', 'paps', 'nops'\\]"),
+        (dict(network="lstm"), "network", "allowed: \\['mlp', 'gru'\\]"),
+        (dict(activation="gelu"), "activation", "allowed"),
+        (dict(num_envs=0), "num_envs", "positive integer"),
+        (dict(epochs=2.5), "epochs", "expected int"),
+        (dict(gamma=1.5), "gamma", "\\[0, 1\\]"),
+        (dict(gae_lambda=-0.1), "gae_lambda", "\\[0, 1\\]"),
+        (dict(clip_eps=0.0), "clip_eps", "\\(0, 1\\)"),
+        (dict(actor_lr=-1.0), "actor_lr", ">= 0"),
+        (dict(chunk_length=7), "chunk_length", "must divide rollout_length=128"),
+        (dict(num_minibatches=3), "num_minibatches", "must divide the number of training sequences"),
+        (dict(total_steps=100), "total_steps", "at least one batch"),
+        (dict(eval_every=-1), "eval_every", ">= 0"),
+        (dict(coppo_clip_others=1.5), "coppo_clip_others", "\\(0, 1\\)"),
+        (dict(algo="a2po", loop_order="inner"), "loop_order", "allowed: \\['agents-outer', 'epochs-outer'\\]"),
+        (dict(algo="a2po", agent_blocks=-1), "agent_blocks", ">= 0"),
+        (dict(algo="a2po", agent_blocks=4), "agent_blocks", "at most the number of agents of mpe:spread \\(3\\)"),
+        (dict(algo="mappo", agent_blocks=2), "agent_blocks", "applies to a2po, happo.* only, got algo=mappo"),
+        (
+            dict(algo="mappo", loop_order="epochs-outer"),
+            "loop_order",
+            "applies to a2po, .*opspo.* only, got algo=mappo",
+        ),
+        (dict(algo="mappo_vtrace", vtrace_clip_rho=0.0), "vtrace_clip_rho", "> 0"),
+        (dict(algo="opspo", opspo_eps2=0.3), "opspo_eps2", "\\(0, clip_eps=0.2\\)"),
+        (dict(shared_optimizer="global"), "shared_optimizer", "allowed: \\['per-agent', 'one'\\]"),
+        (dict(algo="opspo", opspo_sdc_method="dice"), "opspo_sdc_method", "allowed: \\['auto', 'bch', 'wis'\\]"),
+        (dict(algo="opspo", omega_n=0), "omega_n", "positive integer"),
+        (dict(algo="opspo", density_lr=0.0), "density_lr", "> 0"),
+        (dict(algo="mappo", fp3o_guard=True), "fp3o_guard", "applies to fp3o only, got algo=mappo"),
+    ],
+)
 def test_bad_config_values_name_the_field(overrides, field, words):
     with pytest.raises(ConfigError, match=words) as err:
         make_train(Config(**overrides))
@@ -93,9 +100,31 @@ def test_cli_lists(capsys):
 
 
 def test_cli_train_writes_a_run_folder(tmp_path):
-    cmd = [sys.executable, "-m", "jaxseq", "train", "--env", "mpe:spread", "--total-steps", "128", "--num-seeds", "1",
-           "--out", str(tmp_path), "--no-progress", "--set", "num_envs=4", "--set", "rollout_length=8",
-           "--set", "updates_per_chunk=2", "--set", "hidden_size=8", "--set", "chunk_length=4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jaxseq",
+        "train",
+        "--env",
+        "mpe:spread",
+        "--total-steps",
+        "128",
+        "--num-seeds",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+        "--set",
+        "num_envs=4",
+        "--set",
+        "rollout_length=8",
+        "--set",
+        "updates_per_chunk=2",
+        "--set",
+        "hidden_size=8",
+        "--set",
+        "chunk_length=4",
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     (run_dir,) = tmp_path.iterdir()
@@ -120,7 +149,13 @@ def test_the_default_job_is_a2po_on_mpe_spread():
 def test_opspo_smac_presets_follow_seed_003_table_2():
     cfg = make_config("opspo-smax-5m_vs_6m")
     assert (cfg.algo, cfg.env, cfg.epochs, cfg.gae_lambda, cfg.clip_eps, cfg.opspo_eps2) == (
-        "opspo", "smax:5m_vs_6m", 10, 0.93, 0.1, 0.05)
+        "opspo",
+        "smax:5m_vs_6m",
+        10,
+        0.93,
+        0.1,
+        0.05,
+    )
     assert make_config("opspo-smax-6h_vs_8z").network == "gru"  # the rest from A2PO's SMAX preset
 
 
@@ -128,7 +163,10 @@ def test_experiment_variants_parse_and_bad_ones_name_the_field():
     from jaxseq.experiment import parse_variant
 
     assert parse_variant("a2po@loop_order=epochs-outer@adaptive_clip=false") == {
-        "algo": "a2po", "loop_order": "epochs-outer", "adaptive_clip": False}
+        "algo": "a2po",
+        "loop_order": "epochs-outer",
+        "adaptive_clip": False,
+    }
     with pytest.raises(ConfigError, match="expected FIELD=VALUE") as err:
         parse_variant("a2po@cyclic")
     assert err.value.field == "cyclic"
@@ -142,13 +180,25 @@ def test_fp3o_smac_presets_follow_seed_002_tables_6_and_7():
 
     cfg = make_config("fp3o-smax-5m_vs_6m-paps")  # Tab. 7: clip 0.05, rnn, 10e6 steps under PaPS
     assert (cfg.algo, cfg.env, cfg.sharing, cfg.clip_eps, cfg.network, cfg.total_steps) == (
-        "fp3o", "smax:5m_vs_6m", "paps", 0.05, "gru", 10_000_000)
+        "fp3o",
+        "smax:5m_vs_6m",
+        "paps",
+        0.05,
+        "gru",
+        10_000_000,
+    )
     assert make_config("fp3o-smax-5m_vs_6m-fups").total_steps == 8_000_000
     cfg = make_config("fp3o-smax-6h_vs_8z-nops")  # Tab. 7: clip 0.2, mlp, 20e6 steps under NoPS
     assert (cfg.clip_eps, cfg.network, cfg.total_steps) == (0.2, "mlp", 20_000_000)
     # Tab. 6: 8 threads x episode length 400 = batch 3200, 1 minibatch, 5 epochs, entropy 0.01, lr 5e-4.
     assert (cfg.num_envs, cfg.rollout_length, cfg.batch_size, cfg.num_minibatches, cfg.epochs) == (8, 400, 3200, 1, 5)
-    assert (cfg.ent_coef, cfg.actor_lr, cfg.critic_lr, cfg.huber_delta, cfg.max_grad_norm) == (0.01, 5e-4, 5e-4, 10.0, 10.0)
+    assert (cfg.ent_coef, cfg.actor_lr, cfg.critic_lr, cfg.huber_delta, cfg.max_grad_norm) == (
+        0.01,
+        5e-4,
+        5e-4,
+        10.0,
+        10.0,
+    )
     # Maps SMAX lacks have no preset; Tab. 7 has FuPS only for 10m_vs_11m and 3s5z_vs_3s6z.
     names = {k for k in PRESETS if k.startswith("fp3o-smax-")}
     assert len(names) == 3 * 3 + 2 and "fp3o-smax-10m_vs_11m-fups" in names and "fp3o-smax-10m_vs_11m-paps" not in names
@@ -171,11 +221,18 @@ def test_mamujoco_presets_follow_the_papers_tables():
     # lr 1e-4, lambda 0.95, eps 0.1; Humanoid 17x1 in blocks of 5.
     cfg = make_config("a2po-mamujoco-Hopper-3x1")
     assert (cfg.algo, cfg.env, cfg.sharing, cfg.batch_size, cfg.ent_coef_continuous) == (
-        "a2po", "mamujoco:Hopper-3x1", "nops", 4000, 0.0)
+        "a2po",
+        "mamujoco:Hopper-3x1",
+        "nops",
+        4000,
+        0.0,
+    )
     assert (cfg.epochs, cfg.actor_lr, cfg.critic_lr, cfg.gae_lambda, cfg.clip_eps) == (8, 1e-4, 1e-4, 0.95, 0.1)
     assert make_config("a2po-mamujoco-Humanoid-17x1").agent_blocks == 5
     assert make_config("a2po-mamujoco-Ant-8x1").agent_blocks == 4
-    assert len([k for k in PRESETS if k.startswith("a2po-mamujoco-")]) == 15  # A2PO paper's 14 tasks + HumanoidStandup 17x1 (Tab. 9 gives its block)
+    assert (
+        len([k for k in PRESETS if k.startswith("a2po-mamujoco-")]) == 15
+    )  # A2PO paper's 14 tasks + HumanoidStandup 17x1 (Tab. 9 gives its block)
     # OPSPO paper Tab. 3: OPSPO on Humanoid 9|8: 8 epochs, 0.90, eps1 0.2, eps2 0.05, omega_e 10, f_e 5, omega_n 20.
     cfg = make_config("opspo-mamujoco-Humanoid-9|8")
     assert (cfg.algo, cfg.epochs, cfg.gae_lambda, cfg.clip_eps, cfg.opspo_eps2) == ("opspo", 8, 0.90, 0.2, 0.05)
@@ -183,7 +240,12 @@ def test_mamujoco_presets_follow_the_papers_tables():
     # FP3O paper Tab. 4-5: FP3O, obsk 5, 32 minibatches, entropy 0.001, Walker 2x3 clip 0.05.
     cfg = make_config("fp3o-mamujoco-Walker2d-2x3-paps")
     assert (cfg.env, cfg.sharing, cfg.clip_eps, cfg.num_minibatches, cfg.ent_coef_continuous) == (
-        "mamujoco:Walker2d-2x3?obsk=5", "paps", 0.05, 32, 0.001)
+        "mamujoco:Walker2d-2x3?obsk=5",
+        "paps",
+        0.05,
+        32,
+        0.001,
+    )
     assert (cfg.actor_lr, cfg.critic_lr, cfg.batch_size, cfg.total_steps) == (1e-5, 3e-4, 4000, 10_000_000)
 
 
@@ -192,10 +254,23 @@ def test_grf_presets_follow_the_papers_tables():
     for algo in ("a2po", "mappo"):
         cfg = make_config(f"{algo}-grf-5_vs_5")
         assert (cfg.algo, cfg.env, cfg.sharing, cfg.epochs, cfg.chunk_length, cfg.ent_coef) == (
-            algo, "grf:5_vs_5", "nops", 10, 10, 0.001)
+            algo,
+            "grf:5_vs_5",
+            "nops",
+            10,
+            10,
+            0.001,
+        )
         assert (cfg.actor_lr, cfg.critic_lr, cfg.gae_lambda, cfg.clip_eps, cfg.gamma) == (5e-4, 5e-4, 0.95, 0.25, 0.995)
     # OPSPO paper Tab. 4: OPSPO 15 epochs, 0.95, eps1 0.2, eps2 0.1, omega_e 5, f_e 5, omega_n 10.
     cfg = make_config("opspo-grf-5_vs_5")
     assert (cfg.epochs, cfg.gae_lambda, cfg.clip_eps, cfg.opspo_eps2, cfg.omega_e, cfg.f_e, cfg.omega_n) == (
-        15, 0.95, 0.2, 0.1, 5, 5, 10)
+        15,
+        0.95,
+        0.2,
+        0.1,
+        5,
+        5,
+        10,
+    )
     assert (cfg.gamma, cfg.ent_coef, cfg.actor_lr) == (0.995, 0.001, 5e-4)

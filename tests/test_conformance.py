@@ -26,8 +26,9 @@ import pytest
 
 from jaxseq.objectives import others_log_ratio
 from jaxseq.train import make_train
-from helpers import BASE, FP3O_CASES, SHARING, sequential_cases, tiny, traced_update as _traced_update, update_configs
 
+from helpers import BASE, FP3O_CASES, SHARING, sequential_cases, tiny, update_configs
+from helpers import traced_update as _traced_update
 
 _APPLY = {}  # the jitted actor of each traced trainer (they live on in _traced_update's cache)
 
@@ -71,8 +72,9 @@ def test_each_unit_gets_the_ratio_recomputed_from_the_parameters_it_starts_from(
     n = trainer.env.spec.num_agents
     behaviour = np.asarray(batch.log_probs, np.float64)
     unit_params = lambda p, u: jax.tree.map(lambda x: x[p, u], trace["params"])  # noqa: E731
-    log_ratios = {(p, u): _log_probs(trainer, unit_params(p, u), batch) - behaviour
-                  for p in range(passes) for u in range(units)}
+    log_ratios = {
+        (p, u): _log_probs(trainer, unit_params(p, u), batch) - behaviour for p in range(passes) for u in range(units)
+    }
     log_final = _log_probs(trainer, final, batch) - behaviour
     moved = np.full(n, sharing != "nops")
     incremental = algo in ("happo", "happo_preopc")
@@ -85,14 +87,18 @@ def test_each_unit_gets_the_ratio_recomputed_from_the_parameters_it_starts_from(
             members = agents[p, u][valid[p, u]]
             if incremental:
                 np.testing.assert_allclose(given[..., 0], factor, atol=2e-4, err_msg=f"factor, pass {p} unit {u}")
-                after = log_ratios[p, u + 1] if u + 1 < units else (log_ratios[p + 1, 0] if p + 1 < passes else log_final)
+                after = (
+                    log_ratios[p, u + 1] if u + 1 < units else (log_ratios[p + 1, 0] if p + 1 < passes else log_final)
+                )
                 factor = factor + (after - log_ratios[p, u])[..., members].sum(-1)
             else:
                 for slot in np.flatnonzero(valid[p, u]):
                     i = agents[p, u, slot]
                     others = moved & (np.arange(n) != i)
                     want = (log_ratios[p, u] * others).sum(-1)
-                    np.testing.assert_allclose(given[..., slot], want, atol=2e-4, err_msg=f"pass {p} unit {u} agent {i}")
+                    np.testing.assert_allclose(
+                        given[..., slot], want, atol=2e-4, err_msg=f"pass {p} unit {u} agent {i}"
+                    )
                     largest = max(largest, float(np.abs(want).max()))
             moved[members] = True
     if not incremental:
@@ -134,15 +140,21 @@ def test_every_algorithm_and_preset_uses_the_joint_density_ratio_of_continuous_a
     """An agent's ratio with several action dimensions is exp of the summed per-dimension log ratios,
     for every algorithm (each builds its policy from the config) and every preset."""
     from scipy import stats
+
     from jaxseq.algorithms import ALGORITHMS
     from jaxseq.config import PRESETS, make_config
+
     assert all(make_config(name).log_prob_reduce == "sum" for name in PRESETS)
     rng = np.random.default_rng(0)
     mean, log_std, shift = rng.uniform(-0.9, 0.9, (3, 4, 5))
     actions = rng.normal(size=(4, 5))
     new, old = np.concatenate([mean + shift, log_std], -1), np.concatenate([mean, log_std], -1)
-    want = np.exp((stats.norm.logpdf(actions, mean + shift, np.exp(log_std))
-                   - stats.norm.logpdf(actions, mean, np.exp(log_std))).sum(-1))
+    want = np.exp(
+        (
+            stats.norm.logpdf(actions, mean + shift, np.exp(log_std))
+            - stats.norm.logpdf(actions, mean, np.exp(log_std))
+        ).sum(-1)
+    )
     avail = np.ones((4, 5), bool)
     for algo in ALGORITHMS:
         policy = make_train(tiny(algo=algo, env="mpe:spread?actions=continuous")).policy

@@ -33,17 +33,25 @@ def _exact_batch(game, pi, pi_target, d):
     s, j, s2 = np.meshgrid(np.arange(S), np.arange(A**N), np.arange(S), indexing="ij")
     eye = np.eye(S, dtype=np.float32)
     return density.TransitionBatch(
-        states=eye[s.ravel()], next_states=eye[s2.ravel()],
+        states=eye[s.ravel()],
+        next_states=eye[s2.ravel()],
         log_ratio=np.log(t[s, j] / b[s, j]).ravel().astype(np.float32),
         weights=(d[:, None, None] * b[:, :, None] * game.P).ravel().astype(np.float32),
-        initial=eye, initial_weights=game.mu0.astype(np.float32))
+        initial=eye,
+        initial_weights=game.mu0.astype(np.float32),
+    )
 
 
 def _as_values(omega, f, batch):
     """Tabular omega and f [S] evaluated at the batch's one-hot states."""
     at = lambda v, x: jnp.asarray(x) @ jnp.asarray(v, jnp.float32)  # noqa: E731
-    return (at(omega, batch.states), at(omega, batch.next_states), at(omega, batch.initial),
-            at(f, batch.next_states), at(f, batch.initial))
+    return (
+        at(omega, batch.states),
+        at(omega, batch.next_states),
+        at(omega, batch.initial),
+        at(f, batch.next_states),
+        at(f, batch.initial),
+    )
 
 
 def test_bch_objective_vanishes_exactly_at_the_true_ratio():
@@ -58,8 +66,9 @@ def test_bch_objective_vanishes_exactly_at_the_true_ratio():
         assert abs(float(loss)) < 1e-5
         # the penalty is 1/2 E_d[f^2]: the s' marginal and mu0 mix to the discounted occupancy d
         np.testing.assert_allclose(float(penalty), 0.5 * float(d @ f**2), rtol=1e-5)
-    losses = [float(density.bch_objective(*_as_values(wrong, rng.normal(size=S), batch), batch, GAMMA)[0])
-              for _ in range(5)]
+    losses = [
+        float(density.bch_objective(*_as_values(wrong, rng.normal(size=S), batch), batch, GAMMA)[0]) for _ in range(5)
+    ]
     assert max(abs(x) for x in losses) > 1e-2
 
 
@@ -75,8 +84,14 @@ def _sampler(game, pi, pi_target, d, size):
         j = jax.random.categorical(k_j, log_b[s])
         s_next = jax.random.categorical(k_next, log_P[s, j])
         s0 = jax.random.categorical(k_0, log_mu0, shape=(size,))
-        return density.TransitionBatch(states=eye[s], next_states=eye[s_next], log_ratio=log_t[s, j] - log_b[s, j],
-                                       weights=jnp.ones(size), initial=eye[s0], initial_weights=jnp.ones(size))
+        return density.TransitionBatch(
+            states=eye[s],
+            next_states=eye[s_next],
+            log_ratio=log_t[s, j] - log_b[s, j],
+            weights=jnp.ones(size),
+            initial=eye[s0],
+            initial_weights=jnp.ones(size),
+        )
 
     return sample
 
@@ -115,8 +130,9 @@ def test_mixture_log_prob_is_the_mean_of_the_filled_policies():
     log_probs = np.log(rng.uniform(0.05, 1.0, size=(4, 3, 5)))
     filled = np.array([True, False, True, True])
     expected = np.log(np.exp(log_probs[filled]).mean(0))
-    np.testing.assert_allclose(density.mixture_log_prob(jnp.asarray(log_probs), jnp.asarray(filled)), expected,
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        density.mixture_log_prob(jnp.asarray(log_probs), jnp.asarray(filled)), expected, rtol=1e-5
+    )
 
 
 def test_ring_overwrites_the_oldest_slot():
@@ -125,4 +141,3 @@ def test_ring_overwrites_the_oldest_slot():
         ring = ring.push({"x": jnp.full(2, float(v + 1))})
     np.testing.assert_array_equal(ring.items["x"][:, 0], [4.0, 2.0, 3.0])
     assert ring.filled.all() and int(ring.newest) == 0
-

@@ -29,7 +29,9 @@ def test_mpe_rows_line_up_with_jaxmarl_dicts():
         np.testing.assert_allclose(obs.obs[i], raw_obs[name])
         np.testing.assert_allclose(obs.state[i, : adapter.spec.obs_dim], raw_obs[name])
     # Global part of every state row: all agents' observations in agent order.
-    np.testing.assert_allclose(obs.state[2, adapter.spec.obs_dim:], jnp.concatenate([raw_obs[a] for a in adapter.agents]))
+    np.testing.assert_allclose(
+        obs.state[2, adapter.spec.obs_dim :], jnp.concatenate([raw_obs[a] for a in adapter.agents])
+    )
 
     # Agent 2 moves right (MPE action 2), everyone else stays: only row 2's velocity changes.
     actions = jnp.array([0, 0, 2, 0])
@@ -58,7 +60,7 @@ def test_smax_rows_line_up_with_jaxmarl_dicts():
     for i, name in enumerate(adapter.agents):
         np.testing.assert_allclose(obs.obs[i], raw_obs[name])
         np.testing.assert_array_equal(obs.avail[i], np.asarray(avail[name], bool))
-        np.testing.assert_allclose(obs.state[i, adapter.spec.obs_dim:], raw_obs["world_state"])
+        np.testing.assert_allclose(obs.state[i, adapter.spec.obs_dim :], raw_obs["world_state"])
     np.testing.assert_array_equal(obs.alive, raw_state.state.unit_alive[:3])
 
 
@@ -102,17 +104,20 @@ def test_smax_wipe_out_is_termination_and_win():
     assert bool(out.terminated) and not bool(out.truncated) and bool(out.won) and bool(out.done)
 
 
-@pytest.mark.parametrize("bad, field_words", [
-    ("spread", "form family:name"),
-    ("gym:cartpole", "unknown family"),
-    ("smax:4m", "unknown smax task"),
-    ("mpe:spread?k=2", "bad parameter"),
-    ("mpe:spread?n=two", "must be int"),
-    ("mpe:spread?reward=mixed", "must be one of"),
-    ("mpe:spread?n=0", "must be positive"),
-    ("mpe:reference?n=3", "takes only max_steps"),
-    ("mpe:reference?actions=continuous", "takes only max_steps"),
-])
+@pytest.mark.parametrize(
+    "bad, field_words",
+    [
+        ("spread", "form family:name"),
+        ("gym:cartpole", "unknown family"),
+        ("smax:4m", "unknown smax task"),
+        ("mpe:spread?k=2", "bad parameter"),
+        ("mpe:spread?n=two", "must be int"),
+        ("mpe:spread?reward=mixed", "must be one of"),
+        ("mpe:spread?n=0", "must be positive"),
+        ("mpe:reference?n=3", "takes only max_steps"),
+        ("mpe:reference?actions=continuous", "takes only max_steps"),
+    ],
+)
 def test_bad_env_ids_fail_with_a_clear_message(bad, field_words):
     with pytest.raises(ConfigError, match=field_words) as err:
         make_env(bad)

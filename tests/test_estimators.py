@@ -32,7 +32,8 @@ def test_gae_matches_rlax_without_episode_ends():
     disc = np.full((T, B), 0.97, np.float32)
     ours = gae(r, v[:-1], v[1:], disc, np.zeros((T, B), bool), 0.9)
     theirs = jax.vmap(rlax.truncated_generalized_advantage_estimation, in_axes=(1, 1, None, 1), out_axes=1)(
-        r, disc, 0.9, v)
+        r, disc, 0.9, v
+    )
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
 
 
@@ -46,7 +47,8 @@ def test_gae_matches_rlax_with_terminations():
     disc = (0.99 * (1 - term)).astype(np.float32)
     ours = gae(r, v[:-1], v[1:], disc, term, 0.95)
     theirs = jax.vmap(rlax.truncated_generalized_advantage_estimation, in_axes=(1, 1, None, 1), out_axes=1)(
-        r, disc, 0.95, v)
+        r, disc, 0.95, v
+    )
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
 
 
@@ -92,8 +94,9 @@ def test_trailing_agent_axis_broadcasts_discounts():
     disc = np.full((6, 2, 1), 0.9, np.float32)
     ours = gae(r, v, nv, disc, ends, 0.8)
     for i in range(3):
-        np.testing.assert_allclose(ours[..., i], gae(r[..., i], v[..., i], nv[..., i], disc[..., 0], ends[..., 0], 0.8),
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            ours[..., i], gae(r[..., i], v[..., i], nv[..., i], disc[..., 0], ends[..., 0], 0.8), rtol=1e-6
+        )
 
 
 # -- off-policy estimators -------------------------------------------------------------------
@@ -149,14 +152,16 @@ def _random_batch(seed, T=12, B=3):
 @given(seed=st.integers(0, 10_000), lam=st.floats(0.0, 1.0))
 def test_preopc_matches_the_paper_loop(seed, lam):
     r, v, nv, d, ends, lr = _random_batch(seed)
-    np.testing.assert_allclose(preopc(r, v, nv, d, ends, lam, lr), numpy_preopc(r, v, nv, d, ends, lam, lr),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        preopc(r, v, nv, d, ends, lam, lr), numpy_preopc(r, v, nv, d, ends, lam, lr), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_preopc_with_unit_ratio_is_gae_and_small_ratio_cuts_the_trace():
     r, v, nv, d, ends, lr = _random_batch(0)
-    np.testing.assert_allclose(preopc(r, v, nv, d, ends, 0.9, np.zeros_like(lr)), gae(r, v, nv, d, ends, 0.9),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        preopc(r, v, nv, d, ends, 0.9, np.zeros_like(lr)), gae(r, v, nv, d, ends, 0.9), rtol=1e-6
+    )
     # A vanishing preceding ratio at t+1 stops credit flowing back from t+1 to t.
     cut = preopc(r, v, nv, d, np.zeros_like(ends), 0.9, np.full_like(lr, -30.0))
     np.testing.assert_allclose(cut, r + d * nv - v, rtol=1e-5, atol=1e-5)
@@ -182,13 +187,15 @@ def test_vtrace_matches_rlax_without_episode_cuts():
     lr = rng.normal(scale=0.4, size=(T, B)).astype(np.float32)
     targets, adv = vtrace(r, v_all[:-1], v_all[1:], d, np.zeros((T, B), bool), 0.9, lr)
     ref_t = jax.vmap(lambda *a: rlax.vtrace(*a, lambda_=0.9), in_axes=1, out_axes=1)(
-        v_all[:-1], v_all[1:], r, d, np.exp(lr))
+        v_all[:-1], v_all[1:], r, d, np.exp(lr)
+    )
     np.testing.assert_allclose(targets - v_all[:-1], ref_t, rtol=1e-4, atol=1e-4)
     # rlax's policy-gradient advantage bootstraps from lam * v_{t+1} + (1 - lam) * V(s_{t+1}) and
     # multiplies by the clipped rho_t: with lam = 1 it is ours times that rho.
     _, adv1 = vtrace(r, v_all[:-1], v_all[1:], d, np.zeros((T, B), bool), 1.0, lr)
     ref = jax.vmap(lambda *a: rlax.vtrace_td_error_and_advantage(*a, lambda_=1.0), in_axes=1, out_axes=1)(
-        v_all[:-1], v_all[1:], r, d, np.exp(lr))
+        v_all[:-1], v_all[1:], r, d, np.exp(lr)
+    )
     np.testing.assert_allclose(np.minimum(1.0, np.exp(lr)) * adv1, ref.pg_advantage, rtol=1e-4, atol=1e-4)
 
 

@@ -28,7 +28,9 @@ def test_run_summary_keeps_the_last_evaluation_of_every_seed():
     assert summary["final_test_win_rate_per_seed"] == [0.25, 1.0]
     assert summary["final_test_return_per_seed"] == [3.0, 4.0]
     no_win = metrics_line(config, False, 1, m, evaluation, 1.0)
-    assert "test_win_rate_per_seed" not in no_win and summarize(config, [no_win])["final_test_win_rate_per_seed"] is None
+    assert (
+        "test_win_rate_per_seed" not in no_win and summarize(config, [no_win])["final_test_win_rate_per_seed"] is None
+    )
 
 
 def test_fp3o_grid_dry_run_plans_every_cell(capfd):
@@ -50,8 +52,11 @@ def test_fp3o_grid_table_is_shaped_like_seed_002_table_2():
     grid = _load("fp3o_smax.py")
     assert grid.seed_values({"final_test_win_rate_per_seed": [0.5, 1.0]}) == [50.0, 100.0]
     assert grid.seed_values({"final_test_win_rate_per_seed": None, "final_test_return_per_seed": [-20.0]}) == [-20.0]
-    results = {("smax:3m", "fp3o", "fups"): [100.0, 50.0, 75.0], ("smax:3m", "fp3o", "nops"): [90.0],
-               ("mpe:spread", "fp3o", "fups"): [-20.0, -22.0]}
+    results = {
+        ("smax:3m", "fp3o", "fups"): [100.0, 50.0, 75.0],
+        ("smax:3m", "fp3o", "nops"): [90.0],
+        ("mpe:spread", "fp3o", "fups"): [-20.0, -22.0],
+    }
     table = grid.grid_table(results, ["smax:3m", "mpe:spread"], ["fp3o", "mappo"], ["fups", "nops"], note="2 seeds")
     lines = table.splitlines()
     assert lines[0] == "| map | algo | metric | FuPS | NoPS |"

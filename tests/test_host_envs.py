@@ -7,12 +7,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import tiny
 
 from jaxseq.envs import make_env, parse_env_id
 from jaxseq.envs.bridge import BridgeEnv, WorkerPool
 from jaxseq.errors import ConfigError
 from jaxseq.hostenv import football, pettingzoo_mpe, starcraft
+
+from helpers import tiny
 
 HAS_GFOOTBALL = importlib.util.find_spec("gfootball") is not None
 
@@ -49,12 +50,20 @@ def test_pz_simple_spread_through_the_pool_matches_pettingzoo():
         pool.close()
 
 
-@pytest.mark.parametrize("env_id, overrides", [
-    ("pz:simple_spread?workers=2", {}),
-    # 1 seed x 2 games (and 2 evaluation games) on the 2 workers.
-    pytest.param("grf:5_vs_5?max_steps=25", dict(num_seeds=1, num_envs=2, eval_envs=2, total_steps=128),
-                 marks=pytest.mark.skipif(not HAS_GFOOTBALL, reason="gfootball missing (bash experiments/install_gfootball.sh)")),
-])
+@pytest.mark.parametrize(
+    "env_id, overrides",
+    [
+        ("pz:simple_spread?workers=2", {}),
+        # 1 seed x 2 games (and 2 evaluation games) on the 2 workers.
+        pytest.param(
+            "grf:5_vs_5?max_steps=25",
+            dict(num_seeds=1, num_envs=2, eval_envs=2, total_steps=128),
+            marks=pytest.mark.skipif(
+                not HAS_GFOOTBALL, reason="gfootball missing (bash experiments/install_gfootball.sh)"
+            ),
+        ),
+    ],
+)
 def test_training_through_the_bridge_writes_a_run_folder(tmp_path, env_id, overrides):
     from jaxseq.run import train_run
 
@@ -79,9 +88,21 @@ def test_training_through_the_bridge_writes_a_run_folder(tmp_path, env_id, overr
 
 def test_smac_adapter_against_a_scripted_stand_in():
     host_spec, limit = starcraft.spec("3m", module="smac_standin")
-    assert (host_spec.num_agents, host_spec.obs_dim, host_spec.state_dim, host_spec.num_actions, limit) == (3, 5, 12, 9, 8)
-    env = BridgeEnv("sc2:3m", host_spec, (starcraft.__name__, "StarCraft", {"map_name": "3m", "module": "smac_standin"}),
-                    max_steps=limit, workers=2, timeout=60)
+    assert (host_spec.num_agents, host_spec.obs_dim, host_spec.state_dim, host_spec.num_actions, limit) == (
+        3,
+        5,
+        12,
+        9,
+        8,
+    )
+    env = BridgeEnv(
+        "sc2:3m",
+        host_spec,
+        (starcraft.__name__, "StarCraft", {"map_name": "3m", "module": "smac_standin"}),
+        max_steps=limit,
+        workers=2,
+        timeout=60,
+    )
     envs, steps = 4, 40
 
     def body(carry, key):
@@ -149,8 +170,14 @@ def test_behaviour_tracker_counts_passes_losses_and_assists():
     t.update(_raw(0, 2), {}, 0, 1)  # won back; a goal conceded
     t.update(_raw(0, 3), {}, 0, 0)  # a teammate takes it without a pass action: no pass
     r = t.result()
-    assert (r["goals"], r["goals_conceded"], r["assists"], r["passes"], r["pass_attempts"], r["lost_balls"]) == \
-        (1, 1, 1, 1, 2, 1)
+    assert (r["goals"], r["goals_conceded"], r["assists"], r["passes"], r["pass_attempts"], r["lost_balls"]) == (
+        1,
+        1,
+        1,
+        1,
+        2,
+        1,
+    )
     assert r["pass_rate"] == 0.5
 
 

@@ -7,7 +7,6 @@ import mujoco
 import numpy as np
 import pytest
 
-from helpers import tiny
 from jaxseq import policies
 from jaxseq.algorithms import ALGORITHMS
 from jaxseq.config import make_config
@@ -16,11 +15,23 @@ from jaxseq.envs.mamujoco import ROBOTS, features, task_names
 from jaxseq.errors import ConfigError
 from jaxseq.train import make_train
 
+from helpers import tiny
+
 mamujoco_v1 = pytest.importorskip("gymnasium_robotics.envs.multiagent_mujoco.mujoco_multi")
 
 #: The partitions mamujoco_v1 defines too (the others are ours: docs/design.md).
-SHARED = [("HalfCheetah", "2x3"), ("HalfCheetah", "6x1"), ("Ant", "2x4"), ("Ant", "2x4d"), ("Ant", "4x2"),
-          ("Hopper", "3x1"), ("Walker2d", "2x3"), ("Humanoid", "9|8"), ("HumanoidStandup", "9|8"), ("Reacher", "2x1")]
+SHARED = [
+    ("HalfCheetah", "2x3"),
+    ("HalfCheetah", "6x1"),
+    ("Ant", "2x4"),
+    ("Ant", "2x4d"),
+    ("Ant", "4x2"),
+    ("Hopper", "3x1"),
+    ("Walker2d", "2x3"),
+    ("Humanoid", "9|8"),
+    ("HumanoidStandup", "9|8"),
+    ("Reacher", "2x1"),
+]
 #: mamujoco_v1's Humanoid nodes abdomen_y and abdomen_z read each other's qpos / qvel (their
 #: indices -17 / -16 are abdomen_z / abdomen_y in the model) while acting on their own actuators;
 #: we observe the joint we actuate, so we swap the names on their side (docs/design.md).
@@ -70,7 +81,7 @@ def test_partition_matches_gymnasium_robotics(robot, partition):
     our_joints = _names(m, mujoco.mjtObj.mjOBJ_JOINT, m.njnt)
     for i, part in enumerate(env.agent_action_partitions):
         want = [ref_joints[base.model.actuator_trnid[node.act_ids, 0]] for node in part]
-        got = [our_joints[m.actuator_trnid[a, 0]] for a in lay.act_index[i, :lay.action_counts[i]]]
+        got = [our_joints[m.actuator_trnid[a, 0]] for a in lay.act_index[i, : lay.action_counts[i]]]
         assert got == want, (i, got, want)
     structure = getattr(base, "observation_structure", None)
     if env.observation_factorization is not None:
@@ -93,21 +104,22 @@ def test_partition_matches_gymnasium_robotics(robot, partition):
         mujoco.mj_forward(m, data)
         feats = np.asarray(features(lay, data))
         for i, agent in enumerate(env.possible_agents):
-            np.testing.assert_allclose(feats[lay.index[i, :lay.widths[i]]], want[agent], rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(feats[lay.index[i, : lay.widths[i]]], want[agent], rtol=1e-5, atol=1e-6)
 
 
-# In the default suite: Hopper (the CPU preset's robot), Ant (four partitions, 1 to 4 joints per
-# agent) and Humanoid (the heterogeneous 9|8 split); the other robots' compiled checks (20-40 s
-# each on 2 cores) run with -m slow, for the suite's time budget. The partitions gymnasium-robotics
-# also has are cross-checked against it, without jit, in the default suite.
-_DEFAULT_ROBOTS = ("Hopper", "Ant", "Humanoid")
+# In the default suite: Ant (four partitions, 1 to 4 joints per agent) and Humanoid (the
+# heterogeneous 9|8 split); the other robots' compiled checks (20-40 s each on 2 cores), Hopper's
+# included, run with -m slow, for the suite's time budget. The partitions gymnasium-robotics also
+# has are cross-checked against it, without jit, in the default suite.
+_DEFAULT_ROBOTS = ("Ant", "Humanoid")
 
 
 def _robot_tasks():
     """(robot, its partitions): physics compiles once per robot."""
-    return [pytest.param(robot, sorted(r.partitions), id=robot,
-                         marks=() if robot in _DEFAULT_ROBOTS else pytest.mark.slow)
-            for robot, r in ROBOTS.items()]
+    return [
+        pytest.param(robot, sorted(r.partitions), id=robot, marks=() if robot in _DEFAULT_ROBOTS else pytest.mark.slow)
+        for robot, r in ROBOTS.items()
+    ]
 
 
 @pytest.mark.parametrize("robot,partitions", _robot_tasks())
@@ -138,12 +150,18 @@ def test_every_task_resets_and_steps_under_jit_and_vmap(robot, partitions):
     assert not np.any(np.asarray(outs.truncated & outs.terminated))
     second = jax.tree.map(lambda x: x[1], states)  # the physics state after two steps
     inners = [make_env(f"mamujoco:{robot}-{partition}").env for partition in partitions]
-    acts = [jnp.arange(1, e.spec.num_agents * e.spec.num_actions + 1, dtype=jnp.float32).reshape(e.spec.num_agents, -1)
-            / 100.0 for e in inners]
+    acts = [
+        jnp.arange(1, e.spec.num_agents * e.spec.num_actions + 1, dtype=jnp.float32).reshape(e.spec.num_agents, -1)
+        / 100.0
+        for e in inners
+    ]
     # Every partition's maps in one program: observations of the physics states, control vectors.
-    observed, ctrls = jax.jit(lambda s, a: ([jax.vmap(e._observe)(s) for e in inners],
-                                            [jax.vmap(e.global_action)(jnp.stack([x] * B)) for e, x in zip(inners, a)]))(
-        second, acts)
+    observed, ctrls = jax.jit(
+        lambda s, a: (
+            [jax.vmap(e._observe)(s) for e in inners],
+            [jax.vmap(e.global_action)(jnp.stack([x] * B)) for e, x in zip(inners, a)],
+        )
+    )(second, acts)
     for inner, o, ctrl, acts in zip(inners, observed, ctrls, acts):
         n, width = inner.spec.num_agents, inner.spec.obs_dim
         assert o.obs.shape == (B, n, width) and np.all(np.isfinite(np.asarray(o.obs)))
@@ -154,7 +172,7 @@ def test_every_task_resets_and_steps_under_jit_and_vmap(robot, partitions):
         lay = inner.layout
         want = np.zeros(len(lay.ctrl_low), np.float32)
         for i in range(n):
-            want[lay.act_index[i, :lay.action_counts[i]]] = np.asarray(acts[i, :lay.action_counts[i]])
+            want[lay.act_index[i, : lay.action_counts[i]]] = np.asarray(acts[i, : lay.action_counts[i]])
         np.testing.assert_allclose(ctrl, np.clip(want, lay.ctrl_low, lay.ctrl_high), rtol=1e-6)
 
 
@@ -183,8 +201,15 @@ def test_obsk_widens_the_neighbourhood():
 def _train_briefly(algo, task):
     """Two updates of ``algo`` on ``task`` (episodes of 8 steps, so some finish); returns the
     actor parameters before and after and the metrics."""
-    cfg = tiny(env=f"mamujoco:{task}?max_steps=8", algo=algo, sharing="nops", num_envs=2, num_seeds=1,
-               rollout_length=8, num_minibatches=1)
+    cfg = tiny(
+        env=f"mamujoco:{task}?max_steps=8",
+        algo=algo,
+        sharing="nops",
+        num_envs=2,
+        num_seeds=1,
+        rollout_length=8,
+        num_minibatches=1,
+    )
     trainer = make_train(cfg)
     state = trainer.init(jax.random.PRNGKey(0))
     before = jax.device_get(state.actor_params)
@@ -218,15 +243,23 @@ def test_every_objective_takes_gaussian_log_probs(reduce):
         pol = trainer.policy
         assert isinstance(pol, policies.Gaussian) and pol.reduce == reduce
         A = trainer.env.spec.num_actions
-        old = jnp.asarray(np.concatenate([rng.uniform(-0.5, 0.5, (T, N, A)), np.full((T, N, A), -0.5)], -1), jnp.float32)
+        old = jnp.asarray(
+            np.concatenate([rng.uniform(-0.5, 0.5, (T, N, A)), np.full((T, N, A), -0.5)], -1), jnp.float32
+        )
         avail = jnp.ones((T, N, A), bool)
         actions = pol.sample(jax.random.PRNGKey(1), old, avail)
-        mb = {"obs": Observation(obs=jnp.zeros((T, N, 1)), state=jnp.zeros((T, N, 1)), avail=avail,
-                                 alive=jnp.ones((T, N), bool)),
-              "actions": actions, "log_probs": pol.log_prob(old, avail, actions),
-              "advantages": jnp.asarray(rng.normal(size=(T, N)), jnp.float32), "mask": jnp.ones((T, N)),
-              "log_rho": jnp.asarray(rng.normal(scale=0.1, size=(T, N)), jnp.float32),
-              "state_weights": jnp.ones((T, N)), "log_mid": jnp.asarray(rng.normal(scale=0.1, size=(T, N)), jnp.float32)}
+        mb = {
+            "obs": Observation(
+                obs=jnp.zeros((T, N, 1)), state=jnp.zeros((T, N, 1)), avail=avail, alive=jnp.ones((T, N), bool)
+            ),
+            "actions": actions,
+            "log_probs": pol.log_prob(old, avail, actions),
+            "advantages": jnp.asarray(rng.normal(size=(T, N)), jnp.float32),
+            "mask": jnp.ones((T, N)),
+            "log_rho": jnp.asarray(rng.normal(scale=0.1, size=(T, N)), jnp.float32),
+            "state_weights": jnp.ones((T, N)),
+            "log_mid": jnp.asarray(rng.normal(scale=0.1, size=(T, N)), jnp.float32),
+        }
         new = old.at[..., :A].add(0.05)
         loss, _ = trainer.engine.policy_loss(new, mb, 0.2)
         grad = jax.grad(lambda out: trainer.engine.policy_loss(out, mb, 0.2)[0])(new)

@@ -11,8 +11,18 @@ N, D, A = 3, 5, 4
 
 
 def _net(sharing, recurrent=True, out_dim=A):
-    return nets.make_network(out_dim=out_dim, out_gain=0.01, sharing=sharing, num_agents=N, hidden=8, num_layers=1,
-                             recurrent=recurrent, layer_norm=True, orthogonal=True, activation="relu")
+    return nets.make_network(
+        out_dim=out_dim,
+        out_gain=0.01,
+        sharing=sharing,
+        num_agents=N,
+        hidden=8,
+        num_layers=1,
+        recurrent=recurrent,
+        layer_norm=True,
+        orthogonal=True,
+        activation="relu",
+    )
 
 
 def test_gru_state_is_reset_exactly_at_episode_starts():
@@ -26,6 +36,7 @@ def test_gru_state_is_reset_exactly_at_episode_starts():
             x, s = inp
             c, out = net.apply(params, c, x, jnp.broadcast_to(s[:, None], (2, N)))
             return c, out
+
         return jax.lax.scan(step, net.init_carry((2,)), (xs, starts))[1]
 
     out = run(xs, starts)
@@ -44,7 +55,10 @@ def test_gru_state_is_reset_exactly_at_episode_starts():
 def test_sharing_modes_agree_when_per_agent_parameters_are_equal(recurrent):
     fups, paps, nops = (_net(m, recurrent) for m in ("fups", "paps", "nops"))
     shared = fups.init(jax.random.PRNGKey(0), D)
-    stack = lambda t: jax.tree.map(lambda a: jnp.broadcast_to(a, (N,) + a.shape), t)
+
+    def stack(t):
+        return jax.tree.map(lambda a: jnp.broadcast_to(a, (N,) + a.shape), t)
+
     p_paps = {"params": {"trunk": shared["params"]["trunk"], "head": stack(shared["params"]["head"])}}
     p_nops = {"params": {"trunk": stack(shared["params"]["trunk"]), "head": stack(shared["params"]["head"])}}
     x = jax.random.normal(jax.random.PRNGKey(1), (7, N, D))

@@ -18,15 +18,17 @@ def test_ppo_clip_hand_cases():
     lr = jnp.log(jnp.array([1.5, 0.5]))
     np.testing.assert_allclose(O.ppo_clip_objective(lr, jnp.array([2.0, -1.0]), 0.2, ONE), (2.4 - 0.8) / 2, rtol=1e-6)
     # The mask drops the second sample.
-    np.testing.assert_allclose(O.ppo_clip_objective(lr, jnp.array([2.0, -1.0]), 0.2, jnp.array([1.0, 0.0])), 2.4,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        O.ppo_clip_objective(lr, jnp.array([2.0, -1.0]), 0.2, jnp.array([1.0, 0.0])), 2.4, rtol=1e-6
+    )
 
 
 def test_value_loss_hand_cases():
     # Huber with delta 1 on error 3: 0.5 + 1 * 2 = 2.5. Clipped prediction old + 0.2 = 0.2, error 2.8 -> 2.3.
     np.testing.assert_allclose(O.value_loss(jnp.array(0.0), jnp.array(0.0), jnp.array(3.0), 0.0, 1.0, ONE), 2.5)
-    np.testing.assert_allclose(O.value_loss(jnp.array(2.0), jnp.array(0.0), jnp.array(3.0), 0.2, 1.0, ONE), 2.3,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        O.value_loss(jnp.array(2.0), jnp.array(0.0), jnp.array(3.0), 0.2, 1.0, ONE), 2.3, rtol=1e-6
+    )
     np.testing.assert_allclose(O.value_loss(jnp.array(2.0), jnp.array(0.0), jnp.array(3.0), 0.0, 0.0, ONE), 0.5)
 
 
@@ -43,13 +45,13 @@ def test_a2po_objective_clips_the_preceding_ratio_to_half_eps():
     # rho = 2 -> clip(2, 0.9, 1.1) = 1.1 with eps = 0.2; r = 1: l = 1.1, A = 1: min(1.1, 1.1) = 1.1.
     np.testing.assert_allclose(O.a2po_objective(jnp.log(1.0), jnp.log(2.0), jnp.array(1.0), 0.2, ONE), 1.1, rtol=1e-6)
     # r = 1.2, rho = 1.05: l = 1.26 > 1.2 -> clipped to 1.2 for A > 0.
-    np.testing.assert_allclose(O.a2po_objective(jnp.log(1.2), jnp.log(1.05), jnp.array(1.0), 0.2, ONE), 1.2,
-                               rtol=1e-6)
+    np.testing.assert_allclose(O.a2po_objective(jnp.log(1.2), jnp.log(1.05), jnp.array(1.0), 0.2, ONE), 1.2, rtol=1e-6)
     # With rho = 1 it is PPO-clip.
     lr = jnp.linspace(-0.5, 0.5, 7)
     adv = jnp.linspace(-1, 1, 7)
-    np.testing.assert_allclose(O.a2po_objective(lr, jnp.zeros(7), adv, 0.2, ONE), O.ppo_clip_objective(lr, adv, 0.2, ONE),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        O.a2po_objective(lr, jnp.zeros(7), adv, 0.2, ONE), O.ppo_clip_objective(lr, adv, 0.2, ONE), rtol=1e-6
+    )
 
 
 def test_coppo_objective_double_clip():
@@ -64,8 +66,9 @@ def test_others_log_ratio_excludes_exactly_the_own_ratio():
     lr = jnp.log(jnp.array([[2.0, 3.0, 5.0]]))
     np.testing.assert_allclose(jnp.exp(O.others_log_ratio(lr, ONE)), [[15.0, 10.0, 6.0]], rtol=1e-6)
     # A masked-out agent counts as ratio 1 for the others; one agent alone has an empty product.
-    np.testing.assert_allclose(jnp.exp(O.others_log_ratio(lr, jnp.array([1.0, 0.0, 1.0]))), [[5.0, 10.0, 2.0]],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        jnp.exp(O.others_log_ratio(lr, jnp.array([1.0, 0.0, 1.0]))), [[5.0, 10.0, 2.0]], rtol=1e-6
+    )
     assert float(O.others_log_ratio(jnp.log(jnp.array([7.0])), ONE)[0]) == 0.0
     # Each agent's entry does not depend on its own ratio at all.
     grads = jax.jacobian(lambda x: O.others_log_ratio(x, ONE))(jnp.array([0.1, -0.2, 0.3]))
@@ -79,17 +82,20 @@ def test_fp3o_objective_hand_cases():
     lr, mid = jnp.log(jnp.array([1.3, 1.0])), jnp.log(jnp.array([1.5, 0.5]))
     np.testing.assert_allclose(O.fp3o_objective(lr, mid, jnp.ones(2), 0.2, ONE), 1.05, rtol=1e-6)
     # A < 0: agent 0 (r = 0.7 below 1 - eps): min(-0.7 * 0.5, -0.8 * 0.5) = -0.4.
-    np.testing.assert_allclose(O.fp3o_objective(jnp.log(jnp.array([0.7, 1.0])), mid, -jnp.ones(2), 0.2, ONE),
-                               (-0.4 - 1.5) / 2, rtol=1e-6)
+    np.testing.assert_allclose(
+        O.fp3o_objective(jnp.log(jnp.array([0.7, 1.0])), mid, -jnp.ones(2), 0.2, ONE), (-0.4 - 1.5) / 2, rtol=1e-6
+    )
     # R carries no gradient; the own middle ratio does not enter the own term.
     g = jax.grad(lambda m: O.fp3o_objective(lr, m, jnp.ones(2), 0.2, ONE))(mid)
     np.testing.assert_array_equal(g, 0.0)
-    np.testing.assert_allclose(O.fp3o_objective(lr, jnp.log(jnp.array([9.0, 0.5])), jnp.array([0.0, 1.0]), 0.2, ONE),
-                               9.0 / 2, rtol=1e-6)
+    np.testing.assert_allclose(
+        O.fp3o_objective(lr, jnp.log(jnp.array([9.0, 0.5])), jnp.array([0.0, 1.0]), 0.2, ONE), 9.0 / 2, rtol=1e-6
+    )
     # Middle = old (R = 1) is the independence step, PPO-clip (Eq. 9).
     lrs, adv = jnp.linspace(-0.5, 0.5, 12).reshape(4, 3), jnp.linspace(-1, 1, 12).reshape(4, 3)
-    np.testing.assert_allclose(O.fp3o_objective(lrs, jnp.zeros((4, 3)), adv, 0.2, ONE),
-                               O.ppo_clip_objective(lrs, adv, 0.2, ONE), rtol=1e-6)
+    np.testing.assert_allclose(
+        O.fp3o_objective(lrs, jnp.zeros((4, 3)), adv, 0.2, ONE), O.ppo_clip_objective(lrs, adv, 0.2, ONE), rtol=1e-6
+    )
 
 
 def test_fp3o_guard_compares_the_joint_with_the_independent_middle_surrogate():
@@ -130,12 +136,18 @@ def test_opspo_reduces_to_ppo_on_policy_and_to_the_vanilla_objective_without_cor
     adv = jax.random.normal(k3, (64,))
     mask = jnp.ones(64)
     # rho = 1, weights 1: PPO-clip with eps1, with or without the clip-range correction
-    np.testing.assert_allclose(O.opspo_objective(log_ratio, 0.0, adv, 1.0, 0.2, 0.1, crc, mask),
-                               O.ppo_clip_objective(log_ratio, adv, 0.2, mask), rtol=1e-5)
+    np.testing.assert_allclose(
+        O.opspo_objective(log_ratio, 0.0, adv, 1.0, 0.2, 0.1, crc, mask),
+        O.ppo_clip_objective(log_ratio, adv, 0.2, mask),
+        rtol=1e-5,
+    )
     # every correction off (weights 1, no CRC; the caller's GAE advantages): PPO-clip on r * clip(rho)
     rt = jnp.clip(jnp.exp(log_rho), 0.8, 1.2)
-    np.testing.assert_allclose(O.opspo_objective(log_ratio, log_rho, adv, 1.0, 0.2, 0.1, False, mask),
-                               O.ppo_clip_objective(log_ratio + jnp.log(rt), adv, 0.2, mask), rtol=1e-5)
+    np.testing.assert_allclose(
+        O.opspo_objective(log_ratio, log_rho, adv, 1.0, 0.2, 0.1, False, mask),
+        O.ppo_clip_objective(log_ratio + jnp.log(rt), adv, 0.2, mask),
+        rtol=1e-5,
+    )
 
 
 def _order(rule, scores, key):
@@ -168,7 +180,8 @@ def test_selection_rules_follow_their_scores():
 def test_random_rule_only_picks_remaining_agents():
     remaining = jnp.array([False, True, False, True])
     picks = jax.vmap(lambda k: next_agent("random", 1, jnp.zeros(4), remaining, k))(
-        jax.random.split(jax.random.PRNGKey(0), 200))
+        jax.random.split(jax.random.PRNGKey(0), 200)
+    )
     assert set(np.asarray(picks).tolist()) == {1, 3}
 
 
@@ -178,15 +191,17 @@ def test_block_sizes_follow_the_paper_example():
 
 
 @settings(max_examples=30, deadline=None)
-@given(n=st.integers(1, 9), blocks=st.integers(0, 9), seed=st.integers(0, 10_000),
-       rule=st.sampled_from(SELECTION_RULES))
+@given(
+    n=st.integers(1, 9), blocks=st.integers(0, 9), seed=st.integers(0, 10_000), rule=st.sampled_from(SELECTION_RULES)
+)
 def test_blocks_partition_the_agents(n, blocks, seed, rule):
     sizes = block_sizes(n, min(blocks, n))
     scores = jax.random.normal(jax.random.PRNGKey(seed), (n,))
     remaining, picked = jnp.ones(n, bool), []
     for u, size in enumerate(sizes):
-        agents, valid, remaining = pick_block(rule, sum(sizes[:u]), size, max(sizes), scores, remaining,
-                                              jax.random.PRNGKey(seed + u))
+        agents, valid, remaining = pick_block(
+            rule, sum(sizes[:u]), size, max(sizes), scores, remaining, jax.random.PRNGKey(seed + u)
+        )
         assert np.asarray(valid).sum() == size
         # padding slots repeat the block's first agent
         assert all(int(a) == int(agents[0]) for a, v in zip(agents, valid) if not v)

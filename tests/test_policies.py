@@ -45,8 +45,12 @@ def test_gaussian_log_prob_and_entropy_reduce_over_real_dimensions():
     assert policies.Gaussian().reduce == "sum" and policies.make_policy(True).reduce == "sum"
     for reduce, scale in (("sum", 1.0), ("mean", 1.0 / count)):
         pol = policies.Gaussian(reduce)
-        np.testing.assert_allclose(pol.log_prob(other, avail, actions) - pol.log_prob(out, avail, actions),
-                                   ((other_dim - per_dim) * mask).sum(-1) * scale, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            pol.log_prob(other, avail, actions) - pol.log_prob(out, avail, actions),
+            ((other_dim - per_dim) * mask).sum(-1) * scale,
+            rtol=1e-4,
+            atol=1e-6,
+        )
 
 
 def test_gaussian_log_std_is_clamped_so_far_values_stay_finite():
@@ -73,8 +77,19 @@ def test_gaussian_samples_match_mean_and_std_and_leave_padding_zero():
 
 
 def test_gaussian_head_has_tanh_mean_and_per_agent_log_std():
-    net = nets.make_network(out_dim=3, out_gain=0.01, sharing="paps", num_agents=2, hidden=8, num_layers=1,
-                            recurrent=False, layer_norm=False, orthogonal=True, activation="relu", log_std_init=-0.5)
+    net = nets.make_network(
+        out_dim=3,
+        out_gain=0.01,
+        sharing="paps",
+        num_agents=2,
+        hidden=8,
+        num_layers=1,
+        recurrent=False,
+        layer_norm=False,
+        orthogonal=True,
+        activation="relu",
+        log_std_init=-0.5,
+    )
     params = net.init(jax.random.PRNGKey(0), 5)
     assert params["params"]["head"]["log_std"].shape == (2, 3)  # a head per agent under PaPS
     x = 100.0 * jax.random.normal(jax.random.PRNGKey(1), (7, 2, 5))

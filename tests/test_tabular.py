@@ -14,7 +14,13 @@ import pytest
 from jaxseq import estimators
 from jaxseq.envs import make_env, parse_env_id
 from jaxseq.envs.tabular import (
-    evaluate, joint_action_table, joint_index, joint_policy, make_game, preopc_expectation, sample_chains,
+    evaluate,
+    joint_action_table,
+    joint_index,
+    joint_policy,
+    make_game,
+    preopc_expectation,
+    sample_chains,
     vtrace_expectation,
 )
 from jaxseq.errors import ConfigError
@@ -39,6 +45,7 @@ def _policies(seed, n, S, A, shift=0.5):
 # --------------------------------------------------------------------------------------------
 # The game and exact evaluation
 # --------------------------------------------------------------------------------------------
+
 
 def test_joint_index_is_mixed_radix_with_agent_0_most_significant():
     table = joint_action_table(3, 3)
@@ -106,6 +113,7 @@ def test_performance_difference_identity(small):
 # --------------------------------------------------------------------------------------------
 # Exact expectations of the estimators: identities
 # --------------------------------------------------------------------------------------------
+
 
 def test_preopc_expectation_identities(small):
     game, pi, pi_hat = small
@@ -211,6 +219,7 @@ def test_preopc_and_vtrace_sample_means_converge_to_exact_expectations(small):
 # The environment adapter
 # --------------------------------------------------------------------------------------------
 
+
 def test_make_env_builds_the_tabular_game_and_steps_under_jit_and_vmap():
     env = make_env("tabular:game?seed=5&states=3&agents=2&actions=4&max_steps=4")
     spec = env.spec
@@ -235,7 +244,9 @@ def test_make_env_builds_the_tabular_game_and_steps_under_jit_and_vmap():
         state, out = step(jax.random.split(jax.random.PRNGKey(t), B), state, actions)
         expected = game.R[s_before, joint_index(np.asarray(actions), 4)]
         np.testing.assert_allclose(out.reward, np.repeat(expected[:, None], 2, 1), rtol=1e-6)
-        np.testing.assert_array_equal(out.final_obs.obs[:, 0].argmax(-1), np.asarray(out.final_obs.state[:, 1]).argmax(-1))
+        np.testing.assert_array_equal(
+            out.final_obs.obs[:, 0].argmax(-1), np.asarray(out.final_obs.state[:, 1]).argmax(-1)
+        )
         assert not bool(out.terminated.any()) and not bool(out.won.any())
         assert bool((out.truncated == (t % 4 == 0)).all()) and bool((out.done == out.truncated).all())
     assert int(out.episode_length[0]) == 4
@@ -253,13 +264,16 @@ def test_env_transitions_follow_P():
     np.testing.assert_allclose(freq, game.P[1, 2], atol=0.015)
 
 
-@pytest.mark.parametrize("bad, words", [
-    ("tabular:grid", r"unknown tabular task 'grid'; allowed: \['game'\]"),
-    ("tabular:game?states=0", "states .* must be positive"),
-    ("tabular:game?agents=12&actions=5", "at most"),
-    ("tabular:game?seed=-1", "seed .* must be >= 0"),
-    ("tabular:game?size=3", "bad parameter"),
-])
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        ("tabular:grid", r"unknown tabular task 'grid'; allowed: \['game'\]"),
+        ("tabular:game?states=0", "states .* must be positive"),
+        ("tabular:game?agents=12&actions=5", "at most"),
+        ("tabular:game?seed=-1", "seed .* must be >= 0"),
+        ("tabular:game?size=3", "bad parameter"),
+    ],
+)
 def test_bad_tabular_ids_fail_with_a_clear_message(bad, words):
     with pytest.raises(ConfigError, match=words):
         parse_env_id(bad)
@@ -273,18 +287,35 @@ def test_tabular_id_defaults():
 # The improvement-frequency study at a tiny size
 # --------------------------------------------------------------------------------------------
 
+
 def _run_study(script: str, tmp_path, *args) -> tuple[str, list]:
     """Run a tabular study script without saving; returns (stdout, its JSON rows)."""
     out = tmp_path / "rows.json"
-    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--no-save", "--json", str(out)],
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args, "--no-save", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     return res.stdout, json.loads(out.read_text())
 
 
 def test_tabular_improvement_script(tmp_path):
-    stdout, rows = _run_study("tabular_improvement.py", tmp_path, "--agents", "2", "3", "--configs", "1:0.2", "200:0.2",
-                              "--stages", "6", "--steps", "5")
+    stdout, rows = _run_study(
+        "tabular_improvement.py",
+        tmp_path,
+        "--agents",
+        "2",
+        "3",
+        "--configs",
+        "1:0.2",
+        "200:0.2",
+        "--stages",
+        "6",
+        "--steps",
+        "5",
+    )
     assert "command: `python benchmarks/tabular_improvement.py" in stdout and "| 3 | 200 | 0.2 | a2po |" in stdout
     variants = {"happo", "a2po", "a2po-preopc", "a2po-uncorrected", "a2po-unclipped-rho"}
     assert len(rows) == 2 * 2 * len(variants) and {r["variant"] for r in rows} == variants
@@ -297,14 +328,28 @@ def test_tabular_improvement_script(tmp_path):
     assert all(r["agent_improved"][0] == 1.0 and r["stage_dJ"][0] > 0 for r in small_steps)
     # ... and Thm. 1's surrogate L is closer to J than Prop. 1's L^I, which carries the preceding agents'
     # gain as an offset (removing it removes most of the error).
-    assert all(max(r["err_corrected"][0], r["err_intuitive_diff"][0]) < 0.5 * r["err_intuitive"][0] for r in small_steps)
+    assert all(
+        max(r["err_corrected"][0], r["err_intuitive_diff"][0]) < 0.5 * r["err_intuitive"][0] for r in small_steps
+    )
     tv = {(r["n"], r["lr"], r["variant"]): r["tv"][0] for r in rows}
     assert all(tv[(n, 200.0, v)] > tv[(n, 1.0, v)] for n in (2, 3) for v in variants)
 
 
 def test_tabular_joint_improvement_script(tmp_path):
-    stdout, rows = _run_study("tabular_joint_improvement.py", tmp_path, "--agents", "1", "3", "--configs", "1:0.2",
-                              "200:0.2", "--stages", "4", "--steps", "5")
+    stdout, rows = _run_study(
+        "tabular_joint_improvement.py",
+        tmp_path,
+        "--agents",
+        "1",
+        "3",
+        "--configs",
+        "1:0.2",
+        "200:0.2",
+        "--stages",
+        "4",
+        "--steps",
+        "5",
+    )
     assert "command: `python benchmarks/tabular_joint_improvement.py" in stdout and "| 3 | 200 | 0.2 | fp3o |" in stdout
     rows = {(r["n"], r["lr"], r["variant"]): r for r in rows}
     for r in rows.values():
@@ -313,5 +358,7 @@ def test_tabular_joint_improvement_script(tmp_path):
         # One agent: the parallel ascent (step size lr * n on the agent-averaged surrogate) is HAPPO's
         # single update, and FP3O (R = 1) is MAPPO with twice the steps.
         np.testing.assert_allclose(rows[1, lr, "mappo"]["stage_dJ"][0], rows[1, lr, "happo"]["stage_dJ"][0], rtol=1e-5)
-        np.testing.assert_allclose(rows[1, lr, "fp3o"]["stage_dJ"][0], rows[1, lr, "mappo-2x"]["stage_dJ"][0], rtol=1e-5)
+        np.testing.assert_allclose(
+            rows[1, lr, "fp3o"]["stage_dJ"][0], rows[1, lr, "mappo-2x"]["stage_dJ"][0], rtol=1e-5
+        )
         assert rows[3, lr, "fp3o"]["stage_dJ"][0] != rows[3, lr, "mappo-2x"]["stage_dJ"][0]

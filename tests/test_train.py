@@ -13,6 +13,7 @@ from jaxseq.config import make_config
 from jaxseq.errors import ConfigError
 from jaxseq.run import METRIC_KEYS, train_run
 from jaxseq.train import make_train
+
 from helpers import tiny
 
 _NON_DETERMINISTIC = {"sps", "wall_seconds"}
@@ -47,14 +48,17 @@ def test_same_key_gives_identical_metrics_and_seeds_differ():
     assert runs[0][1]["loss_critic"][0] != runs[0][1]["loss_critic"][1]  # two seeds, two different runs
 
 
-@pytest.mark.parametrize("overrides", [
-    dict(algo="ippo", sharing="nops"),
-    dict(algo="mappo", network="gru", sharing="paps"),
-    dict(env="mpe:speaker_listener", sharing="nops", value_norm=False, huber_delta=0.0, value_clip=0.0),
-    dict(env="smax:3m", network="gru", rollout_length=8, num_seeds=1),
-    dict(env="tabular:game?seed=1&states=4&agents=3&actions=3&max_steps=16", algo="a2po", num_seeds=1),
-    dict(env="mpe:spread?actions=continuous", algo="a2po", sharing="paps", num_seeds=1),  # Gaussian, greedy = mean
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(algo="ippo", sharing="nops"),
+        dict(algo="mappo", network="gru", sharing="paps"),
+        dict(env="mpe:speaker_listener", sharing="nops", value_norm=False, huber_delta=0.0, value_clip=0.0),
+        dict(env="smax:3m", network="gru", rollout_length=8, num_seeds=1),
+        dict(env="tabular:game?seed=1&states=4&agents=3&actions=3&max_steps=16", algo="a2po", num_seeds=1),
+        dict(env="mpe:spread?actions=continuous", algo="a2po", sharing="paps", num_seeds=1),  # Gaussian, greedy = mean
+    ],
+)
 def test_variants_run_and_report_finite_metrics(overrides):
     trainer = make_train(tiny(**overrides))
     state, (m,) = _chunks(trainer, trainer.init(jax.random.PRNGKey(0)), 1)
@@ -90,7 +94,7 @@ def test_run_folder_contract_and_resume_reproduces_the_uninterrupted_run(tmp_pat
     full = train_run(cfg, out=tmp_path / "full", progress=False)
     for name in ("config.json", "metrics.jsonl", "curves.png", "summary.json", "checkpoints/latest.json"):
         assert (full / name).exists(), name
-    rows = [json.loads(l) for l in (full / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (full / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == cfg.num_chunks == 4
     for row in rows:
         assert set(METRIC_KEYS) <= set(row)
@@ -101,7 +105,7 @@ def test_run_folder_contract_and_resume_reproduces_the_uninterrupted_run(tmp_pat
     assert len((part / "metrics.jsonl").read_text().splitlines()) == 2
     resumed = train_run(resume=part, progress=False)
     assert resumed == part
-    again = [json.loads(l) for l in (part / "metrics.jsonl").read_text().splitlines()]
+    again = [json.loads(line) for line in (part / "metrics.jsonl").read_text().splitlines()]
     assert _strip(again) == _strip(rows)
 
 
@@ -122,13 +126,17 @@ def test_ctrl_c_keeps_finished_chunks_and_resume_completes(tmp_path, monkeypatch
     (cut,) = (tmp_path / "cut").iterdir()
     assert json.loads((cut / "checkpoints" / "latest.json").read_text()) == {"chunk": 2}
     train_run(resume=cut, progress=False)
-    read = lambda d: _strip(json.loads(l) for l in (d / "metrics.jsonl").read_text().splitlines())
+
+    def read(d):
+        return _strip(json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines())
+
     assert read(cut) == read(full)
 
 
 def test_wandb_missing_gives_a_clear_error(tmp_path):
     try:
         import wandb  # noqa: F401
+
         pytest.skip("wandb is installed")
     except ImportError:
         pass
@@ -136,11 +144,12 @@ def test_wandb_missing_gives_a_clear_error(tmp_path):
         train_run(tiny(), out=tmp_path, progress=False, use_wandb=True)
 
 
-@pytest.mark.parametrize("algo", [pytest.param("mappo", marks=pytest.mark.slow), "a2po"])
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["mappo", "a2po"])
 def test_learns_mpe_spread_in_a_minute(algo):
-    """mpe:spread, 2 seeds, 160k steps: the return rises well above a random policy's. A2PO runs in
-    the default suite (about a minute on 2 cores); MAPPO's case is slow-marked for the suite's
-    time budget."""
+    """mpe:spread, 2 seeds, 160k steps: the return rises well above a random policy's. About a
+    minute each on 2 cores (100 s beside another test worker), so both run with -m slow for the
+    suite's time budget; every piece of their training program is in the default suite's tests."""
     cfg = make_config("mpe-fast", algo=algo, total_steps=160_000, num_seeds=2, updates_per_chunk=10)
     trainer = make_train(cfg)
     state, ms = _chunks(trainer, trainer.init(jax.random.PRNGKey(0)), cfg.num_chunks)
@@ -168,9 +177,18 @@ def _same_training(cfg, reference: str, algo: str, **algo_overrides):
         np.testing.assert_allclose(ref_m[k], m[k], rtol=1e-4, atol=1e-7, err_msg=k)
 
 
-@pytest.mark.parametrize("algo, sharing, extra", [
-    ("happo", "fups", {}), ("happo_preopc", "nops", {}), ("a2po", "fups", {}), ("a2po", "paps", {"loop_order": "epochs-outer"}),
-    ("a2po", "fups", {"shared_optimizer": "one"}), ("coppo", "fups", {}), ("rpisa", "paps", {})])
+@pytest.mark.parametrize(
+    "algo, sharing, extra",
+    [
+        ("happo", "fups", {}),
+        ("happo_preopc", "nops", {}),
+        ("a2po", "fups", {}),
+        ("a2po", "paps", {"loop_order": "epochs-outer"}),
+        ("a2po", "fups", {"shared_optimizer": "one"}),
+        ("coppo", "fups", {}),
+        ("rpisa", "paps", {}),
+    ],
+)
 def test_with_one_agent_every_multi_agent_objective_equals_ppo(algo, sharing, extra):
     _same_training(tiny(env="mpe:spread?n=1", num_seeds=1, sharing=sharing), "mappo", algo, **extra)
 
@@ -181,9 +199,11 @@ def test_one_block_of_every_agent_is_the_simultaneous_update(algo):
     _same_training(tiny(num_seeds=1, sharing="nops"), "mappo", algo, agent_blocks=1, loop_order="agents-outer")
 
 
-@pytest.mark.parametrize("sharing, extra", [("nops", {}),
-                                            ("fups", {"opspo_aec": False, "opspo_sdc": False, "opspo_crc": False})],
-                         ids=["learned-omega", "no-corrections"])
+@pytest.mark.parametrize(
+    "sharing, extra",
+    [("nops", {}), ("fups", {"opspo_aec": False, "opspo_sdc": False, "opspo_crc": False})],
+    ids=["learned-omega", "no-corrections"],
+)
 def test_opspo_with_one_agent_equals_ppo(sharing, extra):
     # rho = 1: V-trace = GAE at lambda = 1, state weights 1 (no preceding agent: the learned omega is
     # fitted but not used; step-wise WIS of rho = 1 is exactly 1), the dynamic
@@ -191,8 +211,11 @@ def test_opspo_with_one_agent_equals_ppo(sharing, extra):
     _same_training(tiny(env="mpe:spread?n=1", num_seeds=1, gae_lambda=1.0, sharing=sharing), "mappo", "opspo", **extra)
 
 
-@pytest.mark.parametrize("extra", [{}, {"sharing": "nops"}, {"opspo_aec": False, "opspo_sdc": False, "opspo_crc": False}],
-                         ids=["wis", "learned-omega", "no-corrections"])
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"sharing": "nops"}, {"opspo_aec": False, "opspo_sdc": False, "opspo_crc": False}],
+    ids=["wis", "learned-omega", "no-corrections"],
+)
 def test_opspo_runs_with_several_agents(extra, tmp_path):
     trainer = make_train(tiny(algo="opspo", num_seeds=1, **extra))
     state, (m,) = _chunks(trainer, trainer.init(jax.random.PRNGKey(0)), 1)
@@ -213,7 +236,8 @@ def test_opspo_runs_with_several_agents(extra, tmp_path):
 
 
 def test_mappo_vtrace_with_one_epoch_and_lambda_one_equals_mappo():
-    # Before the first epoch every ratio is 1, and then V-trace's advantage r + gamma v_{t+1} - V equals GAE's at lambda = 1.
+    # Before the first epoch every ratio is 1, and then V-trace's advantage r + gamma v_{t+1} - V
+    # equals GAE's at lambda = 1.
     _same_training(tiny(num_seeds=1, epochs=1, gae_lambda=1.0), "mappo", "mappo_vtrace")
 
 
@@ -223,7 +247,9 @@ def test_mappo_vtrace_recomputes_its_correction_every_epoch():
         trainer = make_train(tiny(algo=algo, num_seeds=1, epochs=4))
         state, _ = trainer.chunk(trainer.init(jax.random.PRNGKey(0)))
         results[algo] = jax.device_get(state.actor_params)
-    assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(results["mappo"]), jax.tree.leaves(results["mappo_vtrace"])))
+    assert not all(
+        np.allclose(a, b) for a, b in zip(jax.tree.leaves(results["mappo"]), jax.tree.leaves(results["mappo_vtrace"]))
+    )
 
 
 def test_rpisa_updates_one_agent_per_rollout_and_every_agent_once_per_stage():
@@ -241,12 +267,16 @@ def test_rpisa_updates_one_agent_per_rollout_and_every_agent_once_per_stage():
     assert int(state.update[0]) == 3
 
 
-@pytest.mark.parametrize("algo, sharing, loop_order", [("happo", "nops", "agents-outer"), ("a2po", "fups", "epochs-outer"),
-                                                       ("a2po", "paps", "agents-outer")])
+@pytest.mark.parametrize(
+    "algo, sharing, loop_order",
+    [("happo", "nops", "agents-outer"), ("a2po", "fups", "epochs-outer"), ("a2po", "paps", "agents-outer")],
+)
 def test_sequential_zero_learning_rate_changes_nothing_and_rho_stays_one(algo, sharing, loop_order):
     # Every unit re-evaluates the ratios from the current parameters: with nothing moving they are
     # exactly 1. (With a learning rate, tests/test_conformance.py recomputes them in every mode.)
-    trainer = make_train(tiny(algo=algo, sharing=sharing, loop_order=loop_order, actor_lr=0.0, critic_lr=0.0, num_seeds=1))
+    trainer = make_train(
+        tiny(algo=algo, sharing=sharing, loop_order=loop_order, actor_lr=0.0, critic_lr=0.0, num_seeds=1)
+    )
     state = trainer.init(jax.random.PRNGKey(0))
     before = jax.device_get(state.actor_params)
     state, m = trainer.chunk(state)
@@ -257,8 +287,9 @@ def test_sequential_zero_learning_rate_changes_nothing_and_rho_stays_one(algo, s
 
 @pytest.mark.parametrize("loop_order, blocks", [("agents-outer", 0), ("epochs-outer", 2)])
 def test_sequential_nops_update_touches_every_agent(loop_order, blocks):
-    trainer = make_train(tiny(algo="a2po", sharing="nops", num_seeds=1, updates_per_chunk=1, loop_order=loop_order,
-                              agent_blocks=blocks))
+    trainer = make_train(
+        tiny(algo="a2po", sharing="nops", num_seeds=1, updates_per_chunk=1, loop_order=loop_order, agent_blocks=blocks)
+    )
     state = trainer.init(jax.random.PRNGKey(0))
     before = jax.device_get(state.actor_params)
     state, _ = trainer.chunk(state)
@@ -272,7 +303,7 @@ def test_sequential_nops_update_touches_every_agent(loop_order, blocks):
 def test_sequential_per_agent_diagnostics_in_the_metrics_lines(tmp_path):
     cfg = tiny(algo="a2po", selection_rule="greedy", num_seeds=2, total_steps=4 * 8 * 2 * 2, eval_every=0)
     run_dir = train_run(cfg, out=tmp_path, progress=False)
-    rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     n = 3
     for row in rows:
         # Every update's order is a permutation, so the mean positions always sum to 0 + 1 + ... + n-1.
@@ -309,8 +340,9 @@ def test_fp3o_with_one_agent_is_ppo_with_twice_the_epochs():
 
 @pytest.mark.parametrize("sharing, network, guard", [("paps", "gru", True), ("nops", "mlp", False)])
 def test_fp3o_runs_with_several_agents(sharing, network, guard):
-    trainer = make_train(tiny(algo="fp3o", num_seeds=1, sharing=sharing, network=network, fp3o_guard=guard,
-                              updates_per_chunk=1))
+    trainer = make_train(
+        tiny(algo="fp3o", num_seeds=1, sharing=sharing, network=network, fp3o_guard=guard, updates_per_chunk=1)
+    )
     state = trainer.init(jax.random.PRNGKey(0))
     before = jax.device_get(state.actor_params["params"]["head"]["kernel"][0])
     state, (m,) = _chunks(trainer, state, 1)

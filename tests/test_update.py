@@ -10,8 +10,18 @@ from jaxseq import nets, update
 
 
 def _net(sharing):
-    return nets.make_network(out_dim=3, out_gain=0.01, sharing=sharing, num_agents=3, hidden=8, num_layers=1,
-                             recurrent=False, layer_norm=True, orthogonal=False, activation="relu")
+    return nets.make_network(
+        out_dim=3,
+        out_gain=0.01,
+        sharing=sharing,
+        num_agents=3,
+        hidden=8,
+        num_layers=1,
+        recurrent=False,
+        layer_norm=True,
+        orthogonal=False,
+        activation="relu",
+    )
 
 
 @pytest.mark.parametrize("sharing, per_agent_shared", [("fups", True), ("fups", False), ("paps", True), ("nops", True)])
@@ -25,8 +35,9 @@ def test_agent_optimizer_moves_members_only_and_keeps_the_others_state(sharing, 
     step = jax.jit(opt.step(jnp.array([False, True, False])))
     for _ in range(2):  # twice: the second step has non-zero momentum for everyone who moved
         new_params, new_state = step(params, state, grads)
-        for ax, p_old, p_new in ((net.param_axes["params"][k], params["params"][k], new_params["params"][k])
-                                 for k in ("trunk", "head")):
+        for ax, p_old, p_new in (
+            (net.param_axes["params"][k], params["params"][k], new_params["params"][k]) for k in ("trunk", "head")
+        ):
             for a, b in zip(jax.tree.leaves(p_old), jax.tree.leaves(p_new)):
                 if ax == 0:  # stacked: agent 1 moved, agents 0 and 2 bit-for-bit the same
                     a, b = np.asarray(a), np.asarray(b)

@@ -61,6 +61,7 @@ class Algorithm:
 
     def check(self) -> None:
         """Raise ValueError naming the declaration's field when a piece is unknown."""
+
         def bad(field, value, allowed):
             raise ValueError(f"algorithm {self.name!r}: {field}={value!r} is not allowed; allowed: {allowed}")
 
@@ -68,7 +69,11 @@ class Algorithm:
             bad("critic_input", self.critic_input, CRITIC_INPUTS)
         if not isinstance(self.scheme, Scheme) and self.scheme not in SCHEMES:
             bad("scheme", self.scheme, sorted(SCHEMES) + ["a jaxseq.schemes.Scheme"])
-        if not callable(self.estimator) and not isinstance(self.estimator, Estimator) and self.estimator not in ESTIMATORS:
+        if (
+            not callable(self.estimator)
+            and not isinstance(self.estimator, Estimator)
+            and self.estimator not in ESTIMATORS
+        ):
             bad("estimator", self.estimator, sorted(ESTIMATORS) + ["an Estimator or a function"])
         if not callable(self.objective) and self.objective not in OBJECTIVES:
             bad("objective", self.objective, sorted(OBJECTIVES) + ["a function"])
@@ -92,9 +97,17 @@ class Algorithm:
             est = ESTIMATORS[est] if isinstance(est, str) else Estimator(est, off_policy=True)
         objective = OBJECTIVES[alg.objective] if isinstance(alg.objective, str) else alg.objective
         order = config.selection_rule if alg.order == "config" else alg.order
-        return Resolved(name=alg.name, critic_input=alg.critic_input, scheme=alg.scheme_of, estimator=est,
-                        objective=objective, order=order, preceding=alg.preceding,
-                        adaptive_clip=alg.adaptive_clip and config.adaptive_clip, state_weights=alg.state_weights)
+        return Resolved(
+            name=alg.name,
+            critic_input=alg.critic_input,
+            scheme=alg.scheme_of,
+            estimator=est,
+            objective=objective,
+            order=order,
+            preceding=alg.preceding,
+            adaptive_clip=alg.adaptive_clip and config.adaptive_clip,
+            state_weights=alg.state_weights,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,8 +137,19 @@ def _opspo_switches(alg: Algorithm, cfg: "Config") -> Algorithm:
     return dataclasses.replace(alg, estimator=alg.estimator if cfg.opspo_aec else "gae", state_weights=method)
 
 
-_OPSPO_FIELDS = ("opspo_eps2", "opspo_aec", "opspo_sdc", "opspo_crc", "opspo_sdc_method", "omega_n", "omega_e",
-                 "f_e", "density_batch", "density_lr", "density_hidden")
+_OPSPO_FIELDS = (
+    "opspo_eps2",
+    "opspo_aec",
+    "opspo_sdc",
+    "opspo_crc",
+    "opspo_sdc_method",
+    "omega_n",
+    "omega_e",
+    "f_e",
+    "density_batch",
+    "density_lr",
+    "density_hidden",
+)
 
 #: Every registered algorithm by name (the built-in ones below, and any :func:`register` adds).
 ALGORITHMS: dict[str, Algorithm] = {}
@@ -144,38 +168,85 @@ def register(algorithm: Algorithm, overwrite: bool = False) -> Algorithm:
 
 
 for _alg in (
-    Algorithm("mappo", "MAPPO (Yu et al. 2022): PPO-clip per agent, centralised critic on the agent-specific "
-                       "global state"),
-    Algorithm("ippo", "IPPO (de Witt et al. 2020): PPO-clip per agent with a local critic on the agent's own "
-                      "observation", critic_input="obs"),
-    Algorithm("coppo", "CoPPO (Wu et al. 2021) without the advantage mix: r_i * sg(clip(prod_{j != i} r_j, 1 +/- "
-                       "coppo_clip_others)) clipped as a whole with clip_eps, all agents at once",
-              objective="coppo", fields=("coppo_clip_others",)),
-    Algorithm("mappo_vtrace", "MAPPO with V-trace advantages and targets (A2PO paper Sec. 5.2 ablation): before "
-                              "every epoch the joint ratio of all agents' current policies corrects the traces",
-              estimator="vtrace"),
-    Algorithm("rpisa", "RPISA-PPO (A2PO paper Table 1; Bertsekas 2021): agents in a random order per stage, each "
-                       "after a fresh rollout, PPO-clip on that agent only; the critic fitted on every rollout",
-              scheme="rpisa", order="random"),
-    Algorithm("happo", "HAPPO (Kuba et al. 2022): a random order per rollout; each agent maximises "
-                       "M * min(r A, clip(r) A), M HARL's factor: the product over the preceding agents of their "
-                       "ratio after over before their own update (the ratio over the behaviour policy under NoPS)",
-              scheme="sequential", objective="happo", order="random", preceding="incremental"),
-    Algorithm("happo_preopc", "HAPPO with A2PO's preceding-agent off-policy correction (PreOPC) of the advantages",
-              scheme="sequential", estimator="preopc", objective="happo", order="random", preceding="incremental"),
-    Algorithm("a2po", "A2PO (Wang et al. 2023, Alg. 1): PreOPC advantages per agent, Eq. 6 surrogate with the "
-                      "preceding ratio clipped to 1 +/- eps/2, adaptive clipping, agent selection rule",
-              scheme="sequential", estimator="preopc", objective="a2po", order="config", adaptive_clip=True,
-              fields=("selection_rule", "adaptive_clip", "clip_c")),
-    Algorithm("fp3o", "FP3O (FP3O paper Alg. 2): every agent maximises PPO-clip (Eq. 9) in parallel -> middle "
-                      "policies, then every agent j maximises min(r_j R A, clip(r_j) R A), R the other agents' "
-                      "middle ratio product (Eq. 10); fp3o_guard adds the public code's improvement guard",
-              scheme="fp3o", objective="fp3o", fields=("fp3o_guard",)),
-    Algorithm("opspo", "OPSPO (OPSPO paper Alg. 1, Eq. 20): V-trace advantages and targets under the preceding "
-                       "ratio (AEC), state weights min(omega, 1) by step-wise weighted IS or learned omega-nets "
-                       "(SDC), dynamic clip range scaled by the clipped preceding ratio (CRC); each switchable "
-                       "(opspo_aec, opspo_sdc, opspo_crc)",
-              scheme="sequential", estimator="vtrace", objective="opspo", order="random", switches=_opspo_switches,
-              fields=_OPSPO_FIELDS),
+    Algorithm(
+        "mappo", "MAPPO (Yu et al. 2022): PPO-clip per agent, centralised critic on the agent-specific global state"
+    ),
+    Algorithm(
+        "ippo",
+        "IPPO (de Witt et al. 2020): PPO-clip per agent with a local critic on the agent's own observation",
+        critic_input="obs",
+    ),
+    Algorithm(
+        "coppo",
+        "CoPPO (Wu et al. 2021) without the advantage mix: r_i * sg(clip(prod_{j != i} r_j, 1 +/- "
+        "coppo_clip_others)) clipped as a whole with clip_eps, all agents at once",
+        objective="coppo",
+        fields=("coppo_clip_others",),
+    ),
+    Algorithm(
+        "mappo_vtrace",
+        "MAPPO with V-trace advantages and targets (A2PO paper Sec. 5.2 ablation): before "
+        "every epoch the joint ratio of all agents' current policies corrects the traces",
+        estimator="vtrace",
+    ),
+    Algorithm(
+        "rpisa",
+        "RPISA-PPO (A2PO paper Table 1; Bertsekas 2021): agents in a random order per stage, each "
+        "after a fresh rollout, PPO-clip on that agent only; the critic fitted on every rollout",
+        scheme="rpisa",
+        order="random",
+    ),
+    Algorithm(
+        "happo",
+        "HAPPO (Kuba et al. 2022): a random order per rollout; each agent maximises "
+        "M * min(r A, clip(r) A), M HARL's factor: the product over the preceding agents of their "
+        "ratio after over before their own update (the ratio over the behaviour policy under NoPS)",
+        scheme="sequential",
+        objective="happo",
+        order="random",
+        preceding="incremental",
+    ),
+    Algorithm(
+        "happo_preopc",
+        "HAPPO with A2PO's preceding-agent off-policy correction (PreOPC) of the advantages",
+        scheme="sequential",
+        estimator="preopc",
+        objective="happo",
+        order="random",
+        preceding="incremental",
+    ),
+    Algorithm(
+        "a2po",
+        "A2PO (Wang et al. 2023, Alg. 1): PreOPC advantages per agent, Eq. 6 surrogate with the "
+        "preceding ratio clipped to 1 +/- eps/2, adaptive clipping, agent selection rule",
+        scheme="sequential",
+        estimator="preopc",
+        objective="a2po",
+        order="config",
+        adaptive_clip=True,
+        fields=("selection_rule", "adaptive_clip", "clip_c"),
+    ),
+    Algorithm(
+        "fp3o",
+        "FP3O (FP3O paper Alg. 2): every agent maximises PPO-clip (Eq. 9) in parallel -> middle "
+        "policies, then every agent j maximises min(r_j R A, clip(r_j) R A), R the other agents' "
+        "middle ratio product (Eq. 10); fp3o_guard adds the public code's improvement guard",
+        scheme="fp3o",
+        objective="fp3o",
+        fields=("fp3o_guard",),
+    ),
+    Algorithm(
+        "opspo",
+        "OPSPO (OPSPO paper Alg. 1, Eq. 20): V-trace advantages and targets under the preceding "
+        "ratio (AEC), state weights min(omega, 1) by step-wise weighted IS or learned omega-nets "
+        "(SDC), dynamic clip range scaled by the clipped preceding ratio (CRC); each switchable "
+        "(opspo_aec, opspo_sdc, opspo_crc)",
+        scheme="sequential",
+        estimator="vtrace",
+        objective="opspo",
+        order="random",
+        switches=_opspo_switches,
+        fields=_OPSPO_FIELDS,
+    ),
 ):
     register(_alg)

@@ -42,8 +42,9 @@ def _preopc(est, log_rho, cfg):
 
 def _vtrace(est, log_rho, cfg):
     """OPSPO Eq. 14-15: V-trace targets, advantage r + gamma v_{t+1} - V."""
-    targets, adv = estimators.vtrace(**est, lam=cfg.gae_lambda, log_rhos=log_rho, clip_rho=cfg.vtrace_clip_rho,
-                                     clip_c=cfg.vtrace_clip_c)
+    targets, adv = estimators.vtrace(
+        **est, lam=cfg.gae_lambda, log_rhos=log_rho, clip_rho=cfg.vtrace_clip_rho, clip_c=cfg.vtrace_clip_c
+    )
     return adv, targets
 
 
@@ -77,9 +78,16 @@ def _a2po(log_ratio, u, clip_eps, cfg):
 
 
 def _opspo(log_ratio, u, clip_eps, cfg):
-    return objectives.opspo_objective(log_ratio, u["log_rho"], u["advantages"], u["state_weights"], clip_eps,
-                                      cfg.opspo_eps2, cfg.opspo_crc, u["mask"])
+    return objectives.opspo_objective(
+        log_ratio, u["log_rho"], u["advantages"], u["state_weights"], clip_eps, cfg.opspo_eps2, cfg.opspo_crc, u["mask"]
+    )
 
 
-OBJECTIVES: dict[str, Callable] = {"ppo": _ppo, "coppo": _coppo, "fp3o": _fp3o, "happo": _happo, "a2po": _a2po,
-                                   "opspo": _opspo}
+OBJECTIVES: dict[str, Callable] = {
+    "ppo": _ppo,
+    "coppo": _coppo,
+    "fp3o": _fp3o,
+    "happo": _happo,
+    "a2po": _a2po,
+    "opspo": _opspo,
+}

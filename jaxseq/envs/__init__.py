@@ -19,8 +19,16 @@ if TYPE_CHECKING:
     from jaxseq.envs.bridge import BridgeEnv
 
 __all__ = [
-    "AutoReset", "EnvSpec", "EnvState", "MultiAgentEnv", "Observation", "Step", "Transition",
-    "make_env", "list_envs", "parse_env_id",
+    "AutoReset",
+    "EnvSpec",
+    "EnvState",
+    "MultiAgentEnv",
+    "Observation",
+    "Step",
+    "Transition",
+    "make_env",
+    "list_envs",
+    "parse_env_id",
 ]
 
 
@@ -89,8 +97,9 @@ def _build_mpe(env_id: str, name: str, params: dict) -> MultiAgentEnv:
 
             kwargs["action_type"] = CONTINUOUS_ACT
     elif params["n"] != 2 or params["reward"] != "shared" or params["actions"] != "discrete":
-        raise ConfigError("env", f"mpe:{name} takes only max_steps (it has 2 agents, one reward setting and "
-                                 f"discrete actions)")
+        raise ConfigError(
+            "env", f"mpe:{name} takes only max_steps (it has 2 agents, one reward setting and discrete actions)"
+        )
     env = make(_MPE_TASKS[name], **kwargs)
     return MPEAdapter(env_id, env, max_steps=params["max_steps"], has_win=False)
 
@@ -107,15 +116,19 @@ def _check_tabular(env_id: str, params: dict) -> None:
             raise ConfigError("env", f"parameter {key} in {env_id!r} must be positive, got {params[key]}")
     size = params["states"] ** 2 * params["actions"] ** params["agents"]
     if size > _TABULAR_MAX_ENTRIES:
-        raise ConfigError("env", f"{env_id!r} needs states**2 * actions**agents = {size} transition entries; "
-                                 f"at most {_TABULAR_MAX_ENTRIES:,} allowed")
+        raise ConfigError(
+            "env",
+            f"{env_id!r} needs states**2 * actions**agents = {size} transition entries; "
+            f"at most {_TABULAR_MAX_ENTRIES:,} allowed",
+        )
 
 
 def _build_tabular(env_id: str, name: str, params: dict) -> MultiAgentEnv:
     from jaxseq.envs.tabular import TabularAdapter, make_game
 
-    game = make_game(params["seed"], num_states=params["states"], num_agents=params["agents"],
-                     num_actions=params["actions"])
+    game = make_game(
+        params["seed"], num_states=params["states"], num_agents=params["agents"], num_actions=params["actions"]
+    )
     return TabularAdapter(env_id, game, max_steps=params["max_steps"])
 
 
@@ -127,8 +140,11 @@ def _mamujoco_names() -> list[str]:
 
 def _check_mamujoco(env_id: str, params: dict) -> None:
     if params["obsk"] < 0:
-        raise ConfigError("env", f"parameter obsk in {env_id!r} must be >= 0 (joints within graph distance k are "
-                                 f"observed), got {params['obsk']}")
+        raise ConfigError(
+            "env",
+            f"parameter obsk in {env_id!r} must be >= 0 (joints within graph distance k are "
+            f"observed), got {params['obsk']}",
+        )
 
 
 def _build_mamujoco(env_id: str, name: str, params: dict) -> MultiAgentEnv:
@@ -140,18 +156,23 @@ def _build_mamujoco(env_id: str, name: str, params: dict) -> MultiAgentEnv:
 
 def _host_params(max_steps: int, **params: _Param) -> dict[str, _Param]:
     """Parameters of a host family: its own, the step limit and the worker pool's."""
-    return {**params,
-            "max_steps": _Param(int, max_steps, help="episode step limit (a truncation)"),
-            "workers": _Param(int, 2, help="worker processes stepping the host envs"),
-            "timeout": _Param(float, 60.0, help="seconds a worker may take to answer before it is restarted")}
+    return {
+        **params,
+        "max_steps": _Param(int, max_steps, help="episode step limit (a truncation)"),
+        "workers": _Param(int, 2, help="worker processes stepping the host envs"),
+        "timeout": _Param(float, 60.0, help="seconds a worker may take to answer before it is restarted"),
+    }
 
 
 def _check_host(env_id: str, params: dict, module: str, install: str) -> None:
     import importlib.util
 
     if params["workers"] < 1 or params["timeout"] <= 0:
-        raise ConfigError("env", f"{env_id!r} needs workers >= 1 and timeout > 0, got workers={params['workers']}, "
-                                 f"timeout={params['timeout']}")
+        raise ConfigError(
+            "env",
+            f"{env_id!r} needs workers >= 1 and timeout > 0, got workers={params['workers']}, "
+            f"timeout={params['timeout']}",
+        )
     try:
         found = importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:  # a parent package is missing
@@ -163,15 +184,19 @@ def _check_host(env_id: str, params: dict, module: str, install: str) -> None:
 def _bridge(env_id: str, host_spec, factory: tuple, params: dict) -> BridgeEnv:
     from jaxseq.envs.bridge import BridgeEnv
 
-    return BridgeEnv(env_id, host_spec, factory, max_steps=params["max_steps"], workers=params["workers"],
-                     timeout=params["timeout"])
+    return BridgeEnv(
+        env_id, host_spec, factory, max_steps=params["max_steps"], workers=params["workers"], timeout=params["timeout"]
+    )
 
 
 def _build_pz(env_id: str, name: str, params: dict) -> BridgeEnv:
     from jaxseq.hostenv import pettingzoo_mpe
 
-    kwargs = {"n": params["n"], "local_ratio": 0.0 if params["reward"] == "shared" else 0.5,
-              "max_steps": params["max_steps"]}
+    kwargs = {
+        "n": params["n"],
+        "local_ratio": 0.0 if params["reward"] == "shared" else 0.5,
+        "max_steps": params["max_steps"],
+    }
     return _bridge(env_id, pettingzoo_mpe.spec(params["n"]), (pettingzoo_mpe.__name__, "SimpleSpread", kwargs), params)
 
 
@@ -218,7 +243,9 @@ _FAMILIES: dict[str, _Family] = {
         params={
             "n": _Param(int, 2, help="agents (and landmarks) in spread; default 3 for spread"),
             "reward": _Param(str, "shared", ("shared", "general"), "spread: fully cooperative or general-sum"),
-            "actions": _Param(str, "discrete", ("discrete", "continuous"), "spread: 5 discrete moves or 5 forces in [0, 1]"),
+            "actions": _Param(
+                str, "discrete", ("discrete", "continuous"), "spread: 5 discrete moves or 5 forces in [0, 1]"
+            ),
             "max_steps": _Param(int, 25, help="episode step limit (a truncation)"),
         },
         build=_build_mpe,
@@ -249,8 +276,11 @@ _FAMILIES: dict[str, _Family] = {
     ),
     "pz": _Family(
         names=lambda: ["simple_spread"],
-        params=_host_params(25, n=_Param(int, 3, help="agents (and landmarks)"),
-                            reward=_Param(str, "shared", ("shared", "general"), "fully cooperative or general-sum")),
+        params=_host_params(
+            25,
+            n=_Param(int, 3, help="agents (and landmarks)"),
+            reward=_Param(str, "shared", ("shared", "general"), "fully cooperative or general-sum"),
+        ),
         build=_build_pz,
         help="PettingZoo MPE (package mpe2) in worker processes, through the subprocess bridge",
         check=lambda env_id, params: _check_host(env_id, params, "mpe2", "pip install mpe2"),
@@ -270,8 +300,9 @@ _FAMILIES: dict[str, _Family] = {
         params=_host_params(10_000),
         build=_build_sc2,
         help="StarCraft II through SMAC (StarCraft II and smac installed by you; docs/environments.md)",
-        check=lambda env_id, params: _check_host(env_id, params, "smac.env", "install StarCraft II and SMAC as "
-                                                                          "docs/environments.md describes"),
+        check=lambda env_id, params: _check_host(
+            env_id, params, "smac.env", "install StarCraft II and SMAC as docs/environments.md describes"
+        ),
         host=True,
     ),
 }
@@ -297,12 +328,16 @@ def parse_env_id(env_id: str) -> tuple[str, str, dict]:
     for item in filter(None, query.split("&")):
         key, eq, value = item.partition("=")
         if not eq or key not in fam.params:
-            raise ConfigError("env", f"bad parameter {item!r} in {env_id!r}; allowed: {sorted(fam.params)} as key=value")
+            raise ConfigError(
+                "env", f"bad parameter {item!r} in {env_id!r}; allowed: {sorted(fam.params)} as key=value"
+            )
         p = fam.params[key]
         try:
             params[key] = p.kind(value)
         except ValueError:
-            raise ConfigError("env", f"parameter {key} in {env_id!r} must be {p.kind.__name__}, got {value!r}") from None
+            raise ConfigError(
+                "env", f"parameter {key} in {env_id!r} must be {p.kind.__name__}, got {value!r}"
+            ) from None
         if p.allowed is not None and params[key] not in p.allowed:
             raise ConfigError("env", f"parameter {key} in {env_id!r} must be one of {list(p.allowed)}")
     if params.get("max_steps", 1) < 1 or params.get("n", 1) < 1:
@@ -323,7 +358,9 @@ def list_envs() -> list[tuple[str, str]]:
     """(family:name, description) for every registered env, with its parameters."""
     rows = []
     for family, fam in _FAMILIES.items():
-        opts = ", ".join(f"{k}={p.default}" + (f" {list(p.allowed)}" if p.allowed else "") for k, p in fam.params.items())
+        opts = ", ".join(
+            f"{k}={p.default}" + (f" {list(p.allowed)}" if p.allowed else "") for k, p in fam.params.items()
+        )
         for name in fam.names():
             rows.append((f"{family}:{name}", f"{fam.help}; params: {opts}"))
     return rows

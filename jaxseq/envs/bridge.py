@@ -44,8 +44,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.custom_batching import custom_vmap
 from flax import struct
+from jax.custom_batching import custom_vmap
 from jax.experimental import io_callback
 
 from jaxseq.envs.base import EnvSpec, EnvState, Observation, Step, Transition, record_step
@@ -94,9 +94,14 @@ class _Process:
         # The worker sees the parent's import path, so a factory may name a module of the caller's.
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         with open(self.stderr_path, "ab") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "jaxseq.hostenv.worker", str(child.fileno())],
-                                         pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=err, env=env)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "jaxseq.hostenv.worker", str(child.fileno())],
+                pass_fds=(child.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                env=env,
+            )
         child.close()
         self.conn = Connection(parent.detach())
         self.conn.send(("init", factory, max_steps))
@@ -128,8 +133,9 @@ class WorkerPool:
     workers: processes shared by the instances; instance i lives on worker i mod workers.
     """
 
-    def __init__(self, env_id: str, factory: tuple, max_steps: int, workers: int, timeout: float,
-                 keep_episodes: int = 100_000):
+    def __init__(
+        self, env_id: str, factory: tuple, max_steps: int, workers: int, timeout: float, keep_episodes: int = 100_000
+    ):
         self.env_id, self.factory = env_id, factory
         self.max_steps, self.num_workers, self.timeout = max_steps, workers, timeout
         self.token = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
@@ -167,8 +173,12 @@ class WorkerPool:
     def _restart(self, worker: int, failure: _Failure, instances: list[int]) -> None:
         event = WorkerEvent(self.env_id, worker, failure.kind, failure.detail, tuple(instances))
         self.events.append(event)
-        warnings.warn(f"{self.env_id}: worker {worker} {failure.kind} (instances {list(instances)}); restarted, "
-                      f"its episodes end as truncated.\n{failure.detail}", BridgeWarning, stacklevel=2)
+        warnings.warn(
+            f"{self.env_id}: worker {worker} {failure.kind} (instances {list(instances)}); restarted, "
+            f"its episodes end as truncated.\n{failure.detail}",
+            BridgeWarning,
+            stacklevel=2,
+        )
         self._procs.pop(worker).kill()
 
     def _request(self, kind: str, ids: np.ndarray, *per_instance: np.ndarray) -> dict[int, tuple[np.ndarray, dict]]:
@@ -198,8 +208,10 @@ class WorkerPool:
         failure = error if isinstance(error, _Failure) else _Failure("crash", repr(error))
         retries[worker] += 1
         if retries[worker] > 2:
-            raise WorkerError(f"{self.env_id}: worker {worker} failed {retries[worker]} times in a row "
-                              f"({failure.kind}):\n{failure.detail}")
+            raise WorkerError(
+                f"{self.env_id}: worker {worker} failed {retries[worker]} times in a row "
+                f"({failure.kind}):\n{failure.detail}"
+            )
         if worker in self._procs:
             self._restart(worker, failure, instances.tolist())
 
@@ -306,13 +318,20 @@ class BridgeEnv:
     The worker pool starts at the first reset that runs (not when the env is made or traced).
     """
 
-    def __init__(self, env_id: str, host_spec: HostSpec, factory: tuple, max_steps: int, workers: int,
-                 timeout: float):
+    def __init__(self, env_id: str, host_spec: HostSpec, factory: tuple, max_steps: int, workers: int, timeout: float):
         self.host_spec, self.factory = host_spec, factory
-        self.spec = EnvSpec(env_id=env_id, num_agents=host_spec.num_agents, obs_dim=host_spec.obs_dim,
-                            state_dim=host_spec.state_dim, num_actions=host_spec.num_actions, max_steps=max_steps,
-                            has_win=host_spec.has_win, obs_widths=host_spec.obs_widths,
-                            action_counts=host_spec.action_counts, continuous=host_spec.continuous)
+        self.spec = EnvSpec(
+            env_id=env_id,
+            num_agents=host_spec.num_agents,
+            obs_dim=host_spec.obs_dim,
+            state_dim=host_spec.state_dim,
+            num_actions=host_spec.num_actions,
+            max_steps=max_steps,
+            has_win=host_spec.has_win,
+            obs_widths=host_spec.obs_widths,
+            action_counts=host_spec.action_counts,
+            continuous=host_spec.continuous,
+        )
         self._pool_args = (env_id, factory, max_steps, workers, timeout)
         self._pool: WorkerPool | None = None
         self._sites = itertools.count()
@@ -346,18 +365,28 @@ class BridgeEnv:
     # -- shapes --------------------------------------------------------------------------------
     def _obs_shapes(self, k: int) -> tuple:
         s = self.spec
-        return (jax.ShapeDtypeStruct((k, s.num_agents, s.obs_dim), jnp.float32),
-                jax.ShapeDtypeStruct((k, s.num_agents, s.state_dim), jnp.float32),
-                jax.ShapeDtypeStruct((k, s.num_agents, s.num_actions), jnp.bool_),
-                jax.ShapeDtypeStruct((k, s.num_agents), jnp.bool_))
+        return (
+            jax.ShapeDtypeStruct((k, s.num_agents, s.obs_dim), jnp.float32),
+            jax.ShapeDtypeStruct((k, s.num_agents, s.state_dim), jnp.float32),
+            jax.ShapeDtypeStruct((k, s.num_agents, s.num_actions), jnp.bool_),
+            jax.ShapeDtypeStruct((k, s.num_agents), jnp.bool_),
+        )
 
     def _handle_shape(self, k: int) -> jax.ShapeDtypeStruct:
         return jax.ShapeDtypeStruct((k, 2), jnp.int32)
 
     def _step_shapes(self, k: int) -> tuple:
         flag = jax.ShapeDtypeStruct((k,), jnp.bool_)
-        return (self._handle_shape(k), *self._obs_shapes(k), *self._obs_shapes(k),
-                jax.ShapeDtypeStruct((k, self.spec.num_agents), jnp.float32), flag, flag, flag, flag)
+        return (
+            self._handle_shape(k),
+            *self._obs_shapes(k),
+            *self._obs_shapes(k),
+            jax.ShapeDtypeStruct((k, self.spec.num_agents), jnp.float32),
+            flag,
+            flag,
+            flag,
+            flag,
+        )
 
     # -- host calls ----------------------------------------------------------------------------
     def _host_reset(self, site: int, seeds: np.ndarray) -> tuple:
@@ -366,8 +395,16 @@ class BridgeEnv:
 
     def _host_step(self, handles: np.ndarray, seeds: np.ndarray, actions: np.ndarray) -> tuple:
         handles, out = self.pool.step(np.asarray(handles), np.asarray(seeds), np.asarray(actions))
-        return (handles, *out["obs"], *out["final"], out["reward"], out["terminated"], out["truncated"], out["won"],
-                out["lost"])
+        return (
+            handles,
+            *out["obs"],
+            *out["final"],
+            out["reward"],
+            out["terminated"],
+            out["truncated"],
+            out["won"],
+            out["lost"],
+        )
 
     # -- the env interface ---------------------------------------------------------------------
     @staticmethod
@@ -376,8 +413,9 @@ class BridgeEnv:
 
     def reset(self, key: jax.Array) -> tuple[EnvState, Observation]:
         site = next(self._sites)
-        call = host_batched(functools.partial(self._host_reset, site),
-                            lambda k: (self._handle_shape(k), *self._obs_shapes(k)))
+        call = host_batched(
+            functools.partial(self._host_reset, site), lambda k: (self._handle_shape(k), *self._obs_shapes(k))
+        )
         handle, *obs = call(self._seed(key))
         obs = Observation(*obs)
         zero = jnp.zeros((), jnp.float32)

@@ -69,6 +69,7 @@ class _JaxMARLAdapter(MultiAgentEnv):
         spaces = [env.action_space(a) for a in self.agents]
         self._continuous = _is_box(spaces[0])
         if self._continuous:  # actions are clipped to the box before JaxMARL sees them
+
             def bound(sp, x):
                 return jnp.pad(jnp.broadcast_to(jnp.asarray(x, jnp.float32), sp.shape), (0, max(counts) - sp.shape[0]))
 
@@ -182,7 +183,7 @@ class SMAXAdapter(_JaxMARLAdapter):
     def _ends(self, state, dones):
         alive = state.state.unit_alive
         allies_dead = ~jnp.any(alive[: len(self.agents)])
-        enemies_dead = ~jnp.any(alive[len(self.agents):])
+        enemies_dead = ~jnp.any(alive[len(self.agents) :])
         terminated = allies_dead | enemies_dead
         truncated = jnp.asarray(dones["__all__"]) & ~terminated
         won = enemies_dead & ~allies_dead

@@ -33,10 +33,10 @@ from flax import struct
 
 from jaxseq.envs.base import EnvSpec, MultiAgentEnv, Observation, Transition
 
-
 # --------------------------------------------------------------------------------------------
 # The game
 # --------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class TabularGame:
@@ -81,8 +81,15 @@ def joint_index(actions, num_actions: int):
     return (actions * powers).sum(-1)
 
 
-def make_game(seed: int, num_states: int = 4, num_agents: int = 3, num_actions: int = 3,
-              gamma: float = 0.9, bonus: float = 2.0, penalty: float = 0.5) -> TabularGame:
+def make_game(
+    seed: int,
+    num_states: int = 4,
+    num_agents: int = 3,
+    num_actions: int = 3,
+    gamma: float = 0.9,
+    bonus: float = 2.0,
+    penalty: float = 0.5,
+) -> TabularGame:
     """A random cooperative game, drawn deterministically from ``seed``.
 
     Transitions: P(. | s, j) ~ Dirichlet(0.5, ..., 0.5), independently per (s, j), so states are
@@ -114,6 +121,7 @@ def make_game(seed: int, num_states: int = 4, num_agents: int = 3, num_actions: 
 # --------------------------------------------------------------------------------------------
 # Exact evaluation
 # --------------------------------------------------------------------------------------------
+
 
 def joint_policy(pi):
     """Product policy: per-agent probabilities ``[N, S, A]`` -> joint ``[S, A**N]``.
@@ -179,6 +187,7 @@ def evaluate(game: TabularGame, pi) -> Evaluation:
 # Exact expectations of the estimators under behaviour sampling
 # --------------------------------------------------------------------------------------------
 
+
 def expected_td(game: TabularGame, values) -> np.ndarray:
     """E[delta_t | s_t = s, a_t = j] = R[s, j] + gamma sum_s' P[s, j, s'] V(s') - V(s); [S, J]."""
     values = np.asarray(values, np.float64)
@@ -192,8 +201,9 @@ def _ratios(pi_behaviour, pi_target) -> tuple[np.ndarray, np.ndarray]:
     return b, t / b
 
 
-def preopc_expectation(game: TabularGame, pi_behaviour, pi_target, values, lam: float,
-                       truncate: bool = True) -> np.ndarray:
+def preopc_expectation(
+    game: TabularGame, pi_behaviour, pi_target, values, lam: float, truncate: bool = True
+) -> np.ndarray:
     """E[A_t | s_t = s, a_t = j] of :func:`jaxseq.estimators.preopc` on an endless behaviour chain; [S, J].
 
     The code's recursion is A_t = delta_t + gamma * lam * min(1, rho_{t+1}) * A_{t+1} (A2PO paper Eq. 2;
@@ -220,8 +230,9 @@ def preopc_expectation(game: TabularGame, pi_behaviour, pi_target, values, lam: 
     return G.reshape(S, J)
 
 
-def vtrace_expectation(game: TabularGame, pi_behaviour, pi_target, values, lam: float,
-                       clip_rho: float = 1.0, clip_c: float = 1.0) -> np.ndarray:
+def vtrace_expectation(
+    game: TabularGame, pi_behaviour, pi_target, values, lam: float, clip_rho: float = 1.0, clip_c: float = 1.0
+) -> np.ndarray:
     """E[v_t | s_t = s] of the value targets of :func:`jaxseq.estimators.vtrace` on an endless behaviour chain; [S].
 
     The code's recursion: v_t - V(s_t) = rhobar_t delta_t + gamma c_t (v_{t+1} - V(s_{t+1})),
@@ -250,7 +261,10 @@ def vtrace_expectation(game: TabularGame, pi_behaviour, pi_target, values, lam: 
 # Sampling (NumPy, for the estimator tests)
 # --------------------------------------------------------------------------------------------
 
-def sample_chains(game: TabularGame, pi, steps: int, chains: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+
+def sample_chains(
+    game: TabularGame, pi, steps: int, chains: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sample ``chains`` independent trajectories of ``steps`` transitions under joint policy ``pi``.
 
     pi: [N, S, A] or joint [S, J]. s_0 ~ mu0, a_t ~ pi(. | s_t), s_{t+1} ~ P(. | s_t, a_t), no episode end.
@@ -281,6 +295,7 @@ def _inverse_cdf(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
 # The environment adapter
 # --------------------------------------------------------------------------------------------
 
+
 @struct.dataclass
 class TabularState:
     """s: [] int32 the current state; t: [] int32 transitions taken in this episode."""
@@ -306,12 +321,23 @@ class TabularAdapter(MultiAgentEnv):
         self._log_mu0 = jnp.log(jnp.maximum(jnp.asarray(game.mu0, jnp.float32), 1e-30))
         self._max_steps = max_steps
         S, N, A = game.num_states, game.num_agents, game.num_actions
-        self.spec = EnvSpec(env_id=env_id, num_agents=N, obs_dim=S, state_dim=S, num_actions=A,
-                            max_steps=max_steps, has_win=False, obs_widths=(S,) * N, action_counts=(A,) * N)
+        self.spec = EnvSpec(
+            env_id=env_id,
+            num_agents=N,
+            obs_dim=S,
+            state_dim=S,
+            num_actions=A,
+            max_steps=max_steps,
+            has_win=False,
+            obs_widths=(S,) * N,
+            action_counts=(A,) * N,
+        )
 
     def _observe(self, s: jax.Array) -> Observation:
         N, A = self.game.num_agents, self.game.num_actions
-        one_hot = jnp.broadcast_to(jax.nn.one_hot(s, self.game.num_states, dtype=jnp.float32), (N, self.game.num_states))
+        one_hot = jnp.broadcast_to(
+            jax.nn.one_hot(s, self.game.num_states, dtype=jnp.float32), (N, self.game.num_states)
+        )
         return Observation(obs=one_hot, state=one_hot, avail=jnp.ones((N, A), bool), alive=jnp.ones((N,), bool))
 
     def reset(self, key):
@@ -323,6 +349,11 @@ class TabularAdapter(MultiAgentEnv):
         s_next = jax.random.categorical(key, self._log_P[state.s, j]).astype(jnp.int32)
         t = state.t + 1
         reward = jnp.broadcast_to(self._R[state.s, j], (self.game.num_agents,))
-        tr = Transition(next_obs=self._observe(s_next), reward=reward, terminated=jnp.zeros((), bool),
-                        truncated=t >= self._max_steps, won=jnp.zeros((), bool))
+        tr = Transition(
+            next_obs=self._observe(s_next),
+            reward=reward,
+            terminated=jnp.zeros((), bool),
+            truncated=t >= self._max_steps,
+            won=jnp.zeros((), bool),
+        )
         return TabularState(s=s_next, t=t), tr

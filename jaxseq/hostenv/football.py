@@ -40,24 +40,37 @@ PASS_ACTIONS = (9, 10, 11)  # long, high, short pass
 BUILTIN_AI = 19  # action set v2's extra action
 #: Per scenario: (controllable left players, field players = agents). Where the goalkeeper is
 #: controllable, it is controlled and given the built-in AI's action.
-SCENARIOS = {"5_vs_5": (4, 4), "11_vs_11_stochastic": (11, 10), "11_vs_11_easy_stochastic": (11, 10),
-             "11_vs_11_hard_stochastic": (11, 10), "academy_3_vs_1_with_keeper": (4, 3),
-             "academy_pass_and_shoot_with_keeper": (3, 2), "academy_run_pass_and_shoot_with_keeper": (3, 2)}
+SCENARIOS = {
+    "5_vs_5": (4, 4),
+    "11_vs_11_stochastic": (11, 10),
+    "11_vs_11_easy_stochastic": (11, 10),
+    "11_vs_11_hard_stochastic": (11, 10),
+    "academy_3_vs_1_with_keeper": (4, 3),
+    "academy_pass_and_shoot_with_keeper": (3, 2),
+    "academy_run_pass_and_shoot_with_keeper": (3, 2),
+}
 METRICS = ("goals", "goals_conceded", "assists", "passes", "pass_attempts", "pass_rate", "lost_balls")
 _CHECKPOINTS, _CHECKPOINT_REWARD = 10, 0.1
 
 
 def spec(scenario: str) -> HostSpec:
     n = SCENARIOS[scenario][1]
-    return HostSpec(num_agents=n, obs_dim=OBS_WIDTH, state_dim=OBS_WIDTH + 2, num_actions=NUM_ACTIONS,
-                    obs_widths=(OBS_WIDTH,) * n, action_counts=(NUM_ACTIONS,) * n, has_win=True,
-                    episode_metrics=METRICS)
+    return HostSpec(
+        num_agents=n,
+        obs_dim=OBS_WIDTH,
+        state_dim=OBS_WIDTH + 2,
+        num_actions=NUM_ACTIONS,
+        obs_widths=(OBS_WIDTH,) * n,
+        action_counts=(NUM_ACTIONS,) * n,
+        has_win=True,
+        episode_metrics=METRICS,
+    )
 
 
 def checkpoint_zones(ball_x: float, ball_y: float) -> int:
     """How many checkpoint zones the ball is inside (0..10): zone k is reached at distance
     <= 0.99 - 0.8 k / 9 from the opponent's goal at (1, 0)."""
-    d = ((ball_x - 1.0) ** 2 + ball_y ** 2) ** 0.5
+    d = ((ball_x - 1.0) ** 2 + ball_y**2) ** 0.5
     return sum(d <= 0.99 - 0.8 * k / (_CHECKPOINTS - 1) for k in range(_CHECKPOINTS))
 
 
@@ -114,10 +127,18 @@ class Football:
         self._encode = Simple115StateWrapper.convert_observation
         self.spec = spec(scenario)
         self._controlled = SCENARIOS[scenario][0]
-        self.env = football_env.FootballEnv(config.Config({
-            "level": scenario, "players": [f"agent:left_players={self._controlled}"],
-            "action_set": "v2" if self._controlled > self.spec.num_agents else "default",
-            "real_time": False, "write_video": False, "dump_full_episodes": False}))
+        self.env = football_env.FootballEnv(
+            config.Config(
+                {
+                    "level": scenario,
+                    "players": [f"agent:left_players={self._controlled}"],
+                    "action_set": "v2" if self._controlled > self.spec.num_agents else "default",
+                    "real_time": False,
+                    "write_video": False,
+                    "dump_full_episodes": False,
+                }
+            )
+        )
 
     def reset(self, seed: int) -> HostObs:
         random.seed(seed)  # gfootball draws the engine seed of each episode from Python's random
@@ -131,8 +152,9 @@ class Football:
     def _observe(self, raw: list[dict]) -> HostObs:
         obs = self._encode(raw, True)[self._agents].astype(np.float32)
         first = raw[0]
-        extra = np.asarray([first["steps_left"] / self._duration, (first["score"][0] - first["score"][1]) / 5.0],
-                           np.float32)
+        extra = np.asarray(
+            [first["steps_left"] / self._duration, (first["score"][0] - first["score"][1]) / 5.0], np.float32
+        )
         state = np.concatenate([obs, np.broadcast_to(extra, (len(obs), 2))], axis=1)
         n = self.spec.num_agents
         return HostObs(obs, state, np.ones((n, NUM_ACTIONS), bool), np.ones((n,), bool))
@@ -146,8 +168,15 @@ class Football:
         scored, conceded = left - self._score[0], right - self._score[1]
         self._score = (left, right)
         reward = float(scored - conceded)
-        zones = _CHECKPOINTS if scored else (
-            max(self._zones, checkpoint_zones(*first["ball"][:2])) if int(first["ball_owned_team"]) == 0 else self._zones)
+        zones = (
+            _CHECKPOINTS
+            if scored
+            else (
+                max(self._zones, checkpoint_zones(*first["ball"][:2]))
+                if int(first["ball_owned_team"]) == 0
+                else self._zones
+            )
+        )
         reward += _CHECKPOINT_REWARD * (zones - self._zones)
         self._zones = zones
         players = {int(o["active"]): int(a) for o, a in zip((raw[i] for i in self._agents), actions)}

@@ -16,16 +16,16 @@ from jaxseq.hostenv import HostObs, HostSpec, agent_states
 def _make(n: int, local_ratio: float, max_steps: int):
     from mpe2 import simple_spread_v3
 
-    return simple_spread_v3.parallel_env(N=n, local_ratio=local_ratio, max_cycles=max_steps,
-                                         continuous_actions=False)
+    return simple_spread_v3.parallel_env(N=n, local_ratio=local_ratio, max_cycles=max_steps, continuous_actions=False)
 
 
 def spec(n: int) -> HostSpec:
     """Shapes of simple_spread with ``n`` agents: obs 6n (own velocity and position, 2 per landmark,
     2 per other agent for position and 2 for communication), 5 moves."""
     obs = 6 * n
-    return HostSpec(num_agents=n, obs_dim=obs, state_dim=obs + n * obs, num_actions=5,
-                    obs_widths=(obs,) * n, action_counts=(5,) * n)
+    return HostSpec(
+        num_agents=n, obs_dim=obs, state_dim=obs + n * obs, num_actions=5, obs_widths=(obs,) * n, action_counts=(5,) * n
+    )
 
 
 class SimpleSpread:
@@ -48,7 +48,8 @@ class SimpleSpread:
 
     def step(self, actions: np.ndarray):
         obs, rewards, terminations, truncations, _ = self.env.step(
-            {a: int(actions[i]) for i, a in enumerate(self.agents)})
+            {a: int(actions[i]) for i, a in enumerate(self.agents)}
+        )
         reward = np.asarray([rewards[a] for a in self.agents], np.float32)
         terminated = all(terminations[a] for a in self.agents)
         truncated = all(truncations[a] for a in self.agents)

@@ -26,9 +26,31 @@ import numpy as np
 from jaxseq.hostenv import HostObs, HostSpec, agent_states
 
 #: The maps of SMAC's registry (smac.env.starcraft2.maps.smac_maps).
-MAPS = ("3m", "8m", "25m", "5m_vs_6m", "8m_vs_9m", "10m_vs_11m", "27m_vs_30m", "MMM", "MMM2", "2s3z", "3s5z",
-        "3s5z_vs_3s6z", "3s_vs_3z", "3s_vs_4z", "3s_vs_5z", "1c3s5z", "2m_vs_1z", "corridor", "6h_vs_8z",
-        "2s_vs_1sc", "so_many_baneling", "bane_vs_bane", "2c_vs_64zg")
+MAPS = (
+    "3m",
+    "8m",
+    "25m",
+    "5m_vs_6m",
+    "8m_vs_9m",
+    "10m_vs_11m",
+    "27m_vs_30m",
+    "MMM",
+    "MMM2",
+    "2s3z",
+    "3s5z",
+    "3s5z_vs_3s6z",
+    "3s_vs_3z",
+    "3s_vs_4z",
+    "3s_vs_5z",
+    "1c3s5z",
+    "2m_vs_1z",
+    "corridor",
+    "6h_vs_8z",
+    "2s_vs_1sc",
+    "so_many_baneling",
+    "bane_vs_bane",
+    "2c_vs_64zg",
+)
 
 
 def _env_class(module: str):
@@ -42,9 +64,16 @@ def spec(map_name: str, module: str = "smac.env") -> tuple[HostSpec, int]:
     info = env.get_env_info()
     env.close()
     n, obs, actions = info["n_agents"], info["obs_shape"], info["n_actions"]
-    host = HostSpec(num_agents=n, obs_dim=obs, state_dim=obs + info["state_shape"], num_actions=actions,
-                    obs_widths=(obs,) * n, action_counts=(actions,) * n, has_win=True,
-                    episode_metrics=("battle_won",))
+    host = HostSpec(
+        num_agents=n,
+        obs_dim=obs,
+        state_dim=obs + info["state_shape"],
+        num_actions=actions,
+        obs_widths=(obs,) * n,
+        action_counts=(actions,) * n,
+        has_win=True,
+        episode_metrics=("battle_won",),
+    )
     return host, int(info["episode_limit"])
 
 

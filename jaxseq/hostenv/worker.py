@@ -96,9 +96,16 @@ class Worker:
             rewards.append(np.asarray(reward, np.float32))
             flags.append((terminated, truncated, bool(won), False))
         flags = np.asarray(flags, bool).reshape(-1, 4)
-        return {"obs": _stack(obs), "final": _stack(final), "reward": np.stack(rewards),
-                "terminated": flags[:, 0], "truncated": flags[:, 1], "won": flags[:, 2], "lost": flags[:, 3],
-                "episodes": episodes}
+        return {
+            "obs": _stack(obs),
+            "final": _stack(final),
+            "reward": np.stack(rewards),
+            "terminated": flags[:, 0],
+            "truncated": flags[:, 1],
+            "won": flags[:, 2],
+            "lost": flags[:, 3],
+            "episodes": episodes,
+        }
 
     def close(self) -> None:
         for inst in self.instances.values():

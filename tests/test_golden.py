@@ -1,0 +1,59 @@
+"""Behaviour pinned: one update of every algorithm in every sharing mode (discrete and continuous,
+MLP and GRU, both loop orders, blocks) gives the metrics and parameters recorded in
+``golden_updates.json``.
+
+The values were recorded on the code before the update engine was split out of the trainer (the
+split kept every number bit for bit on this machine), so a refactor that changes behaviour fails
+here. The comparison allows float noise (rtol 1e-4 on sums), so a CPU with other vector units
+still passes. The runs are the conformance tests' traced updates (``helpers.traced_update``), so
+this adds few compilations.
+
+Regenerate only for a stated reason (a deliberate change of semantics), and say it in the commit:
+``JAXSEQ_REGENERATE_GOLDEN=1 python -m pytest -n 0 tests/test_golden.py`` (one process: the
+workers would race on the file).
+"""
+
+import json
+import os
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from helpers import traced_update, update_configs
+
+GOLDEN = Path(__file__).with_name("golden_updates.json")
+CONFIGS = update_configs()
+
+
+def summary(metrics: dict, actor_params, critic_params) -> dict:
+    """Each metric's values (sums over seeds/units where they are arrays) and each parameter leaf's
+    sum and absolute sum, as plain floats."""
+    out = {
+        f"metric/{k}": np.asarray(v, np.float64).ravel().tolist() for k, v in sorted(metrics.items()) if k != "trace"
+    }
+    for name, params in (("actor", actor_params), ("critic", critic_params)):
+        leaves = [np.asarray(x, np.float64) for x in jax.tree.leaves(params)]
+        out[f"{name}/sum"] = [float(x.sum()) for x in leaves]
+        out[f"{name}/abs_sum"] = [float(np.abs(x).sum()) for x in leaves]
+    return out
+
+
+def _load() -> dict:
+    return json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
+
+
+@pytest.mark.parametrize("label", list(CONFIGS))
+def test_one_update_matches_the_recorded_values(label):
+    _, _, metrics, actor, critic = traced_update(CONFIGS[label])
+    got = summary(metrics, actor, critic)
+    if os.environ.get("JAXSEQ_REGENERATE_GOLDEN"):
+        golden = _load()
+        golden[label] = got
+        GOLDEN.write_text(json.dumps(golden, indent=0, sort_keys=True))
+        pytest.skip("regenerated")
+    want = _load()[label]
+    assert sorted(got) == sorted(want), set(got) ^ set(want)
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-6, err_msg=f"{label}: {key}")

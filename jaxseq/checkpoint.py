@@ -2,7 +2,10 @@
 
 Layout: ``RUN_DIR/checkpoints/chunk_000010/`` (an orbax directory, finalised atomically by orbax)
 and ``RUN_DIR/checkpoints/latest.json`` (``{"chunk": 10}``), replaced atomically after the save
-completes, so an interrupted save never leaves a pointer to a partial checkpoint.
+completes, so an interrupted save never leaves a pointer to a partial checkpoint; the newest
+``KEEP`` are kept. ``checkpoints/best/`` and ``best.json`` hold the best evaluated state (never
+rotated). A save holds Ctrl-C back until it is complete. Restore falls back to the newest intact
+checkpoint when one cannot be read.
 
 The state is stored as its non-empty leaves, keyed by their position in the flattened tree: orbax
 refuses zero-size arrays, and MJX physics states have some (e.g. ``act`` of robots without
@@ -11,9 +14,13 @@ actuator activations). Restoring rebuilds the tree from the abstract state, with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
+import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +32,10 @@ import orbax.checkpoint as ocp
 KEEP = 2
 
 
+class CheckpointWarning(UserWarning):
+    """A checkpoint could not be read; an older one was used."""
+
+
 def _dir(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
@@ -33,39 +44,119 @@ def _non_empty(leaves: list) -> dict:
     return {f"leaf_{i:05d}": leaf for i, leaf in enumerate(leaves) if int(np.prod(leaf.shape)) > 0}
 
 
-def save(run_dir: Path, chunk: int, state: Any) -> Path:
-    """Save ``state`` as the checkpoint after ``chunk`` chunks; keep the newest ``KEEP``."""
-    root = _dir(run_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    path = (root / f"chunk_{chunk:06d}").absolute()
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold Ctrl-C back while a checkpoint is written (main thread only): the interrupt arrives
+    once the save is complete, so the interrupted run's own final save never races a write in
+    flight."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            raise KeyboardInterrupt
+
+
+def _write(path: Path, state: Any) -> None:
     if path.exists():
         shutil.rmtree(path)
     ckptr = ocp.StandardCheckpointer()
     ckptr.save(path, _non_empty(jax.tree.leaves(state)))
     ckptr.wait_until_finished()
-    tmp = root / "latest.json.tmp"
-    tmp.write_text(json.dumps({"chunk": chunk}))
-    os.replace(tmp, root / "latest.json")
-    for old in sorted(root.glob("chunk_*"))[:-KEEP]:
-        shutil.rmtree(old, ignore_errors=True)
+
+
+def _replace_json(path: Path, value: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value))
+    os.replace(tmp, path)
+
+
+def save(run_dir: Path, chunk: int, state: Any) -> Path:
+    """Save ``state`` as the checkpoint after ``chunk`` chunks; keep the newest ``KEEP``."""
+    root = _dir(run_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    path = (root / f"chunk_{chunk:06d}").absolute()
+    with _sigint_deferred():
+        _write(path, state)
+        _replace_json(root / "latest.json", {"chunk": chunk})
+        for old in sorted(root.glob("chunk_*"))[:-KEEP]:
+            shutil.rmtree(old, ignore_errors=True)
     return path
 
 
-def latest_chunk(run_dir: Path) -> int | None:
-    pointer = _dir(run_dir) / "latest.json"
-    if not pointer.exists():
+def save_best(run_dir: Path, chunk: int, state: Any, metric: str, score: float) -> Path:
+    """Save ``state`` as the best checkpoint so far (``checkpoints/best``, never rotated), with
+    ``best.json`` = {"chunk", "metric", "score"}."""
+    root = _dir(run_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    path = (root / "best").absolute()
+    with _sigint_deferred():
+        _write(path, state)
+        _replace_json(root / "best.json", {"chunk": chunk, "metric": metric, "score": score})
+    return path
+
+
+def best(run_dir: Path) -> dict | None:
+    """``best.json`` of the run, or None."""
+    try:
+        return json.loads((_dir(run_dir) / "best.json").read_text())
+    except (OSError, ValueError):
         return None
-    return int(json.loads(pointer.read_text())["chunk"])
+
+
+def _stored_chunks(run_dir: Path) -> list[int]:
+    """The chunk numbers of the checkpoint folders on disk, newest first."""
+    found = []
+    for path in _dir(run_dir).glob("chunk_*"):
+        try:
+            found.append(int(path.name.split("_", 1)[1]))
+        except ValueError:
+            continue
+    return sorted(found, reverse=True)
+
+
+def latest_chunk(run_dir: Path) -> int | None:
+    """The chunk of the newest checkpoint: ``latest.json``'s, or where that is unreadable the
+    newest checkpoint folder's; None without checkpoints."""
+    try:
+        return int(json.loads((_dir(run_dir) / "latest.json").read_text())["chunk"])
+    except (OSError, ValueError, KeyError, TypeError):
+        stored = _stored_chunks(run_dir)
+        return stored[0] if stored else None
+
+
+def _read(path: Path, abstract: Any) -> Any:
+    leaves, treedef = jax.tree.flatten(abstract)
+    stored = ocp.StandardCheckpointer().restore(path.absolute(), _non_empty(leaves))
+    restored = [stored.get(f"leaf_{i:05d}", None) for i in range(len(leaves))]
+    restored = [jnp.zeros(a.shape, a.dtype) if r is None else r for a, r in zip(leaves, restored)]
+    for a, r in zip(leaves, restored):
+        if r.shape != a.shape or r.dtype != a.dtype:
+            raise ValueError(f"a stored array is {r.dtype}{list(r.shape)}, the state expects {a.dtype}{list(a.shape)}")
+    return jax.tree.unflatten(treedef, restored)
 
 
 def restore(run_dir: Path, abstract: Any) -> tuple[int, Any]:
-    """Restore the latest checkpoint into ``abstract`` (a tree of ``jax.ShapeDtypeStruct``, e.g. from
-    ``jax.eval_shape(trainer.init, key)``). Returns (chunk, state)."""
-    chunk = latest_chunk(run_dir)
-    if chunk is None:
-        raise FileNotFoundError(f"no checkpoint in {_dir(run_dir)}")
-    leaves, treedef = jax.tree.flatten(abstract)
-    stored = ocp.StandardCheckpointer().restore((_dir(run_dir) / f"chunk_{chunk:06d}").absolute(), _non_empty(leaves))
-    restored = [stored.get(f"leaf_{i:05d}", None) for i in range(len(leaves))]
-    restored = [jnp.zeros(a.shape, a.dtype) if r is None else r for a, r in zip(leaves, restored)]
-    return chunk, jax.tree.unflatten(treedef, restored)
+    """Restore the newest intact checkpoint into ``abstract`` (a tree of ``jax.ShapeDtypeStruct``,
+    e.g. from ``jax.eval_shape(trainer.init, key)``). A checkpoint that cannot be read (a missing
+    or truncated file, arrays of the wrong shape) is skipped with a :class:`CheckpointWarning`,
+    and the next older one is tried. Returns (chunk, state); FileNotFoundError if none is intact."""
+    latest = latest_chunk(run_dir)
+    candidates = ([latest] if latest is not None else []) + [c for c in _stored_chunks(run_dir) if c != latest]
+    for chunk in candidates:
+        path = _dir(run_dir) / f"chunk_{chunk:06d}"
+        try:
+            return chunk, _read(path, abstract)
+        except Exception as err:  # orbax and tensorstore raise many kinds; any of them means unreadable
+            warnings.warn(
+                CheckpointWarning(
+                    f"checkpoint {path} is unreadable ({type(err).__name__}: {str(err)[:200]}); trying an older one"
+                ),
+                stacklevel=2,
+            )
+    raise FileNotFoundError(f"no intact checkpoint in {_dir(run_dir)}")

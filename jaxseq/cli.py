@@ -3,6 +3,11 @@
     python -m jaxseq train --env mpe:spread --algo mappo --total-steps 2000000 --num-seeds 4 \
         --seed 0 --sharing fups --out runs --set epochs=10 --set network=gru
     python -m jaxseq train --resume runs/mappo-mpe-spread-s0-20261121-101500
+    python -m jaxseq train --resume runs/mappo-mpe-spread-s0-20261121-101500 --total-steps 4000000   # extend
+
+Exit status: 0 done, 2 a bad config or path (nothing compiled), 3 the run diverged (non-finite
+losses or parameters; the checkpoints hold the last finite state), 130 interrupted (Ctrl-C; every
+finished chunk is checkpointed).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import argparse
 import sys
 
 from jaxseq.config import PRESETS, field_docs, field_types, make_config, parse_value
-from jaxseq.errors import ConfigError
+from jaxseq.errors import ConfigError, RunDiverged
 
 #: CLI flags that map straight onto config fields.
 _FLAGS = {
@@ -43,7 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FIELD=VALUE",
         help="any config field (see `jaxseq config`); repeatable",
     )
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    train.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its newest intact checkpoint; --total-steps extends it, and "
+        "--set may change eval_every, eval_envs, checkpoint_every (any other change is refused)",
+    )
+    train.add_argument(
+        "--start-over", action="store_true", help="with --resume: a run folder without checkpoints trains from chunk 0"
+    )
     train.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (offline unless WANDB_MODE)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     sub.add_parser("envs", help="list env ids")
@@ -52,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace):
+def overrides_from_args(args: argparse.Namespace) -> dict:
+    """The config fields the flags and ``--set`` name."""
     overrides = {}
     for flag, field in _FLAGS.items():
         value = getattr(args, flag)
@@ -63,7 +77,11 @@ def config_from_args(args: argparse.Namespace):
         if not eq:
             raise ConfigError("set", f"expected FIELD=VALUE, got {item!r}")
         overrides[name.strip().replace("-", "_")] = parse_value(name.strip().replace("-", "_"), text)
-    return make_config(args.preset, **overrides)  # validated once, by train_run's make_train
+    return overrides
+
+
+def config_from_args(args: argparse.Namespace):
+    return make_config(args.preset, **overrides_from_args(args))  # validated once, by train_run's make_train
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,12 +109,23 @@ def main(argv: list[str] | None = None) -> int:
             from jaxseq.run import train_run
 
             if args.resume:
-                train_run(resume=args.resume, use_wandb=args.wandb, progress=not args.no_progress)
+                if args.preset != "default":
+                    raise ConfigError("preset", "cannot be given with --resume (the run keeps its config)")
+                train_run(
+                    resume=args.resume,
+                    overrides=overrides_from_args(args),
+                    start_over=args.start_over,
+                    use_wandb=args.wandb,
+                    progress=not args.no_progress,
+                )
             else:
                 train_run(config_from_args(args), out=args.out, use_wandb=args.wandb, progress=not args.no_progress)
     except ConfigError as err:
         print(f"jaxseq: error: {err}", file=sys.stderr)
         return 2
+    except RunDiverged as err:
+        print(f"jaxseq: error: {err}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("jaxseq: interrupted; finished chunks are checkpointed (resume with --resume RUN_DIR)", file=sys.stderr)
         return 130

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from typing import Any
 
@@ -203,11 +204,6 @@ def validate(config: Config) -> None:
     parse_env_id(config.env)
 
 
-#: Fields that only some algorithms (or their schemes) read: set to a non-default value for an
-#: algorithm that does not declare them (``Algorithm.fields``, ``Scheme.fields``), they are refused.
-_REFUSED_ELSEWHERE = ("agent_blocks", "loop_order", "fp3o_guard")
-
-
 def _check_types(config: Config) -> None:
     for name, kind in field_types().items():
         value = getattr(config, name)
@@ -216,6 +212,8 @@ def _check_types(config: Config) -> None:
             ok = True
         if not ok:
             raise ConfigError(name, f"expected {kind.__name__}, got {value!r}")
+        if kind is float and not math.isfinite(value):
+            raise ConfigError(name, f"must be a finite number, got {value!r}")
     for name, allowed in _choices().items():
         if getattr(config, name) not in allowed:
             raise ConfigError(name, f"{getattr(config, name)!r} is not allowed; allowed: {list(allowed)}")
@@ -234,8 +232,12 @@ def _check_algorithm_fields(config: Config) -> None:
     def reads(alg, name):
         return name in alg.fields or name in alg.scheme_of.fields
 
+    # A field that only some algorithms (or their schemes) declare (``Algorithm.fields``,
+    # ``Scheme.fields``), set to a non-default value for one that does not read it, is refused:
+    # a silently ignored setting is a wrong experiment.
     alg, defaults = ALGORITHMS[config.algo], Config()
-    for name in _REFUSED_ELSEWHERE:
+    declared = {name for a in ALGORITHMS.values() for name in (*a.fields, *a.scheme_of.fields)}
+    for name in sorted(declared):
         if getattr(config, name) != getattr(defaults, name) and not reads(alg, name):
             readers = sorted(a.name for a in ALGORITHMS.values() if reads(a, name))
             raise ConfigError(name, f"applies to {', '.join(readers)} only, got algo={config.algo}")
@@ -250,6 +252,10 @@ def validate_fields(config: Config) -> None:
     _check_algorithm_fields(config)
     if config.eval_every < 0:
         raise ConfigError("eval_every", "must be >= 0 (0 disables evaluation)")
+    if not 0 <= config.seed < 2**32:
+        raise ConfigError("seed", f"must lie in [0, 2**32) (jax.random.PRNGKey's range), got {config.seed}")
+    if config.adam_eps <= 0:
+        raise ConfigError("adam_eps", f"must be > 0, got {config.adam_eps}")
     for name, low, high in (("gamma", 0.0, 1.0), ("gae_lambda", 0.0, 1.0), ("clip_c", 0.0, 1.0)):
         if not low <= getattr(config, name) <= high:
             raise ConfigError(name, f"must lie in [{low:g}, {high:g}], got {getattr(config, name)}")

@@ -1,4 +1,4 @@
-"""Errors raised before anything compiles."""
+"""The errors a user sees: a bad configuration (before anything compiles), and a run that stopped."""
 
 
 class ConfigError(ValueError):
@@ -7,3 +7,18 @@ class ConfigError(ValueError):
     def __init__(self, field: str, message: str):
         self.field = field
         super().__init__(f"{field}: {message}")
+
+
+class RunDiverged(RuntimeError):
+    """A chunk produced a non-finite loss or parameter. Its state was discarded: the checkpoints
+    hold the last finite state (after ``last_good_chunk``)."""
+
+    def __init__(self, chunk: int, bad: dict[int, list[str]], last_good_chunk: int):
+        self.chunk, self.bad, self.last_good_chunk = chunk, bad, last_good_chunk
+        members = "; ".join(f"seed {seed}: {', '.join(names)}" for seed, names in sorted(bad.items()))
+        kept = (
+            f"the checkpoints hold chunk {last_good_chunk}, the last finite state"
+            if last_good_chunk
+            else "no chunk had finished, so nothing was checkpointed"
+        )
+        super().__init__(f"chunk {chunk} diverged (non-finite {members}); it was discarded, and {kept}")

@@ -26,7 +26,7 @@ import numpy as np
 
 from jaxseq import checkpoint
 from jaxseq.config import Config
-from jaxseq.errors import ConfigError
+from jaxseq.errors import ConfigError, RunDiverged
 from jaxseq.plotting import plot_runs, read_jsonl
 
 #: Keys every metrics.jsonl line carries (None where undefined or not measured in that chunk).
@@ -99,15 +99,42 @@ def _new_run_dir(out: Path, config: Config) -> Path:
     while path.exists():
         suffix += 1
         path = Path(out) / f"{config.algo}-{safe_env}-s{config.seed}-{stamp}-{suffix}"
-    path.mkdir(parents=True)
+    try:
+        path.mkdir(parents=True)
+        (path / "config.json").write_text(config.to_json())
+    except OSError as err:
+        raise ConfigError("out", f"cannot create a run folder under {out}: {err.strerror or err}") from None
     return path
 
 
 def load_config(run_dir: Path) -> Config:
+    """The config of the run folder ``run_dir``; ConfigError("resume", ...) if it has none or it is damaged."""
     path = Path(run_dir) / "config.json"
-    if not path.exists():
+    if not path.is_file():
         raise ConfigError("resume", f"{run_dir} is not a run folder (no config.json)")
-    return Config(**json.loads(path.read_text()))
+    try:
+        return Config(**json.loads(path.read_text()))
+    except (ValueError, TypeError) as err:
+        raise ConfigError("resume", f"{path} is not a readable jaxseq config ({err})") from None
+
+
+#: Fields a resumed run may change: its length and its evaluation and checkpoint cadence.
+RESUMABLE = ("total_steps", "eval_every", "eval_envs", "checkpoint_every")
+
+
+def resumed_config(run_dir: Path, overrides: dict | None = None) -> Config:
+    """The run's config with ``overrides`` applied where they are :data:`RESUMABLE` (``total_steps``
+    extends a run); any other field that differs from the run's is refused with ConfigError."""
+    config = load_config(run_dir)
+    changed = {k: v for k, v in (overrides or {}).items() if getattr(config, k, None) != v}
+    refused = sorted(set(changed) - set(RESUMABLE))
+    if refused:
+        raise ConfigError(
+            "resume",
+            f"{', '.join(refused)} cannot change when a run is resumed (only {', '.join(RESUMABLE)} can); "
+            "start a new run for the others",
+        )
+    return config.replace(**changed)
 
 
 class _WandbLogger:
@@ -142,16 +169,72 @@ class _HostEpisodes:
         kept = [r for r in read_jsonl(path) if r["chunk"] <= start_chunk] if path.exists() else []
         path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
-    def record(self, chunk: int, train: list[dict], test: list[dict]) -> dict:
+    def record(self, chunk: int, train: list[dict], test: list[dict], failures: list[dict]) -> dict:
+        """Append the chunk's ended episodes and worker failures; returns the chunk's metrics entries."""
         with self.path.open("a") as f:
             for phase, records in (("train", train), ("test", test)):
                 for r in records:
                     f.write(json.dumps({"chunk": chunk, "phase": phase, **{k: _num(v) for k, v in r.items()}}) + "\n")
-        row = {}
+            for failure in failures:
+                f.write(json.dumps({"chunk": chunk, "phase": "worker_failure", **failure}) + "\n")
+        row = {"worker_failures": len(failures)}
         for prefix, records in (("episode", train), ("test", test)):
             for name in self.names:
                 row[f"{prefix}_{name}"] = _nanmean([r[name] for r in records]) if records else None
         return row
+
+
+#: The per-seed chunk metrics that must be finite (episode means may be NaN: no episode ended).
+GUARDED = ("loss_actor", "loss_critic", "entropy", "approx_kl")
+
+
+def non_finite(m: dict) -> dict[int, list[str]]:
+    """seed -> the guarded metrics (and "parameters") that are not finite in the chunk metrics ``m``."""
+    bad = {}
+    for seed, params_ok in enumerate(np.asarray(m["params_finite"])):
+        names = [k for k in GUARDED if k in m and not np.all(np.isfinite(np.asarray(m[k])[seed]))]
+        names += [] if params_ok else ["parameters"]
+        if names:
+            bad[seed] = names
+    return bad
+
+
+def _best_score(has_win: bool, evaluation: dict) -> tuple[str, float | None]:
+    """The metric the best checkpoint is chosen by, and its value over seeds (None: no episode ended)."""
+    metric = "test_win_rate" if has_win else "test_return_mean"
+    return metric, _nanmean(evaluation[metric])
+
+
+def _open_run(config, out, resume, overrides, start_over):
+    """(run folder, config, trainer): the config validated and the env built before any folder
+    is made; a resumed folder must hold a checkpoint unless ``start_over``."""
+    from jaxseq.train import make_train
+
+    if resume is None:
+        trainer = make_train(config)
+        return _new_run_dir(Path(out), config), config, trainer
+    run_dir = Path(resume)
+    config = resumed_config(run_dir, overrides)
+    trainer = make_train(config)
+    if checkpoint.latest_chunk(run_dir) is None and not start_over:
+        raise ConfigError("resume", f"{run_dir} has no checkpoint; pass --start-over to train it again from chunk 0")
+    (run_dir / "config.json").write_text(config.to_json())
+    return run_dir, config, trainer
+
+
+def _initial_state(trainer, run_dir: Path, key) -> tuple[int, Any]:
+    """(chunk, state): the newest intact checkpoint's (metrics lines after it dropped), or a fresh start."""
+    metrics_path = run_dir / "metrics.jsonl"
+    if checkpoint.latest_chunk(run_dir) is None:
+        metrics_path.write_text("")
+        return 0, trainer.init(key)
+    try:
+        chunk, state = checkpoint.restore(run_dir, jax.eval_shape(trainer.init, key))
+    except FileNotFoundError as err:
+        raise ConfigError("resume", str(err)) from None
+    kept = [r for r in read_jsonl(metrics_path) if r["chunk"] <= chunk] if metrics_path.exists() else []
+    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    return chunk, state
 
 
 def train_run(
@@ -161,30 +244,21 @@ def train_run(
     use_wandb: bool = False,
     progress: bool = True,
     max_chunks: int | None = None,
+    overrides: dict | None = None,
+    start_over: bool = False,
 ) -> Path:
-    """Train in a new run folder under ``out`` (or continue ``resume``); returns the run folder.
+    """Train in a new run folder under ``out`` (or continue ``resume``, with the :data:`RESUMABLE`
+    ``overrides``); returns the run folder.
 
+    Every finished chunk is kept: checkpoints every ``checkpoint_every`` chunks and at any exit
+    (Ctrl-C, an error), the best evaluated state in ``checkpoints/best``. A chunk whose losses or
+    parameters are not finite in any seed stops the run with :class:`~jaxseq.errors.RunDiverged`;
+    its state is discarded, so the checkpoints hold the last finite one.
     ``max_chunks`` stops after that many chunks in total (used by tests to simulate an interruption).
     """
-    from jaxseq.train import make_train
-
-    if resume is not None:
-        run_dir = Path(resume)
-        config = load_config(run_dir)
-    trainer = make_train(config)  # validates before the run folder is made
-    if resume is None:
-        run_dir = _new_run_dir(Path(out), config)
-        (run_dir / "config.json").write_text(config.to_json())
-    key = jax.random.PRNGKey(config.seed)
-    start_chunk = 0
+    run_dir, config, trainer = _open_run(config, out, resume, overrides, start_over)
+    start_chunk, state = _initial_state(trainer, run_dir, jax.random.PRNGKey(config.seed))
     metrics_path = run_dir / "metrics.jsonl"
-    if resume is not None and checkpoint.latest_chunk(run_dir) is not None:
-        start_chunk, state = checkpoint.restore(run_dir, jax.eval_shape(trainer.init, key))
-        kept = [r for r in read_jsonl(metrics_path) if r["chunk"] <= start_chunk] if metrics_path.exists() else []
-        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    else:
-        state = trainer.init(key)
-        metrics_path.write_text("")
     end_chunk = config.num_chunks if max_chunks is None else min(config.num_chunks, max_chunks)
     has_win = trainer.env.spec.has_win
     env = trainer.env
@@ -197,6 +271,7 @@ def train_run(
         from tqdm import tqdm
 
         bar = tqdm(total=config.num_chunks, initial=start_chunk, unit="chunk", desc=f"{config.algo} {config.env}")
+    best = (checkpoint.best(run_dir) or {}).get("score") if start_chunk else None
     done_chunk = start_chunk
     t_start = time.time()
     try:
@@ -205,6 +280,10 @@ def train_run(
             new_state, m = trainer.chunk(state)
             m = jax.device_get(m)
             seconds = time.time() - t0
+            bad = non_finite(m)
+            if bad:
+                raise RunDiverged(chunk, bad, done_chunk)
+            m.pop("params_finite")
             train_episodes = env.take_episodes()
             evaluation = None
             if config.eval_every and (chunk % config.eval_every == 0 or chunk == config.num_chunks):
@@ -212,7 +291,7 @@ def train_run(
             first = chunk == start_chunk + 1
             row = metrics_line(config, has_win, chunk, m, evaluation, 0.0 if first else seconds)
             if host_episodes is not None:
-                row.update(host_episodes.record(chunk, train_episodes, env.take_episodes()))
+                row.update(host_episodes.record(chunk, train_episodes, env.take_episodes(), env.take_failures()))
             row["wall_seconds"] = time.time() - t_start
             with metrics_path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
@@ -225,6 +304,11 @@ def train_run(
                 bar.set_postfix(ret=row["return_mean"], win=row["win_rate"], test=row["test_return_mean"])
             if chunk % config.checkpoint_every == 0:
                 checkpoint.save(run_dir, chunk, state)
+            if evaluation is not None:
+                metric, score = _best_score(has_win, evaluation)
+                if score is not None and (best is None or score > best):
+                    best = score
+                    checkpoint.save_best(run_dir, chunk, state, metric, score)
     finally:
         # On normal exit, Ctrl-C or an error: keep every finished chunk.
         if bar is not None:

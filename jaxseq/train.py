@@ -128,6 +128,9 @@ class Trainer:
         out["return_mean"] = jnp.where(episodes > 0, m["return_sum"].sum() / safe, nan)
         out["episode_length"] = jnp.where(episodes > 0, m["length_sum"].sum() / safe, nan)
         out["win_rate"] = jnp.where(episodes > 0, m["win_sum"].sum() / safe, nan)
+        # The finite-value guard, reduced in the program: a non-finite gradient shows up here too
+        # (Adam carries it into the parameters).
+        out["params_finite"] = _all_finite((ts.actor_params, ts.critic_params))
         return ts, out
 
     def evaluate_one(self, ts: TrainState) -> dict:
@@ -164,6 +167,30 @@ class Trainer:
         return jax.jit(run)(self.init(key))
 
 
+#: Fields only continuous-action envs read.
+CONTINUOUS_FIELDS = ("log_prob_reduce", "log_std_init", "ent_coef_continuous")
+
+
+def _check_env_fields(config: Config, spec) -> None:
+    """The checks that need the env: blocks within the agent count, continuous-action fields set
+    only for continuous-action envs."""
+    if config.agent_blocks > spec.num_agents:
+        raise ConfigError(
+            "agent_blocks",
+            f"must be at most the number of agents of {config.env} ({spec.num_agents}), got {config.agent_blocks}",
+        )
+    if not spec.continuous:
+        defaults = Config()
+        for name in CONTINUOUS_FIELDS:
+            if getattr(config, name) != getattr(defaults, name):
+                raise ConfigError(name, f"applies to continuous-action envs only; {config.env} has discrete actions")
+
+
+def _all_finite(tree) -> jax.Array:
+    """One bool: every float leaf of ``tree`` is finite."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
 def make_train(config: Config, *, trace_units: bool = False) -> Trainer:
     """Validate ``config`` (before anything compiles; the env id is parsed once, here) and assemble
     the trainer. ``trace_units`` turns on the schemes' conformance hook (:attr:`Engine.trace_units`)."""
@@ -172,11 +199,7 @@ def make_train(config: Config, *, trace_units: bool = False) -> Trainer:
     resolved = algorithm.resolve(config)
     env = make_env(config.env)
     spec = env.spec
-    if config.agent_blocks > spec.num_agents:
-        raise ConfigError(
-            "agent_blocks",
-            f"must be at most the number of agents of {config.env} ({spec.num_agents}), got {config.agent_blocks}",
-        )
+    _check_env_fields(config, spec)
     common = dict(
         sharing=config.sharing,
         num_agents=spec.num_agents,

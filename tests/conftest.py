@@ -22,3 +22,9 @@ jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE
 jax.config.update(
     "jax_persistent_cache_min_compile_time_secs", float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"])
 )
+
+# jaxmarl's MA-Brax module sets sys.stdout and sys.stderr to sys.__stdout__ / sys.__stderr__ when
+# it is first imported (it silences its own import that way), which detaches pytest's capsys from
+# any test that happens to import it first. Importing it here, before any test runs, keeps every
+# test's capture intact.
+import jaxmarl.environments  # noqa: E402, F401

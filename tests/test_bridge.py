@@ -98,6 +98,9 @@ def test_a_failed_worker_is_reported_restarted_and_its_episodes_truncated(tmp_pa
         assert [w.category for w in caught if issubclass(w.category, BridgeWarning)] == [BridgeWarning]
         (event,) = env.pool.events
         assert event.env_id == "standin:counting" and event.kind == fail
+        # The run loop's hook: each failure once, as a record for metrics.jsonl and episodes.jsonl.
+        (record,) = env.take_failures()
+        assert record["kind"] == fail and record["worker"] == event.worker and env.take_failures() == []
         assert {
             "crash": "exit status -9",
             "exception": "RuntimeError: scripted failure",

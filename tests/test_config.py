@@ -29,7 +29,7 @@ from jaxseq.train import make_train
         (dict(num_minibatches=3), "num_minibatches", "must divide the number of training sequences"),
         (dict(total_steps=100), "total_steps", "at least one batch"),
         (dict(eval_every=-1), "eval_every", ">= 0"),
-        (dict(coppo_clip_others=1.5), "coppo_clip_others", "\\(0, 1\\)"),
+        (dict(algo="coppo", coppo_clip_others=1.5), "coppo_clip_others", "\\(0, 1\\)"),
         (dict(algo="a2po", loop_order="inner"), "loop_order", "allowed: \\['agents-outer', 'epochs-outer'\\]"),
         (dict(algo="a2po", agent_blocks=-1), "agent_blocks", ">= 0"),
         (dict(algo="a2po", agent_blocks=4), "agent_blocks", "at most the number of agents of mpe:spread \\(3\\)"),
@@ -46,6 +46,10 @@ from jaxseq.train import make_train
         (dict(algo="opspo", omega_n=0), "omega_n", "positive integer"),
         (dict(algo="opspo", density_lr=0.0), "density_lr", "> 0"),
         (dict(algo="mappo", fp3o_guard=True), "fp3o_guard", "applies to fp3o only, got algo=mappo"),
+        (dict(algo="mappo", selection_rule="greedy"), "selection_rule", "applies to a2po only, got algo=mappo"),
+        (dict(algo="happo", opspo_sdc_method="bch"), "opspo_sdc_method", "applies to opspo only, got algo=happo"),
+        (dict(algo="mappo", vtrace_clip_rho=2.0), "vtrace_clip_rho", "applies to mappo_vtrace, opspo only"),
+        (dict(log_prob_reduce="mean"), "log_prob_reduce", "continuous-action envs only; mpe:spread has discrete"),
     ],
 )
 def test_bad_config_values_name_the_field(overrides, field, words):

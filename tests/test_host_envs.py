@@ -84,6 +84,7 @@ def test_training_through_the_bridge_writes_a_run_folder(tmp_path, env_id, overr
     train = [e for e in episodes if e["phase"] == "train"]
     assert len(train) == 2 * config.num_seeds * config.num_envs and {e["length"] for e in train} == {25.0}
     assert all(f"episode_{name}" in rows[-1] for name in make_env(env_id).host_spec.episode_metrics)
+    assert all(r["worker_failures"] == 0 for r in rows) and not [e for e in episodes if e["phase"] == "worker_failure"]
 
 
 def test_smac_adapter_against_a_scripted_stand_in():

@@ -138,6 +138,8 @@ def _opspo_switches(alg: Algorithm, cfg: "Config") -> Algorithm:
 
 
 _OPSPO_FIELDS = (
+    "vtrace_clip_rho",
+    "vtrace_clip_c",
     "opspo_eps2",
     "opspo_aec",
     "opspo_sdc",
@@ -188,6 +190,7 @@ for _alg in (
         "MAPPO with V-trace advantages and targets (A2PO paper Sec. 5.2 ablation): before "
         "every epoch the joint ratio of all agents' current policies corrects the traces",
         estimator="vtrace",
+        fields=("vtrace_clip_rho", "vtrace_clip_c"),
     ),
     Algorithm(
         "rpisa",

@@ -325,8 +325,12 @@ def parse_env_id(env_id: str) -> tuple[str, str, dict]:
         raise ConfigError("env", f"unknown {family} task {name!r}; allowed: {names}")
     params = {k: p.default for k, p in fam.params.items()}
     params.update(_DEFAULT_OVERRIDES.get((family, name), {}))
+    seen = set()
     for item in filter(None, query.split("&")):
         key, eq, value = item.partition("=")
+        if key in seen:
+            raise ConfigError("env", f"parameter {key} is given twice in {env_id!r}")
+        seen.add(key)
         if not eq or key not in fam.params:
             raise ConfigError(
                 "env", f"bad parameter {item!r} in {env_id!r}; allowed: {sorted(fam.params)} as key=value"

@@ -129,8 +129,8 @@ class AutoReset:
     Besides ``reset`` and ``step`` it has the run loop's optional hooks, which a host environment
     (:class:`jaxseq.envs.bridge.BridgeEnv`) fills: ``records_episodes`` (it keeps a record of every
     ended episode), ``episode_metrics`` (the names of the behaviour metrics in those records),
-    ``take_episodes()`` (the records of the episodes that ended
-    since the last call) and ``close()``.
+    ``take_episodes()`` (the records of the episodes that ended since the last call),
+    ``take_failures()`` (the worker failures since the last call) and ``close()``.
     """
 
     records_episodes: bool = False
@@ -141,6 +141,9 @@ class AutoReset:
         self.spec = env.spec
 
     def take_episodes(self) -> list[dict]:
+        return []
+
+    def take_failures(self) -> list[dict]:
         return []
 
     def close(self) -> None:

@@ -334,6 +334,7 @@ class BridgeEnv:
         )
         self._pool_args = (env_id, factory, max_steps, workers, timeout)
         self._pool: WorkerPool | None = None
+        self._failures_taken = 0
         self._sites = itertools.count()
 
     @property
@@ -361,6 +362,15 @@ class BridgeEnv:
         records = list(self._pool.episodes)
         self._pool.episodes.clear()
         return records
+
+    def take_failures(self) -> list[dict]:
+        """The worker failures since the last call (:class:`WorkerEvent` as a dict, the detail's
+        last 500 characters), oldest first; ``pool.events`` keeps them all."""
+        if self._pool is None:
+            return []
+        new = self._pool.events[self._failures_taken :]
+        self._failures_taken += len(new)
+        return [{**dataclasses.asdict(e), "instances": list(e.instances), "detail": e.detail[-500:]} for e in new]
 
     # -- shapes --------------------------------------------------------------------------------
     def _obs_shapes(self, k: int) -> tuple:

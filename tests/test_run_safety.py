@@ -1,0 +1,168 @@
+"""No finished work lost: a diverging run stops on its last finite state, resume says what it does,
+damaged checkpoints fall back, Ctrl-C never races a save, bad values and paths fail early."""
+
+import json
+import math
+import os
+import signal
+import warnings
+
+import jax
+import numpy as np
+import pytest
+
+from jaxseq import checkpoint
+from jaxseq.cli import main
+from jaxseq.config import Config
+from jaxseq.envs import parse_env_id
+from jaxseq.errors import ConfigError
+from jaxseq.run import train_run
+from jaxseq.train import make_train
+
+from helpers import tiny
+
+# The configuration of test_train's resume test (4 chunks, 2 seeds): its programs are compiled once.
+FOUR_CHUNKS = dict(total_steps=4 * 8 * 2 * 4)
+
+
+def _rows(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_diverging_run_stops_and_keeps_its_last_finite_state(tmp_path, capfd):
+    """Adam's first step moves every weight by about the learning rate: with one gradient step per
+    chunk, 1e30 leaves finite weights after chunk 1 and overflows in chunk 2 (the CLI's own path)."""
+    argv = ["train", "--out", str(tmp_path), *"--env mpe:spread --algo mappo --total-steps 1024 --num-seeds 2".split()]
+    sets = "num_envs=4 rollout_length=8 chunk_length=4 hidden_size=16 num_layers=1 updates_per_chunk=1 epochs=1 "
+    sets += "num_minibatches=1 eval_every=0 checkpoint_every=1 actor_lr=1e30 critic_lr=1e30"
+    argv += ["--no-progress"] + [arg for item in sets.split() for arg in ("--set", item)]
+    assert main(argv) == 3
+    err = capfd.readouterr().err
+    assert "jaxseq: error: chunk 2 diverged (non-finite seed 0:" in err and "seed 1:" in err, err
+    assert "the checkpoints hold chunk 1, the last finite state" in err
+    (run_dir,) = tmp_path.iterdir()
+    rows = _rows(run_dir)
+    assert [r["chunk"] for r in rows] == [1]
+    assert all(rows[0][k] is not None for k in ("loss_actor", "loss_critic"))  # no null losses written
+    config = json.loads((run_dir / "config.json").read_text())
+    trainer = make_train(Config(**config))
+    key = jax.random.PRNGKey(config["seed"])
+    chunk, restored = checkpoint.restore(run_dir, jax.eval_shape(trainer.init, key))
+    assert chunk == 1
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(restored) if np.issubdtype(x.dtype, np.floating))
+    again, _ = trainer.chunk(trainer.init(key))  # the last finite state, recomputed
+    for a, b in zip(jax.tree.leaves(jax.device_get(again)), jax.tree.leaves(jax.device_get(restored))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_resume_extends_a_run_and_refuses_other_changes(tmp_path, capsys):
+    cfg = tiny(**FOUR_CHUNKS)
+    run_dir = train_run(cfg.replace(total_steps=cfg.total_steps // 2), out=tmp_path, progress=False)
+    assert len(_rows(run_dir)) == 2
+    assert main(["train", "--resume", str(run_dir), "--set", "actor_lr=0.1", "--no-progress"]) == 2
+    assert "actor_lr cannot change when a run is resumed" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run_dir), "--algo", "happo", "--no-progress"]) == 2
+    assert "algo cannot change" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run_dir), "--total-steps", str(cfg.total_steps), "--no-progress"]) == 0
+    assert [r["chunk"] for r in _rows(run_dir)] == [1, 2, 3, 4]
+    assert json.loads((run_dir / "config.json").read_text())["total_steps"] == cfg.total_steps
+    best = checkpoint.best(run_dir)  # evaluated every 2 chunks: the best of chunks 2 and 4
+    scores = {r["chunk"]: r["test_return_mean"] for r in _rows(run_dir) if r["test_return_mean"] is not None}
+    assert best["metric"] == "test_return_mean" and best["chunk"] == max(scores, key=scores.get)
+    assert math.isclose(best["score"], max(scores.values()), rel_tol=1e-6)
+
+
+def test_resume_of_a_folder_without_checkpoints_is_an_error_unless_starting_over(tmp_path):
+    cfg = tiny(**FOUR_CHUNKS)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(cfg.to_json())
+    with pytest.raises(ConfigError, match="has no checkpoint; pass --start-over"):
+        train_run(resume=run_dir, progress=False)
+    train_run(resume=run_dir, progress=False, start_over=True, max_chunks=1)
+    assert [r["chunk"] for r in _rows(run_dir)] == [1]
+
+
+def _small_state(value):
+    return {"w": np.full((3, 4), value, np.float32), "step": np.array(value, np.int32)}
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    checkpoint.save(tmp_path, 1, _small_state(1))
+    checkpoint.save(tmp_path, 2, _small_state(2))
+    abstract = jax.eval_shape(lambda: _small_state(0))
+    for path in (tmp_path / "checkpoints" / "chunk_000002").rglob("*"):
+        if path.is_file():
+            path.write_bytes(path.read_bytes()[:3])  # every file of the newest checkpoint truncated
+    with pytest.warns(checkpoint.CheckpointWarning, match="chunk_000002 is unreadable"):
+        chunk, state = checkpoint.restore(tmp_path, abstract)
+    assert chunk == 1 and float(state["w"][0, 0]) == 1.0
+    (tmp_path / "checkpoints" / "latest.json").write_text("")  # an empty pointer: the folders are read
+    assert checkpoint.latest_chunk(tmp_path) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", checkpoint.CheckpointWarning)
+        assert checkpoint.restore(tmp_path, abstract)[0] == 1
+    for path in (tmp_path / "checkpoints").glob("chunk_*"):
+        for f in path.rglob("*"):
+            if f.is_file():
+                f.unlink()
+    with pytest.warns(checkpoint.CheckpointWarning), pytest.raises(FileNotFoundError, match="no intact checkpoint"):
+        checkpoint.restore(tmp_path, abstract)
+
+
+def test_ctrl_c_during_a_save_waits_for_it(tmp_path, monkeypatch):
+    """SIGINT arrives while the checkpoint is being written: the save completes, then the
+    interrupt is raised, and the checkpoint is intact."""
+    write = checkpoint._write
+
+    def interrupted_write(path, state):
+        os.kill(os.getpid(), signal.SIGINT)
+        write(path, state)
+
+    monkeypatch.setattr(checkpoint, "_write", interrupted_write)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(tmp_path, 3, _small_state(3))
+    assert checkpoint.latest_chunk(tmp_path) == 3
+    assert checkpoint.restore(tmp_path, jax.eval_shape(lambda: _small_state(0)))[0] == 3
+
+
+@pytest.mark.parametrize(
+    "overrides, field, words",
+    [
+        (dict(actor_lr=math.nan), "actor_lr", "finite"),
+        (dict(max_grad_norm=math.nan), "max_grad_norm", "finite"),
+        (dict(huber_delta=math.inf), "huber_delta", "finite"),
+        (dict(log_std_init=-math.inf), "log_std_init", "finite"),
+        (dict(adam_eps=0.0), "adam_eps", "> 0"),
+        (dict(seed=2**32), "seed", "\\[0, 2\\*\\*32\\)"),
+        (dict(seed=-1), "seed", "\\[0, 2\\*\\*32\\)"),
+    ],
+)
+def test_non_finite_values_and_out_of_range_seeds_are_refused(overrides, field, words):
+    with pytest.raises(ConfigError, match=words) as err:
+        make_train(Config(**overrides))
+    assert err.value.field == field
+
+
+def test_a_repeated_env_parameter_is_refused():
+    with pytest.raises(ConfigError, match="parameter n is given twice"):
+        parse_env_id("mpe:spread?n=3&n=4")
+
+
+def test_path_and_late_config_errors_leave_no_folder(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["train", "--out", str(blocker), "--no-progress"]) == 2
+    assert "jaxseq: error: out: cannot create a run folder" in capsys.readouterr().err
+    out = tmp_path / "runs"
+    assert main(["train", "--out", str(out), "--env", "mpe:reference?actions=continuous"]) == 2
+    assert main(["train", "--out", str(out), "--set", "agent_blocks=5"]) == 2
+    assert not out.exists() or not any(out.iterdir())
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    assert main(["train", "--resume", str(broken)]) == 2
+    assert "is not a readable jaxseq config" in capsys.readouterr().err
+    (broken / "config.json").write_text(json.dumps({"no_such_field": 1}))
+    assert main(["train", "--resume", str(broken)]) == 2
+    assert "is not a readable jaxseq config" in capsys.readouterr().err

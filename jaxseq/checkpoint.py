@@ -160,3 +160,20 @@ def restore(run_dir: Path, abstract: Any) -> tuple[int, Any]:
                 stacklevel=2,
             )
     raise FileNotFoundError(f"no intact checkpoint in {_dir(run_dir)}")
+
+
+def restore_best(run_dir: Path, abstract: Any) -> tuple[int, Any]:
+    """Restore ``checkpoints/best`` (see :func:`save_best`). Returns (chunk, state);
+    FileNotFoundError if the run has no readable best checkpoint."""
+    info = best(run_dir)
+    if info is None:
+        raise FileNotFoundError(f"no best checkpoint in {_dir(run_dir)} (a run saves one at its evaluations)")
+    return int(info["chunk"]), _read(_dir(run_dir) / "best", abstract)
+
+
+def restore_chunk(run_dir: Path, chunk: int, abstract: Any) -> Any:
+    """Restore the checkpoint after ``chunk`` chunks (only the newest ``KEEP`` are kept)."""
+    path = _dir(run_dir) / f"chunk_{chunk:06d}"
+    if not path.is_dir():
+        raise FileNotFoundError(f"no checkpoint of chunk {chunk} in {_dir(run_dir)}; stored: {_stored_chunks(run_dir)}")
+    return _read(path, abstract)

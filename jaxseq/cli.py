@@ -1,9 +1,11 @@
-"""Command line: ``python -m jaxseq {train,envs,algos,config}``.
+"""Command line: ``python -m jaxseq {train,eval,report,envs,algos,config}``.
 
     python -m jaxseq train --env mpe:spread --algo mappo --total-steps 2000000 --num-seeds 4 \
         --seed 0 --sharing fups --out runs --set epochs=10 --set network=gru
     python -m jaxseq train --resume runs/mappo-mpe-spread-s0-20261121-101500
     python -m jaxseq train --resume runs/mappo-mpe-spread-s0-20261121-101500 --total-steps 4000000   # extend
+    python -m jaxseq eval runs/mappo-mpe-spread-s0-20261121-101500 --checkpoint best --episodes 320
+    python -m jaxseq report runs/mappo-* runs/a2po-* --out report/ --marl-eval report/marl_eval.json
 
 Exit status: 0 done, 2 a bad config or path (nothing compiled), 3 the run diverged (non-finite
 losses or parameters; the checkpoints hold the last finite state), 130 interrupted (Ctrl-C; every
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from jaxseq.config import PRESETS, field_docs, field_types, make_config, parse_value
 from jaxseq.errors import ConfigError, RunDiverged
@@ -59,6 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (offline unless WANDB_MODE)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ev = sub.add_parser("eval", help="greedy evaluation of a saved run's policy, with 95%% intervals")
+    ev.add_argument("run_dir", help="a run folder")
+    ev.add_argument("--checkpoint", default="best", help="best (default), last, or a stored chunk number")
+    ev.add_argument("--episodes", type=int, help="episodes per seed (default: the run's eval_episodes)")
+    ev.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+    rep = sub.add_parser(
+        "report", help="IQM, median, mean, optimality gap with 95%% intervals over run folders (rliable)"
+    )
+    rep.add_argument("run_dirs", nargs="+", help="finished run folders (each seed is one run)")
+    rep.add_argument("--out", required=True, help="folder for report.md, report.json and the plots")
+    rep.add_argument("--labels", nargs="+", help="one algorithm label per run folder (default: its algo)")
+    rep.add_argument("--marl-eval", metavar="FILE", help="also write the runs as marl-eval JSON")
+    rep.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
     sub.add_parser("envs", help="list env ids")
     sub.add_parser("algos", help="list algorithms")
     sub.add_parser("config", help="list config fields, defaults and presets")
@@ -84,6 +100,19 @@ def config_from_args(args: argparse.Namespace):
     return make_config(args.preset, **overrides_from_args(args))  # validated once, by train_run's make_train
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    import json
+
+    from jaxseq.evaluation import evaluate_run, format_evaluation
+
+    if args.episodes is not None and args.episodes < 1:
+        raise ConfigError("episodes", f"must be a positive integer, got {args.episodes}")
+    result = evaluate_run(args.run_dir, args.checkpoint, args.episodes)
+    print(format_evaluation(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -105,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
             print("\npresets:")
             for name, values in PRESETS.items():
                 print(f"  {name}: {values}")
+        elif args.command == "eval":
+            _evaluate(args)
+        elif args.command == "report":
+            from jaxseq.report import format_report, report
+
+            print(format_report(report(args.run_dirs, args.out, args.labels, args.reps, args.marl_eval)))
         elif args.command == "train":
             from jaxseq.run import train_run
 

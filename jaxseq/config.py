@@ -87,7 +87,11 @@ class Config:
     # -- evaluation, logging, checkpoints -----------------------------------------------------
     updates_per_chunk: int = 10  #: updates compiled into one program call; one metrics line per chunk
     eval_every: int = 5  #: greedy evaluation every this many chunks (0 disables)
-    eval_envs: int = 32  #: greedy evaluation episodes per seed
+    eval_episodes: int = (
+        32  #: complete greedy episodes per seed in every evaluation (the protocol of Gorsane et al. 2022)
+    )
+    eval_envs: int = 32  #: parallel envs of an evaluation; each plays its share of eval_episodes to the end
+    absolute_factor: int = 10  #: at the end of a run the best checkpoint is re-evaluated on absolute_factor x eval_episodes episodes (the absolute metric, in summary.json); 0 disables
     checkpoint_every: int = 10  #: checkpoint every this many chunks (and always at the end / on Ctrl-C)
 
     @property
@@ -140,6 +144,7 @@ _POSITIVE_INT = (
     "chunk_length",
     "updates_per_chunk",
     "eval_envs",
+    "eval_episodes",
     "checkpoint_every",
     "omega_n",
     "omega_e",
@@ -250,8 +255,9 @@ def validate_fields(config: Config) -> None:
     """Every check of :func:`validate` but the env id's."""
     _check_types(config)
     _check_algorithm_fields(config)
-    if config.eval_every < 0:
-        raise ConfigError("eval_every", "must be >= 0 (0 disables evaluation)")
+    for name in ("eval_every", "absolute_factor"):
+        if getattr(config, name) < 0:
+            raise ConfigError(name, f"must be >= 0 (0 disables it), got {getattr(config, name)}")
     if not 0 <= config.seed < 2**32:
         raise ConfigError("seed", f"must lie in [0, 2**32) (jax.random.PRNGKey's range), got {config.seed}")
     if config.adam_eps <= 0:

@@ -301,6 +301,7 @@ _GRF_5V5 = dict(
     num_minibatches=2,
     updates_per_chunk=2,
     eval_envs=4,
+    eval_episodes=4,  # GRF games of 3000 steps through the bridge: 32 per evaluation would cost minutes on a CPU
     eval_every=5,
     checkpoint_every=1,
 )

@@ -70,39 +70,67 @@ def rollout(eng: "Engine", env, ts: TrainState) -> tuple[TrainState, Rollout, di
     return ts, batch, stats
 
 
-def greedy_evaluation(eng: "Engine", env, ts: TrainState) -> dict:
-    """Greedy evaluation: ``eval_envs`` fresh episodes; the first episode of each env counts. Its key
-    is derived from (not split off) the training key, so evaluating does not change training."""
-    n, num = eng.num_agents, eng.config.eval_envs
+def episode_quotas(episodes: int, num_envs: int) -> tuple[int, ...]:
+    """How many complete episodes each of ``num_envs`` parallel envs plays so that they make
+    ``episodes`` together: as equal as possible, the first envs one more."""
+    return tuple(episodes // num_envs + (i < episodes % num_envs) for i in range(num_envs))
+
+
+def greedy_evaluation(eng: "Engine", env, ts: TrainState, episodes: int | None = None) -> dict:
+    """Greedy evaluation of ``episodes`` (default ``eval_episodes``) complete episodes, played by
+    min(``eval_envs``, episodes) parallel envs, each its fixed quota (:func:`episode_quotas`) of
+    consecutive episodes from a fresh reset. A fixed quota per env, not "the first episodes to
+    end", so short episodes are not favoured. Its key is derived from (not split off) the training
+    key, so evaluating does not change training.
+
+    Returns test_return_mean, test_win_rate and test_episodes (the episodes counted) as scalars,
+    and episode_returns / episode_wins / episode_lengths [num_envs * max quota] per counted
+    episode (NaN where a slot was not played)."""
+    n = eng.num_agents
+    episodes = episodes or eng.config.eval_episodes
+    num = min(eng.config.eval_envs, episodes)
+    quotas = episode_quotas(episodes, num)
+    quota, most = jnp.array(quotas), max(quotas)
+    rows = jnp.arange(num)
     key = jax.random.fold_in(ts.key, 0x5EED)
     k_reset, k_steps = jax.random.split(key)
     env_state, obs = jax.vmap(env.reset)(jax.random.split(k_reset, num))
 
     def step(carry, k):
-        env_state, obs, actor_carry, start, finished, ret, won = carry
+        env_state, obs, actor_carry, start, count, returns, wins, lengths = carry
         start_n = jnp.broadcast_to(start[:, None], (num, n))
         actor_carry, logits = eng.actor.apply(ts.actor_params, actor_carry, obs.obs, start_n)
         actions = eng.policy.greedy(logits, obs.avail)
         env_state, out = jax.vmap(env.step)(jax.random.split(k, num), env_state, actions)
-        first_end = out.done & ~finished
-        ret = jnp.where(first_end, out.episode_return, ret)
-        won = jnp.where(first_end, out.won, won)
-        return (env_state, out.obs, actor_carry, out.done, finished | out.done, ret, won), None
+        counted = out.done & (count < quota)
+        slot = jnp.minimum(count, most - 1)
+        returns = returns.at[rows, slot].set(jnp.where(counted, out.episode_return, returns[rows, slot]))
+        wins = wins.at[rows, slot].set(jnp.where(counted, out.won, wins[rows, slot]))
+        lengths = lengths.at[rows, slot].set(jnp.where(counted, out.episode_length, lengths[rows, slot]))
+        return (env_state, out.obs, actor_carry, out.done, count + counted, returns, wins, lengths), None
 
     init = (
         env_state,
         obs,
         eng.actor.init_carry((num,)),
         jnp.ones((num,), bool),
-        jnp.zeros((num,), bool),
-        jnp.zeros((num,)),
-        jnp.zeros((num,), bool),
+        jnp.zeros((num,), jnp.int32),
+        jnp.zeros((num, most)),
+        jnp.zeros((num, most)),
+        jnp.zeros((num, most)),
     )
-    (_, _, _, _, finished, ret, won), _ = jax.lax.scan(step, init, jax.random.split(k_steps, eng.spec.max_steps + 1))
-    f = finished.astype(jnp.float32)
-    count = jnp.maximum(f.sum(), 1.0)
+    # An episode lasts at most max_steps transitions, so this many steps finish every quota.
+    length = most * (eng.spec.max_steps + 1)
+    (_, _, _, _, count, returns, wins, lengths), _ = jax.lax.scan(step, init, jax.random.split(k_steps, length))
+    played = jnp.arange(most)[None, :] < count[:, None]  # [num, most]
+    total = played.sum()
     nan = jnp.float32(jnp.nan)  # no finished episode: no number (the rows say null), not 0
+    mean = lambda x: jnp.where(total > 0, jnp.sum(jnp.where(played, x, 0.0)) / jnp.maximum(total, 1), nan)  # noqa: E731
     return {
-        "test_return_mean": jnp.where(f.sum() > 0, (ret * f).sum() / count, nan),
-        "test_win_rate": jnp.where(f.sum() > 0, (won * f).sum() / count, nan),
+        "test_return_mean": mean(returns),
+        "test_win_rate": mean(wins),
+        "test_episodes": total,
+        "episode_returns": jnp.where(played, returns, nan).ravel(),
+        "episode_wins": jnp.where(played, wins, nan).ravel(),
+        "episode_lengths": jnp.where(played, lengths, nan).ravel(),
     }

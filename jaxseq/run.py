@@ -119,7 +119,7 @@ def load_config(run_dir: Path) -> Config:
 
 
 #: Fields a resumed run may change: its length and its evaluation and checkpoint cadence.
-RESUMABLE = ("total_steps", "eval_every", "eval_envs", "checkpoint_every")
+RESUMABLE = ("total_steps", "eval_every", "eval_envs", "eval_episodes", "absolute_factor", "checkpoint_every")
 
 
 def resumed_config(run_dir: Path, overrides: dict | None = None) -> Config:
@@ -199,10 +199,42 @@ def non_finite(m: dict) -> dict[int, list[str]]:
     return bad
 
 
+def _progress(row: dict, has_win: bool) -> dict:
+    """The progress bar's numbers in this chunk's row: the training return (and win rate where
+    the env has one) and, in an evaluation's row, its numbers; nothing undefined for the env."""
+    keys = {"ret": "return_mean", "test": "test_return_mean"}
+    if has_win:
+        keys.update(win="win_rate", test_win="test_win_rate")
+    return {name: row[key] for name, key in keys.items() if row.get(key) is not None}
+
+
 def _best_score(has_win: bool, evaluation: dict) -> tuple[str, float | None]:
     """The metric the best checkpoint is chosen by, and its value over seeds (None: no episode ended)."""
     metric = "test_win_rate" if has_win else "test_return_mean"
     return metric, _nanmean(evaluation[metric])
+
+
+def absolute_metric(trainer, run_dir: Path) -> dict:
+    """The absolute metric (Gorsane et al. 2022): the best checkpoint re-evaluated greedily on
+    ``absolute_factor`` x ``eval_episodes`` episodes per seed; {} without evaluations or a best
+    checkpoint, or with ``absolute_factor`` 0."""
+    config = trainer.config
+    if not (config.eval_every and config.absolute_factor) or checkpoint.best(run_dir) is None:
+        return {}
+    abstract = jax.eval_shape(trainer.init, jax.random.PRNGKey(config.seed))
+    chunk, state = checkpoint.restore_best(run_dir, abstract)
+    episodes = config.absolute_factor * config.eval_episodes
+    ev = jax.device_get(trainer.evaluator(episodes)(state))
+    out = {
+        "absolute_checkpoint_chunk": chunk,
+        "absolute_episodes_per_seed": episodes,
+        "absolute_test_return_mean": _nanmean(ev["test_return_mean"]),
+        "absolute_test_return_per_seed": [_num(v) for v in ev["test_return_mean"]],
+    }
+    if trainer.env.spec.has_win:
+        out["absolute_test_win_rate"] = _nanmean(ev["test_win_rate"])
+        out["absolute_test_win_rate_per_seed"] = [_num(v) for v in ev["test_win_rate"]]
+    return out
 
 
 def _open_run(config, out, resume, overrides, start_over):
@@ -272,7 +304,7 @@ def train_run(
 
         bar = tqdm(total=config.num_chunks, initial=start_chunk, unit="chunk", desc=f"{config.algo} {config.env}")
     best = (checkpoint.best(run_dir) or {}).get("score") if start_chunk else None
-    done_chunk = start_chunk
+    done_chunk, absolute, shown = start_chunk, {}, {}
     t_start = time.time()
     try:
         for chunk in range(start_chunk + 1, end_chunk + 1):
@@ -301,7 +333,8 @@ def train_run(
                 logger.log(row)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(ret=row["return_mean"], win=row["win_rate"], test=row["test_return_mean"])
+                shown.update(_progress(row, has_win))  # an evaluation's numbers stay until the next one
+                bar.set_postfix(shown)
             if chunk % config.checkpoint_every == 0:
                 checkpoint.save(run_dir, chunk, state)
             if evaluation is not None:
@@ -309,6 +342,8 @@ def train_run(
                 if score is not None and (best is None or score > best):
                     best = score
                     checkpoint.save_best(run_dir, chunk, state, metric, score)
+        if done_chunk == config.num_chunks:
+            absolute = absolute_metric(trainer, run_dir)
     finally:
         # On normal exit, Ctrl-C or an error: keep every finished chunk.
         if bar is not None:
@@ -321,7 +356,7 @@ def train_run(
         rows = read_jsonl(metrics_path)
         if rows:
             plot_runs({config.algo: rows}, run_dir / "curves.png", title=f"{config.algo} on {config.env}")
-            summary = summarize(config, rows)
+            summary = {**summarize(config, rows), **absolute}
             (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
             print(format_summary(summary, run_dir))
     return run_dir

@@ -42,6 +42,7 @@ class Trainer:
     engine: Engine
     #: Python-side count of how often the chunk program was traced (= compiled).
     trace_counter: list = dataclasses.field(default_factory=lambda: [0])
+    _evaluators: dict = dataclasses.field(default_factory=dict, repr=False)
 
     # Shortcuts for notebooks and tests.
     actor = property(lambda self: self.engine.actor)
@@ -133,8 +134,8 @@ class Trainer:
         out["params_finite"] = _all_finite((ts.actor_params, ts.critic_params))
         return ts, out
 
-    def evaluate_one(self, ts: TrainState) -> dict:
-        return rollout.greedy_evaluation(self.engine, self.env, ts)
+    def evaluate_one(self, ts: TrainState, episodes: int | None = None) -> dict:
+        return rollout.greedy_evaluation(self.engine, self.env, ts, episodes)
 
     def _traced_chunk(self, ts: TrainState) -> tuple[TrainState, dict]:
         self.trace_counter[0] += 1
@@ -151,8 +152,15 @@ class Trainer:
 
     @functools.cached_property
     def evaluate(self) -> Callable[[TrainState], dict]:
-        """Compiled greedy evaluation of every seed: [S]-stacked state -> metrics [S]."""
-        return jax.jit(jax.vmap(self.evaluate_one))
+        """Compiled greedy evaluation of ``eval_episodes`` episodes for every seed: [S]-stacked
+        state -> metrics [S] (per-episode values [S, E'])."""
+        return self.evaluator(self.config.eval_episodes)
+
+    def evaluator(self, episodes: int) -> Callable[[TrainState], dict]:
+        """Compiled greedy evaluation of ``episodes`` episodes per seed (one program per count)."""
+        if episodes not in self._evaluators:
+            self._evaluators[episodes] = jax.jit(jax.vmap(lambda ts: self.evaluate_one(ts, episodes)))
+        return self._evaluators[episodes]
 
     def __call__(self, key: jax.Array) -> tuple[TrainState, dict]:
         """The whole run as one program (PureJaxRL style): ``num_chunks`` chunks of every seed,

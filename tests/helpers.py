@@ -27,6 +27,8 @@ def tiny(**overrides):
         total_steps=4 * 8 * 2 * 4,
         eval_every=2,
         eval_envs=4,
+        eval_episodes=4,
+        absolute_factor=0,
         checkpoint_every=1,
         num_seeds=2,
     )

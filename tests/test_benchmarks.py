@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -37,6 +39,8 @@ def test_throughput_script():
     assert "| mpe:spread | 1 |" in out and "command: `python benchmarks/throughput.py" in out
 
 
+# The two update-time scripts compile four programs each (30-35 s on 2 cores): -m slow, for the suite's budget.
+@pytest.mark.slow
 def test_sequential_scaling_script():
     out = _run(
         "sequential_scaling.py",
@@ -57,6 +61,7 @@ def test_sequential_scaling_script():
     assert "| 2 |" in out and "| 3 |" in out and "A2PO 3 blocks / MAPPO" in out
 
 
+@pytest.mark.slow
 def test_sdc_cost_script():
     out = _run(
         "sdc_cost.py",

@@ -54,7 +54,7 @@ def test_same_key_gives_identical_metrics_and_seeds_differ():
         dict(algo="ippo", sharing="nops"),
         dict(algo="mappo", network="gru", sharing="paps"),
         dict(env="mpe:speaker_listener", sharing="nops", value_norm=False, huber_delta=0.0, value_clip=0.0),
-        dict(env="smax:3m", network="gru", rollout_length=8, num_seeds=1),
+        dict(env="smax:3m", network="gru", sharing="paps"),  # the no-recompilation test's program: compiled once
         dict(env="tabular:game?seed=1&states=4&agents=3&actions=3&max_steps=16", algo="a2po", num_seeds=1),
         dict(env="mpe:spread?actions=continuous", algo="a2po", sharing="paps", num_seeds=1),  # Gaussian, greedy = mean
     ],

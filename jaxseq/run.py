@@ -308,22 +308,9 @@ def train_run(
     t_start = time.time()
     try:
         for chunk in range(start_chunk + 1, end_chunk + 1):
-            t0 = time.time()
-            new_state, m = trainer.chunk(state)
-            m = jax.device_get(m)
-            seconds = time.time() - t0
-            bad = non_finite(m)
-            if bad:
-                raise RunDiverged(chunk, bad, done_chunk)
-            m.pop("params_finite")
-            train_episodes = env.take_episodes()
-            evaluation = None
-            if config.eval_every and (chunk % config.eval_every == 0 or chunk == config.num_chunks):
-                evaluation = jax.device_get(trainer.evaluate(new_state))
-            first = chunk == start_chunk + 1
-            row = metrics_line(config, has_win, chunk, m, evaluation, 0.0 if first else seconds)
-            if host_episodes is not None:
-                row.update(host_episodes.record(chunk, train_episodes, env.take_episodes(), env.take_failures()))
+            new_state, row, evaluation = _run_chunk(
+                trainer, state, chunk, done_chunk, chunk == start_chunk + 1, host_episodes
+            )
             row["wall_seconds"] = time.time() - t_start
             with metrics_path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
@@ -353,13 +340,41 @@ def train_run(
         if logger:
             logger.close()
         env.close()
-        rows = read_jsonl(metrics_path)
-        if rows:
-            plot_runs({config.algo: rows}, run_dir / "curves.png", title=f"{config.algo} on {config.env}")
-            summary = {**summarize(config, rows), **absolute}
-            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-            print(format_summary(summary, run_dir))
+        _write_summary(config, run_dir, absolute)
     return run_dir
+
+
+def _run_chunk(trainer, state, chunk: int, done_chunk: int, first: bool, host_episodes) -> tuple[Any, dict, dict]:
+    """One compiled chunk, the finite-value guard, the evaluation when due, and the chunk's metrics
+    row. Returns (new state, row, evaluation or None); raises RunDiverged (nothing written)."""
+    config, env = trainer.config, trainer.env
+    t0 = time.time()
+    new_state, m = trainer.chunk(state)
+    m = jax.device_get(m)
+    seconds = time.time() - t0
+    bad = non_finite(m)
+    if bad:
+        raise RunDiverged(chunk, bad, done_chunk)
+    m.pop("params_finite")
+    train_episodes = env.take_episodes()
+    evaluation = None
+    if config.eval_every and (chunk % config.eval_every == 0 or chunk == config.num_chunks):
+        evaluation = jax.device_get(trainer.evaluate(new_state))
+    # The first chunk's time includes compiling, so its throughput is not reported.
+    row = metrics_line(config, env.spec.has_win, chunk, m, evaluation, 0.0 if first else seconds)
+    if host_episodes is not None:
+        row.update(host_episodes.record(chunk, train_episodes, env.take_episodes(), env.take_failures()))
+    return new_state, row, evaluation
+
+
+def _write_summary(config: Config, run_dir: Path, absolute: dict) -> None:
+    """curves.png and summary.json from the run's metrics lines, and the summary printed."""
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    if rows:
+        plot_runs({config.algo: rows}, run_dir / "curves.png", title=f"{config.algo} on {config.env}")
+        summary = {**summarize(config, rows), **absolute}
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        print(format_summary(summary, run_dir))
 
 
 def summarize(config: Config, rows: list[dict]) -> dict:

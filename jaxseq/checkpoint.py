@@ -7,6 +7,9 @@ completes, so an interrupted save never leaves a pointer to a partial checkpoint
 rotated). A save holds Ctrl-C back until it is complete. Restore falls back to the newest intact
 checkpoint when one cannot be read.
 
+In a multi-process run every process saves and restores its shards of the global arrays (orbax's
+multi-host support); process 0 writes the JSON pointers and removes old folders.
+
 The state is stored as its non-empty leaves, keyed by their position in the flattened tree: orbax
 refuses zero-size arrays, and MJX physics states have some (e.g. ``act`` of robots without
 actuator activations). Restoring rebuilds the tree from the abstract state, with zeros there.
@@ -28,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+
+from jaxseq import distributed
 
 KEEP = 2
 
@@ -63,14 +68,18 @@ def _sigint_deferred():
 
 
 def _write(path: Path, state: Any) -> None:
-    if path.exists():
+    """Every process calls this: orbax writes each process's shards, process 0 finalises."""
+    if path.exists() and distributed.is_main_process():
         shutil.rmtree(path)
+    distributed.barrier(f"jaxseq-clear-{path.name}")
     ckptr = ocp.StandardCheckpointer()
     ckptr.save(path, _non_empty(jax.tree.leaves(state)))
     ckptr.wait_until_finished()
 
 
 def _replace_json(path: Path, value: dict) -> None:
+    if not distributed.is_main_process():
+        return
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(value))
     os.replace(tmp, path)
@@ -84,7 +93,7 @@ def save(run_dir: Path, chunk: int, state: Any) -> Path:
     with _sigint_deferred():
         _write(path, state)
         _replace_json(root / "latest.json", {"chunk": chunk})
-        for old in sorted(root.glob("chunk_*"))[:-KEEP]:
+        for old in sorted(root.glob("chunk_*"))[:-KEEP] if distributed.is_main_process() else []:
             shutil.rmtree(old, ignore_errors=True)
     return path
 
@@ -143,7 +152,7 @@ def _read(path: Path, abstract: Any) -> Any:
 
 def restore(run_dir: Path, abstract: Any) -> tuple[int, Any]:
     """Restore the newest intact checkpoint into ``abstract`` (a tree of ``jax.ShapeDtypeStruct``,
-    e.g. from ``jax.eval_shape(trainer.init, key)``). A checkpoint that cannot be read (a missing
+    e.g. from ``trainer.abstract_state(key)``). A checkpoint that cannot be read (a missing
     or truncated file, arrays of the wrong shape) is skipped with a :class:`CheckpointWarning`,
     and the next older one is tried. Returns (chunk, state); FileNotFoundError if none is intact."""
     latest = latest_chunk(run_dir)

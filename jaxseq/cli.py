@@ -4,6 +4,7 @@
         --seed 0 --sharing fups --out runs --set epochs=10 --set network=gru
     python -m jaxseq train --resume runs/mappo-mpe-spread-s0-20261121-101500
     python -m jaxseq train --resume runs/mappo-mpe-spread-s0-20261121-101500 --total-steps 4000000   # extend
+    python -m jaxseq train --algo a2po --num-seeds 5 --sweep actor_lr=1e-4,3e-4,1e-3 --sweep clip_eps=0.1,0.2
     python -m jaxseq eval runs/mappo-mpe-spread-s0-20261121-101500 --checkpoint best --episodes 320
     python -m jaxseq report runs/mappo-* runs/a2po-* --out report/ --marl-eval report/marl_eval.json
 
@@ -29,6 +30,8 @@ _FLAGS = {
     "num_seeds": "num_seeds",
     "seed": "seed",
     "sharing": "sharing",
+    "devices": "devices",
+    "shard": "shard",
 }
 
 
@@ -46,10 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default="runs", help="parent folder of the run folder (default: runs)")
     train.add_argument(
         "--set",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="FIELD=VALUE",
-        help="any config field (see `jaxseq config`); repeatable",
+        help="config fields (see `jaxseq config`): --set a=1 b=2; repeatable",
     )
     train.add_argument(
         "--resume",
@@ -60,6 +64,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--start-over", action="store_true", help="with --resume: a run folder without checkpoints trains from chunk 0"
     )
+    train.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="FIELD=V1,V2,...",
+        help="sweep a numeric field over values, all grid points x seeds in one program; repeatable (grid = product)",
+    )
+    train.add_argument("--devices", type=int, help="devices to shard over (default: all that divide the members)")
+    train.add_argument("--shard", choices=("members", "envs"), help="split members (default) or each member's envs")
+    train.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a multi-process run (jax.distributed; SLURM, Open MPI and TPU are detected)",
+    )
+    train.add_argument("--coordinator", metavar="HOST:PORT", help="multi-process: process 0's address")
+    train.add_argument("--num-processes", type=int, help="multi-process: number of processes")
+    train.add_argument("--process-id", type=int, help="multi-process: this process's index")
     train.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (offline unless WANDB_MODE)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev = sub.add_parser("eval", help="greedy evaluation of a saved run's policy, with 95%% intervals")
@@ -93,6 +114,10 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         if not eq:
             raise ConfigError("set", f"expected FIELD=VALUE, got {item!r}")
         overrides[name.strip().replace("-", "_")] = parse_value(name.strip().replace("-", "_"), text)
+    if getattr(args, "sweep", None):
+        from jaxseq.sweep import parse_arg
+
+        overrides["sweep"] = tuple(parse_arg(item) for item in args.sweep)
     return overrides
 
 
@@ -111,6 +136,15 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(format_evaluation(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+def _join_processes(args: argparse.Namespace) -> None:
+    """``jax.distributed.initialize`` when asked (``--distributed``, or any explicit process flag)."""
+    explicit = (args.coordinator, args.num_processes, args.process_id)
+    if args.distributed or any(v is not None for v in explicit):
+        from jaxseq.distributed import initialize
+
+        initialize(*explicit)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             print(format_report(report(args.run_dirs, args.out, args.labels, args.reps, args.marl_eval)))
         elif args.command == "train":
             from jaxseq.run import train_run
+
+            _join_processes(args)
 
             if args.resume:
                 if args.preset != "default":

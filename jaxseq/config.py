@@ -93,6 +93,15 @@ class Config:
     eval_envs: int = 32  #: parallel envs of an evaluation; each plays its share of eval_episodes to the end
     absolute_factor: int = 10  #: at the end of a run the best checkpoint is re-evaluated on absolute_factor x eval_episodes episodes (the absolute metric, in summary.json); 0 disables
     checkpoint_every: int = 10  #: checkpoint every this many chunks (and always at the end / on Ctrl-C)
+    # -- sweeps and devices -------------------------------------------------------------------
+    sweep: tuple = ()  #: hyper-parameter grid run as one program, ((field, (v1, v2, ...)), ...); members = grid points x num_seeds (see jaxseq.sweep.SWEEPABLE)
+    devices: int = 0  #: devices of the mesh the program is sharded over (0: all; with shard=members, the most that divide the members)
+    shard: str = "members"  #: what the mesh splits: "members" (seeds and grid points, each device its own) or "envs" (data parallel: every member's env batch, gradients reduced over devices)
+
+    def __post_init__(self):
+        from jaxseq import sweep
+
+        object.__setattr__(self, "sweep", sweep.normalize(self.sweep))
 
     @property
     def batch_size(self) -> int:
@@ -101,6 +110,14 @@ class Config:
     @property
     def num_updates(self) -> int:
         return max(1, self.total_steps // self.batch_size)
+
+    @property
+    def num_members(self) -> int:
+        """Grid points x seeds: the leading axis of the train state."""
+        points = 1
+        for _, values in self.sweep:
+            points *= len(values)
+        return points * self.num_seeds
 
     @property
     def num_chunks(self) -> int:
@@ -118,9 +135,10 @@ class Config:
 
 def _choices() -> dict[str, tuple[str, ...]]:
     """Allowed values of the fields with a fixed set, each from the module that owns it."""
-    from jaxseq import nets, ordering, policies, schemes, state_weights, update
+    from jaxseq import distributed, nets, ordering, policies, schemes, state_weights, update
 
     return {
+        "shard": distributed.SHARD_MODES,
         "network": nets.NETWORKS,
         "activation": tuple(nets.ACTIVATIONS),
         "sharing": nets.SHARING_MODES,
@@ -255,7 +273,7 @@ def validate_fields(config: Config) -> None:
     """Every check of :func:`validate` but the env id's."""
     _check_types(config)
     _check_algorithm_fields(config)
-    for name in ("eval_every", "absolute_factor"):
+    for name in ("eval_every", "absolute_factor", "devices"):
         if getattr(config, name) < 0:
             raise ConfigError(name, f"must be >= 0 (0 disables it), got {getattr(config, name)}")
     if not 0 <= config.seed < 2**32:
@@ -291,3 +309,14 @@ def validate_fields(config: Config) -> None:
         raise ConfigError(
             "total_steps", f"must be at least one batch (num_envs * rollout_length = {config.batch_size})"
         )
+    _check_sweep(config)
+
+
+def _check_sweep(config: Config) -> None:
+    """The sweep's fields (:func:`jaxseq.sweep.check`), then every grid point as a config of its own."""
+    from jaxseq import sweep
+
+    sweep.check(config)
+    if config.sweep:
+        for point in sweep.point_configs(config):
+            validate_fields(point)

@@ -15,7 +15,7 @@ class RunDiverged(RuntimeError):
 
     def __init__(self, chunk: int, bad: dict[int, list[str]], last_good_chunk: int):
         self.chunk, self.bad, self.last_good_chunk = chunk, bad, last_good_chunk
-        members = "; ".join(f"seed {seed}: {', '.join(names)}" for seed, names in sorted(bad.items()))
+        members = "; ".join(f"member {seed}: {', '.join(names)}" for seed, names in sorted(bad.items()))
         kept = (
             f"the checkpoints hold chunk {last_good_chunk}, the last finite state"
             if last_good_chunk

@@ -15,80 +15,19 @@ device it reproduces the uninterrupted run exactly (a host env's episodes restar
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 
-from jaxseq import checkpoint
+from jaxseq import checkpoint, distributed
 from jaxseq.config import Config
 from jaxseq.errors import ConfigError, RunDiverged
+from jaxseq.metrics import finite_or_none, metrics_line, nanmean_or_none, non_finite, summarize
 from jaxseq.plotting import plot_runs, read_jsonl
-
-#: Keys every metrics.jsonl line carries (None where undefined or not measured in that chunk).
-METRIC_KEYS = (
-    "env_steps",
-    "return_mean",
-    "return_std",
-    "win_rate",
-    "test_return_mean",
-    "test_win_rate",
-    "sps",
-    "loss_actor",
-    "loss_critic",
-    "entropy",
-    "clip_frac",
-    "approx_kl",
-)
-
-
-def _num(x: Any) -> float | None:
-    x = float(x)
-    return None if math.isnan(x) or math.isinf(x) else x
-
-
-def _nanmean(values: np.ndarray) -> float | None:
-    values = np.asarray(values, float)
-    return _num(np.nanmean(values)) if np.isfinite(values).any() else None
-
-
-def _nanstd(values: np.ndarray) -> float | None:
-    values = np.asarray(values, float)
-    return _num(np.nanstd(values)) if np.isfinite(values).any() else None
-
-
-def metrics_line(config: Config, has_win: bool, chunk: int, m: dict, evaluation: dict | None, seconds: float) -> dict:
-    """One metrics.jsonl row from the per-seed chunk metrics ``m`` (arrays [S])."""
-    steps_per_chunk = config.updates_per_chunk * config.batch_size
-    row = {
-        "chunk": chunk,
-        "update": chunk * config.updates_per_chunk,
-        "env_steps": chunk * steps_per_chunk,
-        "return_mean": _nanmean(m["return_mean"]),
-        "return_std": _nanstd(m["return_mean"]),
-        "win_rate": _nanmean(m["win_rate"]) if has_win else None,
-        "test_return_mean": _nanmean(evaluation["test_return_mean"]) if evaluation else None,
-        "test_win_rate": _nanmean(evaluation["test_win_rate"]) if evaluation and has_win else None,
-        # Environment steps of every seed together, per second of the chunk (compile excluded
-        # from the first chunk's figure is impossible, so it is null there).
-        "sps": (config.num_seeds * steps_per_chunk / seconds) if seconds > 0 else None,
-    }
-    for k in m:  # losses, diagnostics and anything an algorithm adds (means over seeds)
-        if k in row or k in ("return_mean", "win_rate", "episodes"):
-            continue
-        values = np.asarray(m[k])
-        # Per-agent diagnostics ([S, N]) become one list per line: the mean over seeds of each agent.
-        row[k] = [_nanmean(values[:, j]) for j in range(values.shape[1])] if values.ndim == 2 else _nanmean(values)
-    row["return_per_seed"] = [_num(v) for v in np.asarray(m["return_mean"])]
-    if evaluation:
-        row["test_return_per_seed"] = [_num(v) for v in np.asarray(evaluation["test_return_mean"])]
-        if has_win:
-            row["test_win_rate_per_seed"] = [_num(v) for v in np.asarray(evaluation["test_win_rate"])]
-    return row
+from jaxseq.sweep_folder import PointStreams, format_table, write_table
 
 
 def _new_run_dir(out: Path, config: Config) -> Path:
@@ -118,8 +57,18 @@ def load_config(run_dir: Path) -> Config:
         raise ConfigError("resume", f"{path} is not a readable jaxseq config ({err})") from None
 
 
-#: Fields a resumed run may change: its length and its evaluation and checkpoint cadence.
-RESUMABLE = ("total_steps", "eval_every", "eval_envs", "eval_episodes", "absolute_factor", "checkpoint_every")
+#: Fields a resumed run may change: its length, its evaluation and checkpoint cadence, and the
+#: devices it is sharded over.
+RESUMABLE = (
+    "total_steps",
+    "eval_every",
+    "eval_envs",
+    "eval_episodes",
+    "absolute_factor",
+    "checkpoint_every",
+    "devices",
+    "shard",
+)
 
 
 def resumed_config(run_dir: Path, overrides: dict | None = None) -> Config:
@@ -174,29 +123,17 @@ class _HostEpisodes:
         with self.path.open("a") as f:
             for phase, records in (("train", train), ("test", test)):
                 for r in records:
-                    f.write(json.dumps({"chunk": chunk, "phase": phase, **{k: _num(v) for k, v in r.items()}}) + "\n")
+                    f.write(
+                        json.dumps({"chunk": chunk, "phase": phase, **{k: finite_or_none(v) for k, v in r.items()}})
+                        + "\n"
+                    )
             for failure in failures:
                 f.write(json.dumps({"chunk": chunk, "phase": "worker_failure", **failure}) + "\n")
         row = {"worker_failures": len(failures)}
         for prefix, records in (("episode", train), ("test", test)):
             for name in self.names:
-                row[f"{prefix}_{name}"] = _nanmean([r[name] for r in records]) if records else None
+                row[f"{prefix}_{name}"] = nanmean_or_none([r[name] for r in records]) if records else None
         return row
-
-
-#: The per-seed chunk metrics that must be finite (episode means may be NaN: no episode ended).
-GUARDED = ("loss_actor", "loss_critic", "entropy", "approx_kl")
-
-
-def non_finite(m: dict) -> dict[int, list[str]]:
-    """seed -> the guarded metrics (and "parameters") that are not finite in the chunk metrics ``m``."""
-    bad = {}
-    for seed, params_ok in enumerate(np.asarray(m["params_finite"])):
-        names = [k for k in GUARDED if k in m and not np.all(np.isfinite(np.asarray(m[k])[seed]))]
-        names += [] if params_ok else ["parameters"]
-        if names:
-            bad[seed] = names
-    return bad
 
 
 def _progress(row: dict, has_win: bool) -> dict:
@@ -211,7 +148,7 @@ def _progress(row: dict, has_win: bool) -> dict:
 def _best_score(has_win: bool, evaluation: dict) -> tuple[str, float | None]:
     """The metric the best checkpoint is chosen by, and its value over seeds (None: no episode ended)."""
     metric = "test_win_rate" if has_win else "test_return_mean"
-    return metric, _nanmean(evaluation[metric])
+    return metric, nanmean_or_none(evaluation[metric])
 
 
 def absolute_metric(trainer, run_dir: Path) -> dict:
@@ -221,52 +158,74 @@ def absolute_metric(trainer, run_dir: Path) -> dict:
     config = trainer.config
     if not (config.eval_every and config.absolute_factor) or checkpoint.best(run_dir) is None:
         return {}
-    abstract = jax.eval_shape(trainer.init, jax.random.PRNGKey(config.seed))
+    abstract = trainer.abstract_state(jax.random.PRNGKey(config.seed))
     chunk, state = checkpoint.restore_best(run_dir, abstract)
     episodes = config.absolute_factor * config.eval_episodes
-    ev = jax.device_get(trainer.evaluator(episodes)(state))
+    ev = distributed.gather(trainer.evaluator(episodes)(trainer.place(state)))
     out = {
         "absolute_checkpoint_chunk": chunk,
         "absolute_episodes_per_seed": episodes,
-        "absolute_test_return_mean": _nanmean(ev["test_return_mean"]),
-        "absolute_test_return_per_seed": [_num(v) for v in ev["test_return_mean"]],
+        "absolute_test_return_mean": nanmean_or_none(ev["test_return_mean"]),
+        "absolute_test_return_per_seed": [finite_or_none(v) for v in ev["test_return_mean"]],
     }
     if trainer.env.spec.has_win:
-        out["absolute_test_win_rate"] = _nanmean(ev["test_win_rate"])
-        out["absolute_test_win_rate_per_seed"] = [_num(v) for v in ev["test_win_rate"]]
+        out["absolute_test_win_rate"] = nanmean_or_none(ev["test_win_rate"])
+        out["absolute_test_win_rate_per_seed"] = [finite_or_none(v) for v in ev["test_win_rate"]]
     return out
 
 
 def _open_run(config, out, resume, overrides, start_over):
     """(run folder, config, trainer): the config validated and the env built before any folder
-    is made; a resumed folder must hold a checkpoint unless ``start_over``."""
+    is made; a resumed folder must hold a checkpoint unless ``start_over``. Process 0 makes or
+    rewrites the folder; every process gets its path."""
     from jaxseq.train import make_train
 
+    main = distributed.is_main_process()
     if resume is None:
         trainer = make_train(config)
-        return _new_run_dir(Path(out), config), config, trainer
+        run_dir = str(_new_run_dir(Path(out), config)) if main else ""
+        return Path(distributed.broadcast_text(run_dir)), config, trainer
     run_dir = Path(resume)
     config = resumed_config(run_dir, overrides)
     trainer = make_train(config)
     if checkpoint.latest_chunk(run_dir) is None and not start_over:
         raise ConfigError("resume", f"{run_dir} has no checkpoint; pass --start-over to train it again from chunk 0")
-    (run_dir / "config.json").write_text(config.to_json())
+    if main:
+        (run_dir / "config.json").write_text(config.to_json())
     return run_dir, config, trainer
 
 
 def _initial_state(trainer, run_dir: Path, key) -> tuple[int, Any]:
     """(chunk, state): the newest intact checkpoint's (metrics lines after it dropped), or a fresh start."""
     metrics_path = run_dir / "metrics.jsonl"
+    main = distributed.is_main_process()
     if checkpoint.latest_chunk(run_dir) is None:
-        metrics_path.write_text("")
+        if main:
+            metrics_path.write_text("")
         return 0, trainer.init(key)
     try:
-        chunk, state = checkpoint.restore(run_dir, jax.eval_shape(trainer.init, key))
+        chunk, state = checkpoint.restore(run_dir, trainer.abstract_state(key))
     except FileNotFoundError as err:
         raise ConfigError("resume", str(err)) from None
-    kept = [r for r in read_jsonl(metrics_path) if r["chunk"] <= chunk] if metrics_path.exists() else []
-    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    return chunk, state
+    if main:
+        kept = [r for r in read_jsonl(metrics_path) if r["chunk"] <= chunk] if metrics_path.exists() else []
+        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    return chunk, trainer.place(state)
+
+
+def _compile(trainer, state):
+    """The chunk compiled for ``state``; its memory per member printed, and a run that cannot fit
+    one device's memory refused (ConfigError naming ``sweep`` or ``num_seeds``)."""
+    compiled = trainer.compile_chunk(state)
+    devices = 1 if trainer.mesh is None else trainer.mesh.size
+    per_device = (
+        trainer.config.num_members // devices if trainer.config.shard == "members" else trainer.config.num_members
+    )
+    field = "sweep" if trainer.config.sweep else "num_seeds"
+    line = distributed.check_memory(distributed.program_bytes(compiled), per_device, distributed.device_memory(), field)
+    if distributed.is_main_process():
+        print(line, flush=True)
+    return compiled
 
 
 def train_run(
@@ -284,44 +243,26 @@ def train_run(
 
     Every finished chunk is kept: checkpoints every ``checkpoint_every`` chunks and at any exit
     (Ctrl-C, an error), the best evaluated state in ``checkpoints/best``. A chunk whose losses or
-    parameters are not finite in any seed stops the run with :class:`~jaxseq.errors.RunDiverged`;
-    its state is discarded, so the checkpoints hold the last finite one.
+    parameters are not finite in any member stops the run with :class:`~jaxseq.errors.RunDiverged`;
+    its state is discarded, so the checkpoints hold the last finite one. A sweep also writes one
+    stream per grid point and the sweep table (:mod:`jaxseq.sweep_folder`). In a multi-process run
+    every process calls this; process 0 writes the folder.
     ``max_chunks`` stops after that many chunks in total (used by tests to simulate an interruption).
     """
     run_dir, config, trainer = _open_run(config, out, resume, overrides, start_over)
     start_chunk, state = _initial_state(trainer, run_dir, jax.random.PRNGKey(config.seed))
-    metrics_path = run_dir / "metrics.jsonl"
+    program = _compile(trainer, state)
+    log = _RunLog(trainer, run_dir, start_chunk, use_wandb, progress)
     end_chunk = config.num_chunks if max_chunks is None else min(config.num_chunks, max_chunks)
     has_win = trainer.env.spec.has_win
-    env = trainer.env
-    host_episodes = (
-        _HostEpisodes(run_dir / "episodes.jsonl", env.episode_metrics, start_chunk) if env.records_episodes else None
-    )
-    logger = _WandbLogger(config, run_dir) if use_wandb else None
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=config.num_chunks, initial=start_chunk, unit="chunk", desc=f"{config.algo} {config.env}")
     best = (checkpoint.best(run_dir) or {}).get("score") if start_chunk else None
-    done_chunk, absolute, shown = start_chunk, {}, {}
-    t_start = time.time()
+    done_chunk, absolute = start_chunk, {}
     try:
         for chunk in range(start_chunk + 1, end_chunk + 1):
-            new_state, row, evaluation = _run_chunk(
-                trainer, state, chunk, done_chunk, chunk == start_chunk + 1, host_episodes
-            )
-            row["wall_seconds"] = time.time() - t_start
-            with metrics_path.open("a") as f:
-                f.write(json.dumps(row) + "\n")
+            new_state, m, evaluation = _run_chunk(trainer, program, state, chunk, done_chunk)
+            log.chunk(chunk, m, evaluation)
             # A chunk counts as finished once its metrics line is written.
             state, done_chunk = new_state, chunk
-            if logger:
-                logger.log(row)
-            if bar is not None:
-                bar.update(1)
-                shown.update(_progress(row, has_win))  # an evaluation's numbers stay until the next one
-                bar.set_postfix(shown)
             if chunk % config.checkpoint_every == 0:
                 checkpoint.save(run_dir, chunk, state)
             if evaluation is not None:
@@ -333,79 +274,103 @@ def train_run(
             absolute = absolute_metric(trainer, run_dir)
     finally:
         # On normal exit, Ctrl-C or an error: keep every finished chunk.
-        if bar is not None:
-            bar.close()
+        log.close()
         if done_chunk > (checkpoint.latest_chunk(run_dir) or 0):
             checkpoint.save(run_dir, done_chunk, state)
-        if logger:
-            logger.close()
-        env.close()
-        _write_summary(config, run_dir, absolute)
+        trainer.env.close()
+        if distributed.is_main_process():
+            _write_summary(config, run_dir, absolute, log.points, has_win)
     return run_dir
 
 
-def _run_chunk(trainer, state, chunk: int, done_chunk: int, first: bool, host_episodes) -> tuple[Any, dict, dict]:
-    """One compiled chunk, the finite-value guard, the evaluation when due, and the chunk's metrics
-    row. Returns (new state, row, evaluation or None); raises RunDiverged (nothing written)."""
-    config, env = trainer.config, trainer.env
+def _run_chunk(trainer, program, state, chunk: int, done_chunk: int) -> tuple[Any, dict, dict | None]:
+    """One compiled chunk, the finite-value guard and the evaluation when due. Returns (new state,
+    chunk metrics [M], evaluation [M] or None), gathered to every process; raises RunDiverged."""
+    config = trainer.config
     t0 = time.time()
-    new_state, m = trainer.chunk(state)
-    m = jax.device_get(m)
-    seconds = time.time() - t0
+    new_state, m = program(state)
+    m = distributed.gather(m)
+    m["seconds"] = time.time() - t0
     bad = non_finite(m)
     if bad:
         raise RunDiverged(chunk, bad, done_chunk)
     m.pop("params_finite")
-    train_episodes = env.take_episodes()
     evaluation = None
     if config.eval_every and (chunk % config.eval_every == 0 or chunk == config.num_chunks):
-        evaluation = jax.device_get(trainer.evaluate(new_state))
-    # The first chunk's time includes compiling, so its throughput is not reported.
-    row = metrics_line(config, env.spec.has_win, chunk, m, evaluation, 0.0 if first else seconds)
-    if host_episodes is not None:
-        row.update(host_episodes.record(chunk, train_episodes, env.take_episodes(), env.take_failures()))
-    return new_state, row, evaluation
+        evaluation = distributed.gather(trainer.evaluate(new_state))
+    return new_state, m, evaluation
 
 
-def _write_summary(config: Config, run_dir: Path, absolute: dict) -> None:
-    """curves.png and summary.json from the run's metrics lines, and the summary printed."""
+class _RunLog:
+    """Everything a chunk writes in process 0: the metrics line (and a sweep's point streams), the
+    host env's episodes, wandb and the progress bar. Other processes write nothing."""
+
+    def __init__(self, trainer, run_dir: Path, start_chunk: int, use_wandb: bool, progress: bool):
+        config, env = trainer.config, trainer.env
+        self.config, self.env, self.has_win = config, env, env.spec.has_win
+        self.metrics_path, self.t_start, self.shown = run_dir / "metrics.jsonl", time.time(), {}
+        self.active = distributed.is_main_process()
+        self.points = PointStreams(run_dir, config, start_chunk) if config.sweep and self.active else None
+        self.host_episodes = (
+            _HostEpisodes(run_dir / "episodes.jsonl", env.episode_metrics, start_chunk)
+            if env.records_episodes and self.active
+            else None
+        )
+        self.logger = _WandbLogger(config, run_dir) if use_wandb and self.active else None
+        self.bar = None
+        if progress and self.active:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=config.num_chunks, initial=start_chunk, unit="chunk", desc=f"{config.algo} {config.env}"
+            )
+
+    def chunk(self, chunk: int, m: dict, evaluation: dict | None) -> None:
+        train_episodes = self.env.take_episodes()
+        if not self.active:
+            return
+        seconds = m.pop("seconds")
+        row = metrics_line(self.config, self.has_win, chunk, m, evaluation, seconds)
+        if self.host_episodes is not None:
+            row.update(
+                self.host_episodes.record(chunk, train_episodes, self.env.take_episodes(), self.env.take_failures())
+            )
+        row["wall_seconds"] = time.time() - self.t_start
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.points is not None:
+            self.points.record(self.has_win, chunk, m, evaluation, seconds)
+        if self.logger:
+            self.logger.log(row)
+        if self.bar is not None:
+            self.bar.update(1)
+            self.shown.update(_progress(row, self.has_win))  # an evaluation's numbers stay until the next one
+            self.bar.set_postfix(self.shown)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.logger:
+            self.logger.close()
+
+
+def _write_summary(config: Config, run_dir: Path, absolute: dict, points, has_win: bool) -> None:
+    """curves.png and summary.json from the run's metrics lines (for a sweep also the points'
+    summaries, their curves and the sweep table), and the summary printed."""
     rows = read_jsonl(run_dir / "metrics.jsonl")
-    if rows:
-        plot_runs({config.algo: rows}, run_dir / "curves.png", title=f"{config.algo} on {config.env}")
-        summary = {**summarize(config, rows), **absolute}
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        print(format_summary(summary, run_dir))
-
-
-def summarize(config: Config, rows: list[dict]) -> dict:
-    def last(key):
-        vals = [r[key] for r in rows if r.get(key) is not None]
-        return vals[-1] if vals else None
-
-    sps = [r["sps"] for r in rows if r.get("sps")]
-    return {
-        "env": config.env,
-        "algo": config.algo,
-        "num_seeds": config.num_seeds,
-        "sharing": config.sharing,
-        "network": config.network,
-        "chunks": rows[-1]["chunk"],
-        "env_steps": rows[-1]["env_steps"],
-        "first_return_mean": rows[0]["return_mean"],
-        "final_return_mean": last("return_mean"),
-        "final_return_std": last("return_std"),
-        "final_win_rate": last("win_rate"),
-        "final_test_return_mean": last("test_return_mean"),
-        "final_test_win_rate": last("test_win_rate"),
-        "best_test_win_rate": max(
-            (r["test_win_rate"] for r in rows if r.get("test_win_rate") is not None), default=None
-        ),
-        # The last evaluation of each seed, for statistics over seeds (median, std) across runs.
-        "final_test_return_per_seed": last("test_return_per_seed"),
-        "final_test_win_rate_per_seed": last("test_win_rate_per_seed"),
-        "mean_sps": float(np.mean(sps)) if sps else None,
-        "wall_seconds": rows[-1].get("wall_seconds"),
-    }
+    if not rows:
+        return
+    summary = {**summarize(config, rows), **absolute}
+    runs = {config.algo: rows}
+    if points is not None:
+        runs, table = points.finish(has_win)
+        write_table(run_dir, table)
+        summary["sweep_best"] = table[0] if table else None
+    plot_runs(runs, run_dir / "curves.png", title=f"{config.algo} on {config.env}")
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(format_summary(summary, run_dir))
+    if points is not None:
+        print(format_table(table))
 
 
 def format_summary(summary: dict, run_dir: Path) -> str:

@@ -20,8 +20,10 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
-from jaxseq import nets, normalization, policies, rollout, state_weights, update
+from jaxseq import distributed, nets, normalization, policies, rollout, state_weights, sweep, update
 from jaxseq.algorithms import ALGORITHMS, Algorithm
 from jaxseq.config import Config, validate_fields
 from jaxseq.engine import Engine
@@ -40,6 +42,8 @@ class Trainer:
     algorithm: Algorithm
     env: object  # AutoReset or BridgeEnv
     engine: Engine
+    #: The device mesh the members (or each member's envs) are split over; None on one device.
+    mesh: Mesh | None = None
     #: Python-side count of how often the chunk program was traced (= compiled).
     trace_counter: list = dataclasses.field(default_factory=lambda: [0])
     _evaluators: dict = dataclasses.field(default_factory=dict, repr=False)
@@ -81,23 +85,61 @@ class Trainer:
             key=key,
             update=jnp.zeros((), jnp.int32),
             extra=extra,
+            hyper={},
         )
 
-    def init(self, key: jax.Array) -> TrainState:
-        """``num_seeds`` independent states with a leading seed axis, all from ``key``.
+    def init_members(self, key: jax.Array) -> TrainState:
+        """The members' states, stacked [M] and not yet placed on the mesh: ``num_seeds`` states
+        from ``key``, repeated for every grid point of the sweep, with the points' values in
+        ``hyper`` (member g * S + s = seed s of grid point g; :mod:`jaxseq.sweep`).
 
         Runs op by op (the env reset aside), not as one compiled program: orthogonal initialisation
-        calls LAPACK's QR, and XLA's CPU runtime deadlocked (jax 0.10, 2 cores) when one program ran several batched
-        QRs concurrently, each waiting for the thread pool the others held.
+        calls LAPACK's QR, and XLA's CPU runtime deadlocked (jax 0.10, 2 cores) when one program ran
+        several batched QRs concurrently, each waiting for the thread pool the others held.
         """
         state = jax.vmap(self.init_one)(jax.random.split(key, self.config.num_seeds))
         # Strong dtypes everywhere (JaxMARL's reset leaves weakly typed ints), so the state the chunk
         # returns has the same types as this one and the chunk compiles once.
-        return jax.tree.map(lambda x: x.astype(x.dtype), state)
+        state = jax.tree.map(lambda x: x.astype(x.dtype), state)
+        if not self.config.sweep:
+            return state
+        points = len(sweep.grid(self.config))
+        state = jax.tree.map(lambda x: jnp.concatenate([x] * points), state)
+        return state.replace(hyper={k: jnp.asarray(v) for k, v in sweep.member_values(self.config).items()})
+
+    def init(self, key: jax.Array) -> TrainState:
+        """The members' states from ``key`` (:meth:`init_members`), placed on the mesh."""
+        return self.place(self.init_members(key))
+
+    def place(self, state: TrainState) -> TrainState:
+        """A member-stacked state (fresh or restored) on the mesh; as it is on one device."""
+        return state if self.mesh is None else distributed.place(state, distributed.state_shardings(self.mesh, state))
+
+    def compile_chunk(self, state: TrainState):
+        """:attr:`chunk` compiled ahead of time for ``state``'s shapes and shardings (the run loop
+        reads its memory analysis before running it)."""
+        return self.chunk.lower(state).compile()
+
+    def abstract_state(self, key: jax.Array):
+        """Shapes, dtypes and (on a mesh) shardings of :meth:`init`'s state, for restoring checkpoints."""
+        abstract = jax.eval_shape(self.init_members, key)
+        if self.mesh is None:
+            return abstract
+        return distributed.sharded_abstract(abstract, distributed.state_shardings(self.mesh, abstract))
+
+    def with_values(self, values: dict) -> "Trainer":
+        """This trainer with one member's swept ``values`` (traced scalars, ``TrainState.hyper``)
+        in place of its config's numbers; itself without a sweep."""
+        if not values:
+            return self
+        config = self.config.replace(**values)
+        eng = self.engine
+        engine = _engine(config, eng.spec, eng.algorithm, eng.trace_units, clip_grads=self.config.max_grad_norm > 0)
+        return dataclasses.replace(self, config=config, engine=engine)
 
     # -- one update ---------------------------------------------------------------------------
     def rollout(self, ts: TrainState) -> tuple[TrainState, Rollout, dict]:
-        return rollout.rollout(self.engine, self.env, ts)
+        return rollout.rollout(self.with_values(ts.hyper).engine, self.env, ts)
 
     def update(self, ts: TrainState) -> tuple[TrainState, dict]:
         """One training update: a rollout, then :meth:`learn` on it."""
@@ -107,7 +149,7 @@ class Trainer:
 
     def learn(self, ts: TrainState, batch: Rollout) -> tuple[TrainState, dict]:
         """The actor update of the algorithm's scheme, then the critic, on one batch."""
-        eng = self.engine
+        eng = self.with_values(ts.hyper).engine
         est = eng.returns_inputs(batch, ts.value_norm)
         key, k_actor, k_critic = jax.random.split(ts.key, 3)
         data = eng.training_data(batch)
@@ -135,11 +177,31 @@ class Trainer:
         return ts, out
 
     def evaluate_one(self, ts: TrainState, episodes: int | None = None) -> dict:
-        return rollout.greedy_evaluation(self.engine, self.env, ts, episodes)
+        return rollout.greedy_evaluation(self.with_values(ts.hyper).engine, self.env, ts, episodes)
+
+    def over_members(self, fn: Callable) -> Callable:
+        """``fn`` of one member's state -> the same of the [M]-stacked state: vmapped, and on a mesh
+        sharded (``shard_map`` over the member axis, or the env axis split for XLA to partition)."""
+        batched = jax.vmap(fn)
+        if self.mesh is None:
+            return batched
+        if self.config.shard == "members":
+            spec = P(distributed.MEMBER_AXIS)
+            return jax.shard_map(batched, mesh=self.mesh, in_specs=spec, out_specs=spec)
+
+        def data_parallel(ts):
+            out = batched(ts)
+            if not isinstance(out, tuple):
+                return out
+            # The state leaves as it came in, so every chunk sees one layout and compiles once.
+            state, metrics = out
+            return jax.lax.with_sharding_constraint(state, distributed.state_shardings(self.mesh, state)), metrics
+
+        return data_parallel
 
     def _traced_chunk(self, ts: TrainState) -> tuple[TrainState, dict]:
         self.trace_counter[0] += 1
-        return jax.vmap(self.chunk_one)(ts)
+        return self.over_members(self.chunk_one)(ts)
 
     @functools.cached_property
     def chunk(self) -> Callable[[TrainState], tuple[TrainState, dict]]:
@@ -159,7 +221,7 @@ class Trainer:
     def evaluator(self, episodes: int) -> Callable[[TrainState], dict]:
         """Compiled greedy evaluation of ``episodes`` episodes per seed (one program per count)."""
         if episodes not in self._evaluators:
-            self._evaluators[episodes] = jax.jit(jax.vmap(lambda ts: self.evaluate_one(ts, episodes)))
+            self._evaluators[episodes] = jax.jit(self.over_members(lambda ts: self.evaluate_one(ts, episodes)))
         return self._evaluators[episodes]
 
     def __call__(self, key: jax.Array) -> tuple[TrainState, dict]:
@@ -170,7 +232,9 @@ class Trainer:
         """
 
         def run(ts):
-            return jax.lax.scan(lambda s, _: jax.vmap(self.chunk_one)(s), ts, None, length=self.config.num_chunks)
+            return jax.lax.scan(
+                lambda s, _: self.over_members(self.chunk_one)(s), ts, None, length=self.config.num_chunks
+            )
 
         return jax.jit(run)(self.init(key))
 
@@ -206,8 +270,16 @@ def make_train(config: Config, *, trace_units: bool = False) -> Trainer:
     algorithm = ALGORITHMS[config.algo]
     resolved = algorithm.resolve(config)
     env = make_env(config.env)
-    spec = env.spec
-    _check_env_fields(config, spec)
+    _check_env_fields(config, env.spec)
+    mesh = distributed.make_mesh(config)
+    engine = _engine(config, env.spec, resolved, trace_units, clip_grads=config.max_grad_norm > 0)
+    return Trainer(config, algorithm, env, engine, mesh)
+
+
+def _engine(config: Config, spec, resolved, trace_units: bool, clip_grads: bool) -> Engine:
+    """The networks, policy, optimisers and state weights of ``config``. Its numeric fields may be
+    traced scalars (a sweep member's values); ``clip_grads`` is the one code switch they decide,
+    given concretely."""
     common = dict(
         sharing=config.sharing,
         num_agents=spec.num_agents,
@@ -224,13 +296,13 @@ def make_train(config: Config, *, trace_units: bool = False) -> Trainer:
     critic = nets.make_network(out_dim=1, out_gain=1.0, **common)
     policy = policies.make_policy(spec.continuous, config.log_prob_reduce)
     actor_optimizer = update.AgentOptimizer(
-        _optimizer(config.actor_lr, config),
+        _optimizer(config.actor_lr, config, clip_grads),
         actor.param_axes,
         spec.num_agents,
         per_agent_shared=config.shared_optimizer == "per-agent",
     )
     weights = state_weights.make_state_weights(resolved.state_weights, actor, policy, spec, config)
-    engine = Engine(
+    return Engine(
         config,
         spec,
         resolved,
@@ -238,15 +310,14 @@ def make_train(config: Config, *, trace_units: bool = False) -> Trainer:
         critic,
         policy,
         actor_optimizer,
-        _optimizer(config.critic_lr, config),
+        _optimizer(config.critic_lr, config, clip_grads),
         weights,
         trace_units=trace_units,
     )
-    return Trainer(config, algorithm, env, engine)
 
 
-def _optimizer(lr: float, config: Config) -> optax.GradientTransformation:
+def _optimizer(lr: float, config: Config, clip_grads: bool) -> optax.GradientTransformation:
     adam = optax.adam(lr, eps=config.adam_eps)
-    if config.max_grad_norm > 0:
+    if clip_grads:
         return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), adam)
     return adam

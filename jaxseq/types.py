@@ -35,6 +35,9 @@ class TrainState:
     #: the agents not yet updated in this stage) and its state weights' (OPSPO with learned
     #: omega-nets: "density"). Empty for the others.
     extra: dict
+    #: A sweep member's values of the swept fields, {field: float32 []} (:mod:`jaxseq.sweep`);
+    #: empty without a sweep.
+    hyper: dict
 
 
 @struct.dataclass

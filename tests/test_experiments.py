@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxseq.config import make_config
-from jaxseq.run import metrics_line, summarize
+from jaxseq.metrics import metrics_line, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 

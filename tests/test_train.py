@@ -11,7 +11,8 @@ import jaxseq.run as run_mod
 from jaxseq import checkpoint
 from jaxseq.config import make_config
 from jaxseq.errors import ConfigError
-from jaxseq.run import METRIC_KEYS, train_run
+from jaxseq.metrics import METRIC_KEYS
+from jaxseq.run import train_run
 from jaxseq.train import make_train
 
 from helpers import tiny

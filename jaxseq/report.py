@@ -16,6 +16,7 @@ algorithms, performance profiles, and IQM sample-efficiency curves over the eval
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -98,6 +99,19 @@ def score_matrices(runs: list[RunScores]) -> tuple[dict[str, np.ndarray], list[s
     return {a: np.stack([pooled[(a, t)] for t in tasks], axis=1) for a in algos}, tasks
 
 
+@contextlib.contextmanager
+def seeded_numpy(seed: int):
+    """NumPy's global generator seeded with ``seed`` inside, restored after. rliable 1.2's
+    stratified bootstrap draws its resamples from ``np.random.choice`` and ignores its
+    ``random_state`` argument, so this is how its intervals are made reproducible."""
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)
+
+
 def _aggregate(x: np.ndarray) -> np.ndarray:
     from rliable import metrics
 
@@ -111,12 +125,13 @@ def _aggregate(x: np.ndarray) -> np.ndarray:
     )
 
 
-def aggregates(matrices: dict[str, np.ndarray], reps: int = 2000) -> dict:
+def aggregates(matrices: dict[str, np.ndarray], reps: int = 2000, seed: int = 0) -> dict:
     """{algo: {aggregate: (point, low, high)}} with 95% stratified bootstrap intervals (rliable;
-    the interval ends vary slightly from call to call, as any bootstrap's)."""
+    the resamples drawn from ``seed``, so a report is reproducible)."""
     from rliable import library as rly
 
-    points, intervals = rly.get_interval_estimates(matrices, _aggregate, reps=reps)
+    with seeded_numpy(seed):
+        points, intervals = rly.get_interval_estimates(matrices, _aggregate, reps=reps)
     return {
         a: {
             name: (float(points[a][i]), float(intervals[a][0, i]), float(intervals[a][1, i]))
@@ -126,15 +141,17 @@ def aggregates(matrices: dict[str, np.ndarray], reps: int = 2000) -> dict:
     }
 
 
-def probabilities_of_improvement(matrices: dict[str, np.ndarray], reps: int = 2000) -> dict:
-    """{(x, y): (P(x > y), low, high)} for every ordered pair of algorithms (rliable)."""
+def probabilities_of_improvement(matrices: dict[str, np.ndarray], reps: int = 2000, seed: int = 0) -> dict:
+    """{(x, y): (P(x > y), low, high)} for every ordered pair of algorithms (rliable; resamples
+    drawn from ``seed``)."""
     from rliable import library as rly
     from rliable import metrics
 
     pairs = {f"{x},{y}": [matrices[x], matrices[y]] for x in matrices for y in matrices if x != y}
     if not pairs:
         return {}
-    points, intervals = rly.get_interval_estimates(pairs, metrics.probability_of_improvement, reps=reps)
+    with seeded_numpy(seed):
+        points, intervals = rly.get_interval_estimates(pairs, metrics.probability_of_improvement, reps=reps)
     ci = {k: np.ravel(intervals[k]) for k in pairs}  # [2] or [2, 1]: (low, high)
     return {tuple(k.split(",")): (float(points[k]), float(ci[k][0]), float(ci[k][-1])) for k in pairs}
 
@@ -207,8 +224,10 @@ def report(
     labels: list[str] | None = None,
     reps: int = 2000,
     marl_eval: Path | str | None = None,
+    seed: int = 0,
 ) -> dict:
-    """Aggregate the run folders into ``out`` (``report.md``, ``report.json``, the plots); returns report.json."""
+    """Aggregate the run folders into ``out`` (``report.md``, ``report.json``, the plots); returns
+    report.json. The bootstrap resamples are drawn from ``seed``: the same folders give the same report."""
     if labels is not None and len(labels) != len(run_dirs):
         raise ConfigError("labels", f"give one label per run folder ({len(run_dirs)}), got {len(labels)}")
     runs = [read_run(d, labels[i] if labels else None) for i, d in enumerate(run_dirs)]
@@ -220,14 +239,15 @@ def report(
         "normalised": len(tasks) > 1,
         "metric": sorted({r.metric for r in runs}),
         "seeds_per_task": {a: int(m.shape[0]) for a, m in matrices.items()},
-        "aggregates": aggregates(matrices, reps),
+        "aggregates": aggregates(matrices, reps, seed),
         "probability_of_improvement": {
-            f"{x} > {y}": v for (x, y), v in probabilities_of_improvement(matrices, reps).items()
+            f"{x} > {y}": v for (x, y), v in probabilities_of_improvement(matrices, reps, seed).items()
         },
     }
     (out / "report.json").write_text(json.dumps(result, indent=2))
     (out / "report.md").write_text(format_report(result))
-    _plots(runs, matrices, out, reps)
+    with seeded_numpy(seed):
+        _plots(runs, matrices, out, reps)
     if marl_eval is not None:
         Path(marl_eval).write_text(json.dumps(marl_eval_json(runs), indent=1))
     return result

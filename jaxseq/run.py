@@ -285,7 +285,8 @@ def train_run(
 
 def _run_chunk(trainer, program, state, chunk: int, done_chunk: int) -> tuple[Any, dict, dict | None]:
     """One compiled chunk, the finite-value guard and the evaluation when due. Returns (new state,
-    chunk metrics [M], evaluation [M] or None), gathered to every process; raises RunDiverged."""
+    chunk metrics [M] with the host env's ``train_episodes`` records, evaluation [M] or None),
+    gathered to every process; raises RunDiverged."""
     config = trainer.config
     t0 = time.time()
     new_state, m = program(state)
@@ -295,6 +296,8 @@ def _run_chunk(trainer, program, state, chunk: int, done_chunk: int) -> tuple[An
     if bad:
         raise RunDiverged(chunk, bad, done_chunk)
     m.pop("params_finite")
+    # The training episodes the chunk ended, taken before the evaluation's episodes join them.
+    m["train_episodes"] = trainer.env.take_episodes()
     evaluation = None
     if config.eval_every and (chunk % config.eval_every == 0 or chunk == config.num_chunks):
         evaluation = distributed.gather(trainer.evaluate(new_state))
@@ -326,7 +329,7 @@ class _RunLog:
             )
 
     def chunk(self, chunk: int, m: dict, evaluation: dict | None) -> None:
-        train_episodes = self.env.take_episodes()
+        train_episodes = m.pop("train_episodes")
         if not self.active:
             return
         seconds = m.pop("seconds")

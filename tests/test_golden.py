@@ -7,8 +7,8 @@ split kept every number bit for bit on this machine), so a refactor that changes
 here. They were recorded with jaxmarl's env package imported before the first computation, as
 tests/conftest.py does: whether it is imported first changed 21 of these 32 results (every one
 with shared parameters) by up to 2e-3 relative on this machine, for a reason not found. The
-comparison allows float noise (rtol 1e-4 on sums), so a CPU with other vector units still
-passes. The runs are the conformance tests' traced updates (``helpers.traced_update``), so this
+comparison allows float noise (:data:`RTOL`; a parameter sum within 1e-4 of its absolute sum), so
+a CPU with other vector units still passes. The runs are the conformance tests' traced updates (``helpers.traced_update``), so this
 adds few compilations.
 
 Regenerate only for a stated reason (a deliberate change of semantics), and say it in the commit:
@@ -27,6 +27,11 @@ import pytest
 from helpers import traced_update, update_configs
 
 GOLDEN = Path(__file__).with_name("golden_updates.json")
+#: Float noise between CPUs: on an AMD EPYC with AVX-512 (2026-12-04) the recorded values differed by
+#: up to 3.5e-4 relative (OPSPO, FuPS, continuous, epochs-outer: four epochs at lr 3e-2 through
+#: step-wise weighted IS amplify rounding), every other configuration by under 1e-4. A change of
+#: semantics moves these numbers by percents.
+RTOL = 1e-3
 CONFIGS = update_configs()
 
 
@@ -59,4 +64,7 @@ def test_one_update_matches_the_recorded_values(label):
     want = _load()[label]
     assert sorted(got) == sorted(want), set(got) ^ set(want)
     for key in want:
-        np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-6, err_msg=f"{label}: {key}")
+        # A parameter leaf's signed sum cancels: its float noise scales with the leaf's absolute sum.
+        atol = 1e-4 * np.asarray(want[key.replace("/sum", "/abs_sum")]) if key.endswith("/sum") else 1e-6
+        a, b = np.asarray(got[key]), np.asarray(want[key])
+        assert np.all(np.abs(a - b) <= atol + RTOL * np.abs(b)), f"{label}: {key}: got {a}, recorded {b}"

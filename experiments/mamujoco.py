@@ -12,7 +12,7 @@ seeds, and write one plot and one results table into an experiment folder.
 import argparse
 
 from jaxseq.config import make_config
-from jaxseq.experiment import compare
+from jaxseq.experiment import add_sweep_flag, compare
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument(
@@ -25,6 +25,7 @@ parser.add_argument("--seeds", type=int, default=2, help="seeds, vmapped in one 
 parser.add_argument("--steps", type=int, default=1_000_000, help="environment steps per seed")
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--out", default="runs/experiments")
+add_sweep_flag(parser)
 args = parser.parse_args()
 
 # One config for every algorithm: only `algo` differs between the runs.
@@ -34,6 +35,7 @@ config = make_config(
     num_seeds=args.seeds,
     total_steps=args.steps,
     seed=args.seed,
+    sweep=args.sweep,
 )
 folder = compare(config, args.algos, args.out)
 print(f"plot and table in {folder}")

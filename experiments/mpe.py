@@ -7,12 +7,13 @@ and one results table into an experiment folder.
     python experiments/mpe.py                                # MAPPO vs IPPO, mpe:spread, 4 seeds, 2M steps
     python experiments/mpe.py --env 'mpe:spread?n=5' --preset a2po-mpe --algos mappo ippo --steps 5000000
     python experiments/mpe.py --algos a2po a2po@loop_order=agents-outer a2po@selection_rule=cyclic   # ablation variants
+    python experiments/mpe.py --algos mappo a2po --sweep actor_lr=3e-4,1e-3   # each algorithm's grid as one program
 """
 
 import argparse
 
 from jaxseq.config import make_config
-from jaxseq.experiment import compare
+from jaxseq.experiment import add_sweep_flag, compare
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--env", default="mpe:spread", help="an MPE env id, e.g. 'mpe:spread?n=5&reward=general'")
@@ -22,9 +23,12 @@ parser.add_argument("--seeds", type=int, default=4, help="seeds, vmapped in one 
 parser.add_argument("--steps", type=int, default=2_000_000, help="environment steps per seed")
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--out", default="runs/experiments")
+add_sweep_flag(parser)
 args = parser.parse_args()
 
 # One config for every algorithm: only `algo` differs between the runs.
-config = make_config(args.preset, env=args.env, num_seeds=args.seeds, total_steps=args.steps, seed=args.seed)
+config = make_config(
+    args.preset, env=args.env, num_seeds=args.seeds, total_steps=args.steps, seed=args.seed, sweep=args.sweep
+)
 folder = compare(config, args.algos, args.out)
 print(f"plot and table in {folder}")

@@ -11,7 +11,7 @@ and write one plot (return and win rate) and one results table into an experimen
 import argparse
 
 from jaxseq.config import make_config
-from jaxseq.experiment import compare
+from jaxseq.experiment import add_sweep_flag, compare
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--env", default="smax:3m", help="a SMAX env id (see `python -m jaxseq envs`)")
@@ -21,11 +21,18 @@ parser.add_argument("--seeds", type=int, default=2, help="seeds, vmapped in one 
 parser.add_argument("--steps", type=int, default=3_000_000, help="environment steps per seed")
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--out", default="runs/experiments")
+add_sweep_flag(parser)
 args = parser.parse_args()
 
 # One config for every algorithm; greedy evaluation every 2 chunks gives the test win-rate curve.
 config = make_config(
-    args.preset, env=args.env, num_seeds=args.seeds, total_steps=args.steps, seed=args.seed, eval_every=2
+    args.preset,
+    env=args.env,
+    num_seeds=args.seeds,
+    total_steps=args.steps,
+    seed=args.seed,
+    sweep=args.sweep,
+    eval_every=2,
 )
 folder = compare(config, args.algos, args.out)
 print(f"plot and table in {folder}")

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.sharding import SingleDeviceSharding
 
 from jaxseq import distributed
 
@@ -139,9 +140,18 @@ def latest_chunk(run_dir: Path) -> int | None:
         return stored[0] if stored else None
 
 
+def _placed(leaf: Any) -> jax.ShapeDtypeStruct:
+    """``leaf`` with a sharding: its own (on a mesh), else this process's first device. Orbax
+    restores onto the target's sharding; without one it would use the sharding the checkpoint was
+    saved with, which fails when the device or process count changed since."""
+    if getattr(leaf, "sharding", None) is not None:
+        return leaf
+    return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=SingleDeviceSharding(jax.local_devices()[0]))
+
+
 def _read(path: Path, abstract: Any) -> Any:
     leaves, treedef = jax.tree.flatten(abstract)
-    stored = ocp.StandardCheckpointer().restore(path.absolute(), _non_empty(leaves))
+    stored = ocp.StandardCheckpointer().restore(path.absolute(), _non_empty([_placed(a) for a in leaves]))
     restored = [stored.get(f"leaf_{i:05d}", None) for i in range(len(leaves))]
     restored = [jnp.zeros(a.shape, a.dtype) if r is None else r for a, r in zip(leaves, restored)]
     for a, r in zip(leaves, restored):

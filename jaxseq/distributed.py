@@ -158,13 +158,18 @@ def check_memory(needed: int, members_per_device: int, limit: int, field: str) -
     mib = 2.0**20
     line = (
         f"program memory: {needed / mib:.1f} MiB per device, {per_member / mib:.2f} MiB per member "
-        f"({members_per_device} members per device; a device holds {limit / mib:.0f} MiB)"
+        f"({members_per_device} member{'s' * (members_per_device != 1)} per device; "
+        f"a device holds {limit / mib:.0f} MiB)"
     )
     if needed > limit:
         fit = int(limit // per_member)
+        advice = (
+            f"about {fit} members per device would fit (members = grid points x seeds)"
+            if fit
+            else "not even one member fits: lower num_envs, rollout_length or updates_per_chunk"
+        )
         raise ConfigError(
             field,
-            f"the program needs {needed / mib:.0f} MiB per device but a device holds {limit / mib:.0f} MiB; "
-            f"about {fit} members per device would fit (members = grid points x seeds)",
+            f"the program needs {needed / mib:.1f} MiB per device but a device holds {limit / mib:.1f} MiB; {advice}",
         )
     return line

@@ -13,9 +13,12 @@ class RunDiverged(RuntimeError):
     """A chunk produced a non-finite loss or parameter. Its state was discarded: the checkpoints
     hold the last finite state (after ``last_good_chunk``)."""
 
-    def __init__(self, chunk: int, bad: dict[int, list[str]], last_good_chunk: int):
+    def __init__(
+        self, chunk: int, bad: dict[int, list[str]], last_good_chunk: int, labels: dict[int, str] | None = None
+    ):
         self.chunk, self.bad, self.last_good_chunk = chunk, bad, last_good_chunk
-        members = "; ".join(f"member {seed}: {', '.join(names)}" for seed, names in sorted(bad.items()))
+        named = {m: f"member {m} ({labels[m]})" if labels and m in labels else f"member {m}" for m in bad}
+        members = "; ".join(f"{named[m]}: {', '.join(names)}" for m, names in sorted(bad.items()))
         kept = (
             f"the checkpoints hold chunk {last_good_chunk}, the last finite state"
             if last_good_chunk

@@ -1,13 +1,16 @@
 """Side-by-side comparisons: several algorithms on one env, each a full run folder, then one plot
-and one table of the final returns (mean +/- std over seeds) in the experiment folder."""
+and one table of the final returns (mean +/- std over seeds) in the experiment folder; with a
+sweep, one line and one curve per algorithm and grid point."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
 from typing import Sequence
 
+from jaxseq import sweep
 from jaxseq.config import Config, parse_value, validate
 from jaxseq.errors import ConfigError
 from jaxseq.plotting import plot_runs, read_jsonl
@@ -27,9 +30,23 @@ def parse_variant(spec: str) -> dict:
     return overrides
 
 
+def add_sweep_flag(parser: argparse.ArgumentParser) -> None:
+    """An experiment script's ``--sweep FIELD=V1,V2`` (repeatable): ``args.sweep`` is then a config's
+    ``sweep``, run by every algorithm as one program."""
+    parser.add_argument(
+        "--sweep",
+        action="append",
+        type=sweep.parse_arg,
+        default=[],
+        metavar="FIELD=V1,V2",
+        help="a hyper-parameter grid run as one program per algorithm; repeatable (grid = product)",
+    )
+
+
 def compare(base: Config, algos: Sequence[str], out: Path | str, progress: bool = True) -> Path:
     """Train ``base`` once per algorithm or variant (see :func:`parse_variant`; same seeds, same
-    everything else) under ``out/<stamp>/``.
+    everything else) under ``out/<stamp>/``. With a sweep in ``base`` each variant runs its grid
+    as one program and every grid point is a line of the table and a curve.
 
     Writes ``curves.png``, ``results.md`` and ``results.json`` there; returns that folder.
     """
@@ -44,15 +61,22 @@ def compare(base: Config, algos: Sequence[str], out: Path | str, progress: bool 
     runs, rows = {}, []
     for spec, config in configs.items():
         run_dir = train_run(config, out=folder / "runs", progress=progress)
-        metrics = read_jsonl(run_dir / "metrics.jsonl")
-        summary = {"label": spec, **json.loads((run_dir / "summary.json").read_text())}
-        runs[spec] = metrics
-        rows.append(summary)
+        for label, result in _results(spec, config, run_dir):
+            runs[label] = read_jsonl(result / "metrics.jsonl")
+            rows.append({"label": label, **json.loads((result / "summary.json").read_text())})
     plot_runs(runs, folder / "curves.png", title=f"{base.env}, {base.num_seeds} seeds")
     (folder / "results.json").write_text(json.dumps(rows, indent=2))
     (folder / "results.md").write_text(results_table(base, rows))
     print(results_table(base, rows))
     return folder
+
+
+def _results(spec: str, config: Config, run_dir: Path) -> list[tuple[str, Path]]:
+    """(label, folder) of each result of one trained variant: the run folder, or with a sweep each
+    grid point's stream (``points/NNN``, labelled with its values)."""
+    if not config.sweep:
+        return [(spec, run_dir)]
+    return [(f"{spec} {sweep.label(p)}", run_dir / "points" / f"{i:03d}") for i, p in enumerate(sweep.grid(config))]
 
 
 def _pm(mean, std) -> str:

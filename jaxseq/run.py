@@ -22,7 +22,7 @@ from typing import Any
 
 import jax
 
-from jaxseq import checkpoint, distributed
+from jaxseq import checkpoint, distributed, sweep
 from jaxseq.config import Config
 from jaxseq.errors import ConfigError, RunDiverged
 from jaxseq.metrics import finite_or_none, metrics_line, nanmean_or_none, non_finite, summarize
@@ -175,24 +175,27 @@ def absolute_metric(trainer, run_dir: Path) -> dict:
 
 
 def _open_run(config, out, resume, overrides, start_over):
-    """(run folder, config, trainer): the config validated and the env built before any folder
-    is made; a resumed folder must hold a checkpoint unless ``start_over``. Process 0 makes or
-    rewrites the folder; every process gets its path."""
+    """(run folder, config, trainer, compiled chunk): the config validated, the env built and the
+    chunk compiled (its memory checked) before any folder is made; a resumed folder must hold a
+    checkpoint unless ``start_over``. Process 0 makes or rewrites the folder; every process gets
+    its path."""
     from jaxseq.train import make_train
 
     main = distributed.is_main_process()
     if resume is None:
         trainer = make_train(config)
+        program = _compile(trainer)
         run_dir = str(_new_run_dir(Path(out), config)) if main else ""
-        return Path(distributed.broadcast_text(run_dir)), config, trainer
+        return Path(distributed.broadcast_text(run_dir)), config, trainer, program
     run_dir = Path(resume)
     config = resumed_config(run_dir, overrides)
     trainer = make_train(config)
     if checkpoint.latest_chunk(run_dir) is None and not start_over:
         raise ConfigError("resume", f"{run_dir} has no checkpoint; pass --start-over to train it again from chunk 0")
+    program = _compile(trainer)
     if main:
         (run_dir / "config.json").write_text(config.to_json())
-    return run_dir, config, trainer
+    return run_dir, config, trainer, program
 
 
 def _initial_state(trainer, run_dir: Path, key) -> tuple[int, Any]:
@@ -213,15 +216,15 @@ def _initial_state(trainer, run_dir: Path, key) -> tuple[int, Any]:
     return chunk, trainer.place(state)
 
 
-def _compile(trainer, state):
-    """The chunk compiled for ``state``; its memory per member printed, and a run that cannot fit
-    one device's memory refused (ConfigError naming ``sweep`` or ``num_seeds``)."""
-    compiled = trainer.compile_chunk(state)
+def _compile(trainer):
+    """The chunk compiled for the run's state (its shapes and shardings); its memory per member
+    printed, and a run that cannot fit one device's memory refused (ConfigError naming ``sweep``
+    or ``num_seeds``)."""
+    config = trainer.config
+    compiled = trainer.compile_chunk(trainer.abstract_state(jax.random.PRNGKey(config.seed)))
     devices = 1 if trainer.mesh is None else trainer.mesh.size
-    per_device = (
-        trainer.config.num_members // devices if trainer.config.shard == "members" else trainer.config.num_members
-    )
-    field = "sweep" if trainer.config.sweep else "num_seeds"
+    per_device = config.num_members // devices if config.shard == "members" else config.num_members
+    field = "sweep" if config.sweep else "num_seeds"
     line = distributed.check_memory(distributed.program_bytes(compiled), per_device, distributed.device_memory(), field)
     if distributed.is_main_process():
         print(line, flush=True)
@@ -249,9 +252,8 @@ def train_run(
     every process calls this; process 0 writes the folder.
     ``max_chunks`` stops after that many chunks in total (used by tests to simulate an interruption).
     """
-    run_dir, config, trainer = _open_run(config, out, resume, overrides, start_over)
+    run_dir, config, trainer, program = _open_run(config, out, resume, overrides, start_over)
     start_chunk, state = _initial_state(trainer, run_dir, jax.random.PRNGKey(config.seed))
-    program = _compile(trainer, state)
     log = _RunLog(trainer, run_dir, start_chunk, use_wandb, progress)
     end_chunk = config.num_chunks if max_chunks is None else min(config.num_chunks, max_chunks)
     has_win = trainer.env.spec.has_win
@@ -294,7 +296,7 @@ def _run_chunk(trainer, program, state, chunk: int, done_chunk: int) -> tuple[An
     m["seconds"] = time.time() - t0
     bad = non_finite(m)
     if bad:
-        raise RunDiverged(chunk, bad, done_chunk)
+        raise RunDiverged(chunk, bad, done_chunk, {m: sweep.member_label(config, m) for m in bad})
     m.pop("params_finite")
     # The training episodes the chunk ended, taken before the evaluation's episodes join them.
     m["train_episodes"] = trainer.env.take_episodes()

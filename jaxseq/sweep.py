@@ -111,6 +111,12 @@ def label(point: dict[str, float]) -> str:
     return " ".join(f"{k}={v:g}" for k, v in point.items()) or "all"
 
 
+def member_label(config, member: int) -> str:
+    """ "seed 1" or, in a sweep, "actor_lr=0.001 seed 1": which grid point and seed ``member`` is."""
+    point, seed = divmod(member, config.num_seeds)
+    return f"{label(grid(config)[point])} seed {seed}" if config.sweep else f"seed {seed}"
+
+
 def split_members(values: np.ndarray, num_points: int) -> Iterable[np.ndarray]:
     """[M, ...] -> one [S, ...] slice per grid point."""
     return np.split(np.asarray(values), num_points)

@@ -8,8 +8,8 @@ here. They were recorded with jaxmarl's env package imported before the first co
 tests/conftest.py does: whether it is imported first changed 21 of these 32 results (every one
 with shared parameters) by up to 2e-3 relative on this machine, for a reason not found. The
 comparison allows float noise (:data:`RTOL`; a parameter sum within 1e-4 of its absolute sum), so
-a CPU with other vector units still passes. The runs are the conformance tests' traced updates (``helpers.traced_update``), so this
-adds few compilations.
+a CPU with other vector units still passes. The runs are the conformance tests' traced updates
+(``helpers.traced_update``), so this adds few compilations.
 
 Regenerate only for a stated reason (a deliberate change of semantics), and say it in the commit:
 ``JAXSEQ_REGENERATE_GOLDEN=1 python -m pytest -n 0 tests/test_golden.py`` (one process: the

@@ -38,7 +38,7 @@ def test_a_diverging_run_stops_and_keeps_its_last_finite_state(tmp_path, capfd):
     argv += ["--no-progress"] + [arg for item in sets.split() for arg in ("--set", item)]
     assert main(argv) == 3
     err = capfd.readouterr().err
-    assert "jaxseq: error: chunk 2 diverged (non-finite member 0:" in err and "member 1:" in err, err
+    assert "jaxseq: error: chunk 2 diverged (non-finite member 0 (seed 0):" in err and "member 1 (seed 1):" in err, err
     assert "the checkpoints hold chunk 1, the last finite state" in err
     (run_dir,) = tmp_path.iterdir()
     rows = _rows(run_dir)

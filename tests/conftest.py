@@ -28,3 +28,11 @@ jax.config.update(
 # any test that happens to import it first. Importing it here, before any test runs, keeps every
 # test's capture intact.
 import jaxmarl.environments  # noqa: E402, F401
+
+#: The longest tests (subprocesses that compile several programs each) run first, so the xdist
+#: workers share out the short ones around them instead of finishing on one of these alone.
+FIRST = ("test_scale.py", "test_sweep.py::test_a_2x2")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: not any(name in item.nodeid for name in FIRST))

@@ -20,6 +20,7 @@ def _run(script, *args):
     return res.stdout
 
 
+@pytest.mark.slow  # a benchmark: the trainer's chunk and rollout it times are tested elsewhere
 def test_throughput_script():
     out = _run(
         "throughput.py",
@@ -85,3 +86,9 @@ def test_sdc_cost_script():
 def test_bridge_throughput_script():
     out = _run("bridge_throughput.py", "--workers", "1", "--num-envs", "2", "--steps", "30")
     assert "| 1 | 2 |" in out and "command: `python benchmarks/bridge_throughput.py" in out
+
+
+@pytest.mark.slow
+def test_sweep_scaling_script():
+    out = _run("sweep_scaling.py", "--members", "1", "2", "--devices", "1", "2", "--num-envs", "2")
+    assert "| 1 | " in out and "| n/a |" in out and "command: `python benchmarks/sweep_scaling.py" in out

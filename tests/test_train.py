@@ -52,12 +52,15 @@ def test_same_key_gives_identical_metrics_and_seeds_differ():
 @pytest.mark.parametrize(
     "overrides",
     [
-        dict(algo="ippo", sharing="nops"),
+        pytest.param(dict(algo="ippo", sharing="nops"), marks=pytest.mark.slow),  # golden: IPPO NoPS GRU
         dict(algo="mappo", network="gru", sharing="paps"),
         dict(env="mpe:speaker_listener", sharing="nops", value_norm=False, huber_delta=0.0, value_clip=0.0),
         dict(env="smax:3m", network="gru", sharing="paps"),  # the no-recompilation test's program: compiled once
         dict(env="tabular:game?seed=1&states=4&agents=3&actions=3&max_steps=16", algo="a2po", num_seeds=1),
-        dict(env="mpe:spread?actions=continuous", algo="a2po", sharing="paps", num_seeds=1),  # Gaussian, greedy = mean
+        # Gaussian, greedy = mean; -m slow: the golden test pins A2PO PaPS continuous
+        pytest.param(
+            dict(env="mpe:spread?actions=continuous", algo="a2po", sharing="paps", num_seeds=1), marks=pytest.mark.slow
+        ),
     ],
 )
 def test_variants_run_and_report_finite_metrics(overrides):
@@ -212,9 +215,15 @@ def test_opspo_with_one_agent_equals_ppo(sharing, extra):
     _same_training(tiny(env="mpe:spread?n=1", num_seeds=1, gae_lambda=1.0, sharing=sharing), "mappo", "opspo", **extra)
 
 
+# WIS and no corrections with -m slow: the conformance and golden tests pin OPSPO's update in every
+# sharing mode; the learned omega-nets' ring buffers and their checkpoint are checked only here.
 @pytest.mark.parametrize(
     "extra",
-    [{}, {"sharing": "nops"}, {"opspo_aec": False, "opspo_sdc": False, "opspo_crc": False}],
+    [
+        pytest.param({}, marks=pytest.mark.slow),
+        {"sharing": "nops"},
+        pytest.param({"opspo_aec": False, "opspo_sdc": False, "opspo_crc": False}, marks=pytest.mark.slow),
+    ],
     ids=["wis", "learned-omega", "no-corrections"],
 )
 def test_opspo_runs_with_several_agents(extra, tmp_path):
@@ -315,6 +324,7 @@ def test_sequential_per_agent_diagnostics_in_the_metrics_lines(tmp_path):
         assert row["tv"] >= 0 and row["preceding_ratio_mean"] > 0
 
 
+@pytest.mark.slow  # the golden test pins CoPPO's update (PaPS, continuous) against MAPPO's
 def test_coppo_runs_with_several_agents_and_differs_from_mappo():
     results = {}
     for algo in ("mappo", "coppo"):
@@ -339,6 +349,9 @@ def test_fp3o_with_one_agent_is_ppo_with_twice_the_epochs():
         np.testing.assert_allclose(ref_m[k], m[k], rtol=1e-4, atol=1e-7, err_msg=k)
 
 
+# -m slow: the golden test pins FP3O's update under NoPS, FuPS (GRU) and PaPS (continuous), and the
+# conformance tests recompute its middle ratios.
+@pytest.mark.slow
 @pytest.mark.parametrize("sharing, network, guard", [("paps", "gru", True), ("nops", "mlp", False)])
 def test_fp3o_runs_with_several_agents(sharing, network, guard):
     trainer = make_train(
@@ -356,6 +369,9 @@ def test_fp3o_runs_with_several_agents(sharing, network, guard):
         assert not np.allclose(before[i], after[i])
 
 
+# -m slow: the golden test pins one continuous update of A2PO, HAPPO, OPSPO, FP3O and CoPPO, and
+# the conformance tests the joint density ratio of every algorithm.
+@pytest.mark.slow
 @pytest.mark.parametrize("algo, sharing", [("fp3o", "paps"), ("opspo", "nops")])
 def test_continuous_actions_train_in_every_scheme(algo, sharing):
     """Gaussian actors on continuous MPE spread (with the sequential case of the variants test, the

@@ -103,6 +103,9 @@ def test_cli_lists(capsys):
     assert "clip_eps" in capsys.readouterr().out
 
 
+# -m slow: tests/test_scale.py runs `python -m jaxseq train` end to end in subprocesses (a sweep
+# over two processes, then a resume in one) and checks the folder and the printed summary.
+@pytest.mark.slow
 def test_cli_train_writes_a_run_folder(tmp_path):
     cmd = [
         sys.executable,

@@ -48,7 +48,7 @@ def runs(tmp_path):
 
 def test_aggregates_and_intervals_are_rliables_on_the_same_matrix(runs, tmp_path):
     dirs, low, high = runs
-    result = report([str(d) for d in dirs], tmp_path / "out", reps=2000)
+    result = report([str(d) for d in dirs], tmp_path / "out", reps=500)
     # in the report's (sorted) order, so the bootstrap draws the same resamples for each algorithm
     want = {"a2po": high[:, None], "mappo": low[:, None], "mappo_copy": low[:, None]}
 
@@ -64,7 +64,7 @@ def test_aggregates_and_intervals_are_rliables_on_the_same_matrix(runs, tmp_path
 
     # The report draws its resamples from seed 0: the same draws as rliable's own call with that seed.
     with seeded_numpy(0):
-        points, intervals = rly.get_interval_estimates(want, func, reps=2000)
+        points, intervals = rly.get_interval_estimates(want, func, reps=500)
     for algo in want:
         for i, name in enumerate(AGGREGATES):
             p, lo, hi = result["aggregates"][algo][name]

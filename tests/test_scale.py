@@ -83,7 +83,8 @@ def test_two_processes_write_one_run_folder_equal_to_one_process(checks, tmp_pat
     outputs = [p.communicate(timeout=600)[0] for p in two]
     assert [p.returncode for p in two] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
     (run,) = list(tmp_path.iterdir())  # one folder, written by process 0
-    assert "(1 member per device" in outputs[0] and "run folder:" not in outputs[1]
+    assert "(1 member per device" in outputs[0] and "final_return_mean" in outputs[0]  # process 0's summary
+    assert "run folder:" not in outputs[1]
     one = Path(checks["runs"]["four"])
     assert _agree(diff(run, one)), diff(run, one)
     for point in ("000", "001"):
@@ -98,5 +99,6 @@ def test_two_processes_write_one_run_folder_equal_to_one_process(checks, tmp_pat
         text=True,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"run folder: {run}" in resumed.stdout and "final_return_mean" in resumed.stdout
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["chunk"] for r in rows] == [1, 2, 3] and np.isfinite(rows[-1]["loss_actor"])

@@ -162,3 +162,46 @@ def test_members_are_named_by_grid_point_and_seed():
         "actor_lr=0.03 clip_eps=0.3 seed 1",
     ]
     assert sweep.member_label(tiny(num_seeds=3), 2) == "seed 2"
+
+
+#: Golden configurations spread over what a user can combine: NoPS / FuPS / PaPS, both loop orders,
+#: blocks, discrete and continuous actions, MLP and GRU, and the algorithms with fields of their own.
+SWEPT_CASES = (
+    "a2po-fups-agents-outer-network=gru",
+    "a2po-fups-epochs-outer-env=mpe:spread?n=4-agent_blocks=2",
+    "happo-paps-epochs-outer-env=mpe:spread?actions=continuous",
+    "opspo-nops-agents-outer-network=gru",
+    "fp3o-paps-env=mpe:spread?actions=continuous",
+    "coppo-paps-env=mpe:spread?actions=continuous",
+    "mappo_vtrace-fups-env=mpe:spread?n=4",
+)
+
+
+@pytest.mark.parametrize("label", SWEPT_CASES)
+def test_swept_values_reach_every_scheme(label):
+    """Every sweepable field the configuration reads is swept (one grid point holding the golden
+    configuration's values) on a config whose own constants differ: one update on the golden
+    behaviour batch equals the golden configuration's update, so each traced value replaced its
+    constant (a value the program ignored would leave the other constant's result)."""
+    from jaxseq.algorithms import ALGORITHMS
+
+    from helpers import behaviour_batch, traced_update, update_configs
+
+    reference = update_configs()[label]
+    continuous = "continuous" in reference.env
+    read = ["actor_lr", "critic_lr", "clip_eps", "gamma", "gae_lambda"]
+    read += ["ent_coef_continuous"] if continuous else ["ent_coef"]
+    read += [f for f in ALGORITHMS[reference.algo].fields if f in sweep.SWEEPABLE]
+    elsewhere = {f: getattr(reference, f) * 0.5 if getattr(reference, f) else 0.05 for f in read}
+    config = reference.replace(**elsewhere, sweep={f: (getattr(reference, f),) for f in read})
+    trainer = make_train(config)
+    ts = jax.tree.map(lambda x: x[0], trainer.init(jax.random.PRNGKey(1)))
+    assert set(ts.hyper) == set(read)
+    _, batch = behaviour_batch(reference.replace(algo="a2po"))
+    new, metrics = jax.jit(trainer.learn)(ts, batch)
+    _, _, want_metrics, want_actor, want_critic = traced_update(reference)
+    got = jax.device_get((new.actor_params, new.critic_params))
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves((want_actor, want_critic))):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    for k in ("loss_actor", "loss_critic", "entropy"):
+        np.testing.assert_allclose(metrics[k], want_metrics[k], rtol=1e-4, atol=1e-6, err_msg=k)

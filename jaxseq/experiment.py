@@ -36,11 +36,18 @@ def add_sweep_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sweep",
         action="append",
-        type=sweep.parse_arg,
+        type=_sweep_arg,
         default=[],
         metavar="FIELD=V1,V2",
         help="a hyper-parameter grid run as one program per algorithm; repeatable (grid = product)",
     )
+
+
+def _sweep_arg(text: str) -> tuple[str, tuple[float, ...]]:
+    try:
+        return sweep.parse_arg(text)
+    except ConfigError as err:  # argparse shows its message, not "invalid value"
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def compare(base: Config, algos: Sequence[str], out: Path | str, progress: bool = True) -> Path:

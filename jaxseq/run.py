@@ -261,8 +261,8 @@ def train_run(
     done_chunk, absolute = start_chunk, {}
     try:
         for chunk in range(start_chunk + 1, end_chunk + 1):
-            new_state, m, evaluation = _run_chunk(trainer, program, state, chunk, done_chunk)
-            log.chunk(chunk, m, evaluation)
+            new_state, m, evaluation, train_episodes = _run_chunk(trainer, program, state, chunk, done_chunk)
+            log.chunk(chunk, m, evaluation, train_episodes)
             # A chunk counts as finished once its metrics line is written.
             state, done_chunk = new_state, chunk
             if chunk % config.checkpoint_every == 0:
@@ -285,10 +285,10 @@ def train_run(
     return run_dir
 
 
-def _run_chunk(trainer, program, state, chunk: int, done_chunk: int) -> tuple[Any, dict, dict | None]:
+def _run_chunk(trainer, program, state, chunk: int, done_chunk: int) -> tuple[Any, dict, dict | None, list]:
     """One compiled chunk, the finite-value guard and the evaluation when due. Returns (new state,
-    chunk metrics [M] with the host env's ``train_episodes`` records, evaluation [M] or None),
-    gathered to every process; raises RunDiverged."""
+    chunk metrics [M], evaluation [M] or None, gathered to every process; the host env's records
+    of the training episodes the chunk ended); raises RunDiverged."""
     config = trainer.config
     t0 = time.time()
     new_state, m = program(state)
@@ -299,11 +299,11 @@ def _run_chunk(trainer, program, state, chunk: int, done_chunk: int) -> tuple[An
         raise RunDiverged(chunk, bad, done_chunk, {m: sweep.member_label(config, m) for m in bad})
     m.pop("params_finite")
     # The training episodes the chunk ended, taken before the evaluation's episodes join them.
-    m["train_episodes"] = trainer.env.take_episodes()
+    train_episodes = trainer.env.take_episodes()
     evaluation = None
     if config.eval_every and (chunk % config.eval_every == 0 or chunk == config.num_chunks):
         evaluation = distributed.gather(trainer.evaluate(new_state))
-    return new_state, m, evaluation
+    return new_state, m, evaluation, train_episodes
 
 
 class _RunLog:
@@ -330,8 +330,7 @@ class _RunLog:
                 total=config.num_chunks, initial=start_chunk, unit="chunk", desc=f"{config.algo} {config.env}"
             )
 
-    def chunk(self, chunk: int, m: dict, evaluation: dict | None) -> None:
-        train_episodes = m.pop("train_episodes")
+    def chunk(self, chunk: int, m: dict, evaluation: dict | None, train_episodes: list) -> None:
         if not self.active:
             return
         seconds = m.pop("seconds")

@@ -64,3 +64,17 @@ def test_fp3o_grid_table_is_shaped_like_seed_002_table_2():
     assert lines[3] == "| smax:3m | mappo | test win % (median ± std) | n/a | n/a |"
     assert lines[4] == "| mpe:spread | fp3o | test return (median ± std) | -21.0 ± 1.0 | n/a |"
     assert len(lines) == 8 and lines[-1] == "2 seeds"
+
+
+def test_the_scripts_sweep_flag_reads_grids_and_names_bad_values(capsys):
+    import argparse
+
+    from jaxseq.experiment import add_sweep_flag
+
+    parser = argparse.ArgumentParser(prog="mpe.py")
+    add_sweep_flag(parser)
+    args = parser.parse_args(["--sweep", "actor_lr=1e-4,3e-4", "--sweep", "clip_eps=0.1"])
+    assert args.sweep == [("actor_lr", (1e-4, 3e-4)), ("clip_eps", (0.1,))]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--sweep", "actor_lr=fast"])
+    assert "argument --sweep: actor_lr: sweep values must be numbers, got 'fast'" in capsys.readouterr().err

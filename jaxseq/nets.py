@@ -32,11 +32,40 @@ ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh}
 _STACKED = {"fups": (), "paps": ("head",), "nops": ("trunk", "head")}
 
 
-def _dense(features: int, gain: float, orthogonal: bool, name: str | None = None) -> nn.Dense:
-    if orthogonal:
-        return nn.Dense(
-            features, kernel_init=nn.initializers.orthogonal(gain), bias_init=nn.initializers.zeros, name=name
+def _host_qr(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    q, r = np.linalg.qr(np.asarray(a, np.float64))  # batched over leading axes
+    return q.astype(a.dtype), r.astype(a.dtype)
+
+
+def orthogonal(gain: float = 1.0):
+    """The orthogonal initialiser (Saxe et al. 2014), as ``jax.nn.initializers.orthogonal`` draws
+    it: a standard normal [max(r, c), min(r, c)] matrix for a kernel [r, c], the Q of its QR
+    decomposition with the signs of diag(R), transposed when r < c, times ``gain``.
+
+    The QR runs on the host (NumPy, in a ``pure_callback``) so that the initial state compiles as one
+    program: XLA's CPU runtime deadlocked (jax 0.10, 2 cores) when one program ran several batched
+    LAPACK QRs concurrently.
+    """
+
+    def init(key, shape, dtype=jnp.float32):
+        rows, cols = int(np.prod(shape[:-1])), shape[-1]
+        a = jax.random.normal(key, (max(rows, cols), min(rows, cols)), dtype)
+        k = a.shape[1]
+        q, r = jax.pure_callback(
+            _host_qr,
+            (jax.ShapeDtypeStruct(a.shape, dtype), jax.ShapeDtypeStruct((k, k), dtype)),
+            a,
+            vmap_method="expand_dims",
         )
+        q = q * jnp.sign(jnp.diagonal(r))
+        return gain * (q.T if rows < cols else q).reshape(shape)
+
+    return init
+
+
+def _dense(features: int, gain: float, orthogonal_init: bool, name: str | None = None) -> nn.Dense:
+    if orthogonal_init:
+        return nn.Dense(features, kernel_init=orthogonal(gain), bias_init=nn.initializers.zeros, name=name)
     return nn.Dense(features, name=name)
 
 
@@ -65,7 +94,7 @@ class Trunk(nn.Module):
                 x = nn.LayerNorm()(x)
         if self.recurrent:
             carry = jnp.where(start[..., None], jnp.zeros_like(carry), carry)
-            carry, x = nn.GRUCell(self.hidden)(carry, x)
+            carry, x = nn.GRUCell(self.hidden, recurrent_kernel_init=orthogonal())(carry, x)
         return carry, x
 
 

@@ -91,7 +91,7 @@ def cell_config(env: str, sharing: str, args: argparse.Namespace) -> tuple[str, 
 
 def env_steps(config: Config) -> int:
     """Environment steps per seed a run makes: whole chunks of updates, so total_steps rounded up."""
-    return config.num_chunks * config.updates_per_chunk * config.batch_size
+    return config.total_updates * config.batch_size
 
 
 def plan(args: argparse.Namespace) -> dict[tuple[str, str], tuple[str, Config]]:

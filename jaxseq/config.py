@@ -94,6 +94,7 @@ class Config:
     eval_envs: int = 32  #: parallel envs of an evaluation; each plays its share of eval_episodes to the end
     absolute_factor: int = 10  #: at the end of a run the best checkpoint is re-evaluated on absolute_factor x eval_episodes episodes (the absolute metric, in summary.json); 0 disables
     checkpoint_every: int = 10  #: checkpoint every this many chunks (and always at the end / on Ctrl-C)
+    write_marl_eval: bool = False  #: keep RUN_DIR/marl_eval.json (marl-eval's JSON layout) up to date after every evaluation; the absolute metric joins it at the end
     # -- sweeps and devices -------------------------------------------------------------------
     sweep: tuple = ()  #: hyper-parameter grid run as one program, ((field, (v1, v2, ...)), ...); members = grid points x num_seeds (see jaxseq.sweep.SWEEPABLE)
     devices: int = 0  #: devices of the mesh the program is sharded over (0: all; with shard=members, the most that divide the members)

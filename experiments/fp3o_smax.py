@@ -6,7 +6,9 @@ fast CPU presets (--quick); train the four algorithms on each cell with the same
 (`jaxseq.experiment.compare`: one plot and results table per cell); then write one table shaped
 like Table 2: rows map and algorithm, columns sharing modes, cells the final greedy test win rate
 in % (on MPE, which has no win, the final greedy test return) as median +/- std over seeds (the
-paper: 32 test episodes, 5 seeds, the median win rate of Yu et al. 2021; App. D).
+paper: 32 test episodes, 5 seeds, the median win rate of Yu et al. 2021; App. D); and end with the
+aggregate report over every run of the grid (`jaxseq.report`, each algorithm x sharing mode one
+entry, scores min-max normalised per map when there are several) in `<out>/fp3o-grid-*/report/`.
 
     python experiments/fp3o_smax.py                                    # Table 2's SMAX maps, paper presets
     python experiments/fp3o_smax.py --quick --maps 3m mpe:spread --seeds 4   # CPU-sized grid
@@ -91,7 +93,7 @@ def cell_config(env: str, sharing: str, args: argparse.Namespace) -> tuple[str, 
 
 def env_steps(config: Config) -> int:
     """Environment steps per seed a run makes: whole chunks of updates, so total_steps rounded up."""
-    return config.num_chunks * config.updates_per_chunk * config.batch_size
+    return config.total_updates * config.batch_size
 
 
 def plan(args: argparse.Namespace) -> dict[tuple[str, str], tuple[str, Config]]:
@@ -152,13 +154,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.dry_run:
         return
     from jaxseq.experiment import compare
+    from jaxseq.report import format_report, report
 
     folder = Path(args.out) / f"fp3o-grid-{time.strftime('%Y%m%d-%H%M%S')}"
-    results = {}
+    results, runs = {}, {}
     for (env, sharing), (_, config) in cells.items():
         cell_folder = compare(config, args.algos, folder / sharing)
         for row in json.loads((cell_folder / "results.json").read_text()):
             results[(env, row["label"], sharing)] = seed_values(row)
+            runs[row["folder"]] = f"{row['label']} {SHARING_NAMES[sharing]}"
     presets = "; ".join(f"{env} {s}: {p}, {env_steps(c):,} env steps" for (env, s), (p, c) in cells.items())
     table = grid_table(
         results,
@@ -169,7 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     (folder / "table.md").write_text(table)
     print(table)
-    print(f"table, plots and run folders in {folder}")
+    print(format_report(report(list(runs), folder / "report", list(runs.values()))))
+    print(f"table, report, plots and run folders in {folder}")
 
 
 if __name__ == "__main__":

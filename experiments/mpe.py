@@ -1,8 +1,9 @@
 """MPE experiments: algorithms side by side on a JaxMARL MPE task.
 
 Reads top to bottom: pick the paper's hyper-parameters (A2PO paper App. B.4, Tab. 10) or the fast
-CPU preset, build one config, train every algorithm on it with the same seeds, and write one plot
-and one results table into an experiment folder.
+CPU preset, build one config, train every algorithm on it with the same seeds, and write one plot,
+one results table and the aggregate report (IQM, median, mean, optimality gap with 95% intervals;
+`jaxseq.report`) into an experiment folder.
 
     python experiments/mpe.py                                # MAPPO vs IPPO, mpe:spread, 4 seeds, 2M steps
     python experiments/mpe.py --env 'mpe:spread?n=5' --preset a2po-mpe --algos mappo ippo --steps 5000000
@@ -31,4 +32,4 @@ config = make_config(
     args.preset, env=args.env, num_seeds=args.seeds, total_steps=args.steps, seed=args.seed, sweep=args.sweep
 )
 folder = compare(config, args.algos, args.out)
-print(f"plot and table in {folder}")
+print(f"plot, table and report in {folder}")

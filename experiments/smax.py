@@ -2,7 +2,8 @@
 
 Reads top to bottom: pick the paper's SMAC hyper-parameters (A2PO paper App. B.4, Tab. 7, GRU
 policies) or the fast CPU preset, build one config, train every algorithm with the same seeds,
-and write one plot (return and win rate) and one results table into an experiment folder.
+and write one plot (return and win rate), one results table and the aggregate report (IQM,
+median, mean, optimality gap with 95% intervals; `jaxseq.report`) into an experiment folder.
 
     python experiments/smax.py                                   # MAPPO vs IPPO on smax:3m, 2 seeds, 3M steps
     python experiments/smax.py --env smax:2s3z --preset a2po-smax --steps 10000000
@@ -35,4 +36,4 @@ config = make_config(
     eval_every=2,
 )
 folder = compare(config, args.algos, args.out)
-print(f"plot and table in {folder}")
+print(f"plot, table and report in {folder}")

@@ -1,4 +1,4 @@
-"""Command line: ``python -m jaxseq {train,eval,report,envs,algos,config}``.
+"""Command line: ``python -m jaxseq {train,eval,render,report,envs,algos,config}``.
 
     python -m jaxseq train --env mpe:spread --algo mappo --total-steps 2000000 --num-seeds 4 \
         --seed 0 --sharing fups --out runs --set epochs=10 --set network=gru
@@ -6,6 +6,8 @@
     python -m jaxseq train --resume runs/mappo-mpe-spread-s0-20261121-101500 --total-steps 4000000   # extend
     python -m jaxseq train --algo a2po --num-seeds 5 --sweep actor_lr=1e-4,3e-4,1e-3 --sweep clip_eps=0.1,0.2
     python -m jaxseq eval runs/mappo-mpe-spread-s0-20261121-101500 --checkpoint best --episodes 320
+    python -m jaxseq eval runs/mappo-mpe-spread-s0-20261121-101500 --env 'mpe:spread?max_steps=50'
+    python -m jaxseq render runs/mappo-mpe-spread-s0-20261121-101500 --out episode.gif --seed-index 1
     python -m jaxseq report runs/mappo-* runs/a2po-* --out report/ --marl-eval report/marl_eval.json
 
 Exit status: 0 done, 2 a bad config or path (nothing compiled), 3 the run diverged (non-finite
@@ -32,6 +34,7 @@ _FLAGS = {
     "sharing": "sharing",
     "devices": "devices",
     "shard": "shard",
+    "marl_eval": "write_marl_eval",
 }
 
 
@@ -81,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--coordinator", metavar="HOST:PORT", help="multi-process: process 0's address")
     train.add_argument("--num-processes", type=int, help="multi-process: number of processes")
     train.add_argument("--process-id", type=int, help="multi-process: this process's index")
+    train.add_argument(
+        "--marl-eval",
+        action="store_const",
+        const=True,
+        help="keep RUN_DIR/marl_eval.json (marl-eval's layout) up to date after every evaluation (write_marl_eval)",
+    )
     train.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (offline unless WANDB_MODE)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev = sub.add_parser("eval", help="greedy evaluation of a saved run's policy, with 95%% intervals")
@@ -88,6 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", default="best", help="best (default), last, or a stored chunk number")
     ev.add_argument("--episodes", type=int, help="episodes per seed (default: the run's eval_episodes)")
     ev.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+    ev.add_argument(
+        "--env",
+        metavar="ID",
+        help="evaluate on this env id instead: same family, same agents, observation widths and actions",
+    )
+    ren = sub.add_parser(
+        "render", help="one greedy episode of a saved run's policy as an animated GIF (MPE, SMAX, MA-MuJoCo)"
+    )
+    ren.add_argument("run_dir", help="a run folder")
+    ren.add_argument("--out", help="the GIF to write (default: RUN_DIR/episode.gif)")
+    ren.add_argument("--checkpoint", default="best", help="best (default), last, or a stored chunk number")
+    ren.add_argument("--seed-index", type=int, default=0, help="which seed's policy (default 0, the first)")
     rep = sub.add_parser(
         "report", help="IQM, median, mean, optimality gap with 95%% intervals over run folders (rliable)"
     )
@@ -132,10 +153,21 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     if args.episodes is not None and args.episodes < 1:
         raise ConfigError("episodes", f"must be a positive integer, got {args.episodes}")
-    result = evaluate_run(args.run_dir, args.checkpoint, args.episodes)
+    result = evaluate_run(args.run_dir, args.checkpoint, args.episodes, args.env)
     print(format_evaluation(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+def _render(args: argparse.Namespace) -> None:
+    from jaxseq.render import render_run
+
+    out = args.out or str(Path(args.run_dir) / "episode.gif")
+    r = render_run(args.run_dir, out, args.checkpoint, args.seed_index)
+    print(
+        f"{r['out']}: {r['frames']} frames, one greedy episode of {r['length']} steps (return {r['return']:.4g}) "
+        f"on {r['env']}, seed {r['seed_index']}, checkpoint {r['checkpoint']} (chunk {r['chunk']})"
+    )
 
 
 def _join_processes(args: argparse.Namespace) -> None:
@@ -170,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {name}: {values}")
         elif args.command == "eval":
             _evaluate(args)
+        elif args.command == "render":
+            _render(args)
         elif args.command == "report":
             from jaxseq.report import format_report, report
 

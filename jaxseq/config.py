@@ -37,6 +37,7 @@ class Config:
     num_minibatches: int = 1  #: minibatches per epoch (split over recurrent chunks x envs)
     actor_lr: float = 5e-4  #: Adam step size of the actor
     critic_lr: float = 5e-4  #: Adam step size of the critic
+    lr_schedule: str = "constant"  #: "constant" or "linear": actor_lr and critic_lr times 1 - update / total_updates (JaxMARL's ANNEAL_LR; constant within an update, 0 after the last)
     adam_eps: float = 1e-5  #: Adam epsilon
     max_grad_norm: float = 10.0  #: global gradient-norm clip (each network); <= 0 disables
     ent_coef: float = 0.01  #: entropy bonus coefficient (discrete actions)
@@ -93,6 +94,7 @@ class Config:
     eval_envs: int = 32  #: parallel envs of an evaluation; each plays its share of eval_episodes to the end
     absolute_factor: int = 10  #: at the end of a run the best checkpoint is re-evaluated on absolute_factor x eval_episodes episodes (the absolute metric, in summary.json); 0 disables
     checkpoint_every: int = 10  #: checkpoint every this many chunks (and always at the end / on Ctrl-C)
+    write_marl_eval: bool = False  #: keep RUN_DIR/marl_eval.json (marl-eval's JSON layout) up to date after every evaluation; the absolute metric joins it at the end
     # -- sweeps and devices -------------------------------------------------------------------
     sweep: tuple = ()  #: hyper-parameter grid run as one program, ((field, (v1, v2, ...)), ...); members = grid points x num_seeds (see jaxseq.sweep.SWEEPABLE)
     devices: int = 0  #: devices of the mesh the program is sharded over (0: all; with shard=members, the most that divide the members)
@@ -123,6 +125,12 @@ class Config:
     def num_chunks(self) -> int:
         return -(-self.num_updates // self.updates_per_chunk)
 
+    @property
+    def total_updates(self) -> int:
+        """Updates the run makes: whole chunks, so ``num_updates`` rounded up to a multiple of
+        ``updates_per_chunk`` (the horizon of ``lr_schedule="linear"``)."""
+        return self.num_chunks * self.updates_per_chunk
+
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
 
@@ -144,6 +152,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
         "sharing": nets.SHARING_MODES,
         "loop_order": schemes.LOOP_ORDERS,
         "shared_optimizer": update.SHARED_OPTIMIZERS,
+        "lr_schedule": update.LR_SCHEDULES,
         "opspo_sdc_method": state_weights.SDC_METHODS,
         "log_prob_reduce": policies.LOG_PROB_REDUCTIONS,
         "selection_rule": ordering.SELECTION_RULES,

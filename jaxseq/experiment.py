@@ -1,6 +1,8 @@
 """Side-by-side comparisons: several algorithms on one env, each a full run folder, then one plot
-and one table of the final returns (mean +/- std over seeds) in the experiment folder; with a
-sweep, one line and one curve per algorithm and grid point."""
+and one table of the final returns (mean +/- std over seeds) in the experiment folder, and the
+aggregate report over the runs (:func:`jaxseq.report.report`: IQM, median, mean, optimality gap
+with 95% intervals) in its ``report/``; with a sweep, one line, one curve and one report entry per
+algorithm and grid point."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from jaxseq import sweep
 from jaxseq.config import Config, parse_value, validate
 from jaxseq.errors import ConfigError
 from jaxseq.plotting import plot_runs, read_jsonl
+from jaxseq.report import format_report, report
 from jaxseq.run import train_run
 
 
@@ -50,12 +53,14 @@ def _sweep_arg(text: str) -> tuple[str, tuple[float, ...]]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def compare(base: Config, algos: Sequence[str], out: Path | str, progress: bool = True) -> Path:
+def compare(base: Config, algos: Sequence[str], out: Path | str, progress: bool = True, reps: int = 2000) -> Path:
     """Train ``base`` once per algorithm or variant (see :func:`parse_variant`; same seeds, same
     everything else) under ``out/<stamp>/``. With a sweep in ``base`` each variant runs its grid
     as one program and every grid point is a line of the table and a curve.
 
-    Writes ``curves.png``, ``results.md`` and ``results.json`` there; returns that folder.
+    Writes ``curves.png``, ``results.md``, ``results.json`` (each row with its result ``folder``)
+    and, when the runs evaluate (``eval_every`` > 0), ``report/`` there (``reps`` bootstrap
+    resamples), printing the table and the report; returns that folder.
     """
     configs = {spec: base.replace(**parse_variant(spec)) for spec in algos}
     for config in configs.values():
@@ -70,11 +75,15 @@ def compare(base: Config, algos: Sequence[str], out: Path | str, progress: bool 
         run_dir = train_run(config, out=folder / "runs", progress=progress)
         for label, result in _results(spec, config, run_dir):
             runs[label] = read_jsonl(result / "metrics.jsonl")
-            rows.append({"label": label, **json.loads((result / "summary.json").read_text())})
+            rows.append({"label": label, "folder": str(result), **json.loads((result / "summary.json").read_text())})
     plot_runs(runs, folder / "curves.png", title=f"{base.env}, {base.num_seeds} seeds")
     (folder / "results.json").write_text(json.dumps(rows, indent=2))
     (folder / "results.md").write_text(results_table(base, rows))
     print(results_table(base, rows))
+    if base.eval_every:
+        print(format_report(report([r["folder"] for r in rows], folder / "report", [r["label"] for r in rows], reps)))
+    else:
+        print("no report: eval_every=0, so the runs have no greedy evaluations to aggregate")
     return folder
 
 

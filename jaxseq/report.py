@@ -43,7 +43,7 @@ class RunScores:
 
 
 def read_run(run_dir: Path | str, label: str | None = None) -> RunScores:
-    """The scores of one run folder (``label`` overrides its algorithm name)."""
+    """The scores of one finished run folder (``label`` overrides its algorithm name)."""
     run_dir = Path(run_dir)
     try:
         config = json.loads((run_dir / "config.json").read_text())
@@ -52,29 +52,32 @@ def read_run(run_dir: Path | str, label: str | None = None) -> RunScores:
     except (OSError, ValueError) as err:
         raise ConfigError("report", f"{run_dir} is not a finished run folder ({err})") from None
     has_win = summary.get("final_test_win_rate_per_seed") is not None
+    scores = scores_from_rows(label or config["algo"], config["env"], has_win, rows, absolute_per_seed(summary))
+    if scores is None:
+        raise ConfigError("report", f"{run_dir} has no greedy evaluation (eval_every was 0?)")
+    return scores
+
+
+def absolute_per_seed(summary: dict) -> dict:
+    """{"return": [S], "win_rate": [S]} of the absolute metric in a run's summary (those it has)."""
+    names = {"return": "absolute_test_return_per_seed", "win_rate": "absolute_test_win_rate_per_seed"}
+    return {name: summary[key] for name, key in names.items() if summary.get(key)}
+
+
+def scores_from_rows(algo: str, env: str, has_win: bool, rows: list[dict], absolute: dict) -> RunScores | None:
+    """A run's scores from its metrics rows (``absolute``: metric name -> per-seed values of the
+    absolute metric, or {}); None when no row holds an evaluation. The score per seed is the
+    absolute metric where there is one, else the last evaluation."""
     metric, per_seed = (
         ("test_win_rate", "test_win_rate_per_seed") if has_win else ("test_return_mean", "test_return_per_seed")
     )
     evaluated = [r for r in rows if r.get(per_seed)]
     if not evaluated:
-        raise ConfigError("report", f"{run_dir} has no greedy evaluation (eval_every was 0?)")
+        return None
     curve = np.array([[np.nan if v is None else v for v in r[per_seed]] for r in evaluated], np.float64)
-    absolute = {}
-    if summary.get("absolute_test_return_per_seed"):
-        absolute["return"] = summary["absolute_test_return_per_seed"]
-    if summary.get("absolute_test_win_rate_per_seed"):
-        absolute["win_rate"] = summary["absolute_test_win_rate_per_seed"]
     key = "win_rate" if has_win else "return"
     scores = np.asarray(absolute.get(key, curve[-1]), np.float64)
-    return RunScores(
-        label or config["algo"],
-        config["env"],
-        metric,
-        scores,
-        np.array([r["env_steps"] for r in evaluated]),
-        curve,
-        absolute,
-    )
+    return RunScores(algo, env, metric, scores, np.array([r["env_steps"] for r in evaluated]), curve, absolute)
 
 
 def score_matrices(runs: list[RunScores]) -> tuple[dict[str, np.ndarray], list[str]]:

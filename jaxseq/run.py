@@ -1,7 +1,8 @@
 """The thin Python loop around the compiled chunks: run folder, metrics, evaluation, checkpoints.
 
 A run folder holds ``config.json`` (the resolved config), ``metrics.jsonl`` (one line per chunk),
-``curves.png``, ``summary.json`` and ``checkpoints/``. On an env that keeps episode records (a
+``curves.png``, ``summary.json`` and ``checkpoints/``; with ``write_marl_eval`` also
+``marl_eval.json``, rewritten after every evaluation (:func:`write_marl_eval`). On an env that keeps episode records (a
 host environment, ``jaxseq.envs.bridge``: the env's ``records_episodes`` hook) it also holds
 ``episodes.jsonl``, one line per ended episode with its behaviour metrics (e.g. GRF goals), whose
 chunk means enter the metrics lines as ``episode_<name>`` (training) and ``test_<name>``
@@ -57,8 +58,8 @@ def load_config(run_dir: Path) -> Config:
         raise ConfigError("resume", f"{path} is not a readable jaxseq config ({err})") from None
 
 
-#: Fields a resumed run may change: its length, its evaluation and checkpoint cadence, and the
-#: devices it is sharded over.
+#: Fields a resumed run may change: its length, its evaluation and checkpoint cadence, the
+#: marl-eval file, and the devices it is sharded over.
 RESUMABLE = (
     "total_steps",
     "eval_every",
@@ -66,6 +67,7 @@ RESUMABLE = (
     "eval_episodes",
     "absolute_factor",
     "checkpoint_every",
+    "write_marl_eval",
     "devices",
     "shard",
 )
@@ -143,6 +145,28 @@ def _progress(row: dict, has_win: bool) -> dict:
     if has_win:
         keys.update(win="win_rate", test_win="test_win_rate")
     return {name: row[key] for name, key in keys.items() if row.get(key) is not None}
+
+
+def write_marl_eval(run_dir: Path, config: Config, has_win: bool, absolute: dict, points) -> None:
+    """``RUN_DIR/marl_eval.json`` (:func:`jaxseq.report.marl_eval_json`) from the metrics lines so far:
+    per seed one entry per evaluation, and the absolute metric (:func:`absolute_metric`'s dict, or {})
+    where given. A sweep's grid points are algorithms of their own (``a2po actor_lr=0.001``), each
+    with its seeds. Nothing is written before the first evaluation."""
+    from jaxseq.report import absolute_per_seed, marl_eval_json, scores_from_rows
+
+    per_seed = absolute_per_seed(absolute)
+    if points is None:
+        streams = [(config.algo, run_dir, per_seed)]
+    else:
+        s = config.num_seeds
+        streams = [
+            (f"{config.algo} {sweep.label(p)}", d, {k: v[i * s : (i + 1) * s] for k, v in per_seed.items()})
+            for i, (p, d) in enumerate(zip(points.points, points.dirs))
+        ]
+    runs = [scores_from_rows(label, config.env, has_win, read_jsonl(d / "metrics.jsonl"), a) for label, d, a in streams]
+    runs = [r for r in runs if r is not None]
+    if runs:
+        (run_dir / "marl_eval.json").write_text(json.dumps(marl_eval_json(runs), indent=1))
 
 
 def _best_score(has_win: bool, evaluation: dict) -> tuple[str, float | None]:
@@ -313,7 +337,7 @@ class _RunLog:
     def __init__(self, trainer, run_dir: Path, start_chunk: int, use_wandb: bool, progress: bool):
         config, env = trainer.config, trainer.env
         self.config, self.env, self.has_win = config, env, env.spec.has_win
-        self.metrics_path, self.t_start, self.shown = run_dir / "metrics.jsonl", time.time(), {}
+        self.run_dir, self.metrics_path, self.t_start, self.shown = run_dir, run_dir / "metrics.jsonl", time.time(), {}
         self.active = distributed.is_main_process()
         self.points = PointStreams(run_dir, config, start_chunk) if config.sweep and self.active else None
         self.host_episodes = (
@@ -344,6 +368,8 @@ class _RunLog:
             f.write(json.dumps(row) + "\n")
         if self.points is not None:
             self.points.record(self.has_win, chunk, m, evaluation, seconds)
+        if evaluation is not None and self.config.write_marl_eval:
+            write_marl_eval(self.run_dir, self.config, self.has_win, {}, self.points)
         if self.logger:
             self.logger.log(row)
         if self.bar is not None:
@@ -360,7 +386,8 @@ class _RunLog:
 
 def _write_summary(config: Config, run_dir: Path, absolute: dict, points, has_win: bool) -> None:
     """curves.png and summary.json from the run's metrics lines (for a sweep also the points'
-    summaries, their curves and the sweep table), and the summary printed."""
+    summaries, their curves and the sweep table; with ``write_marl_eval`` marl_eval.json with the
+    absolute metric), and the summary printed."""
     rows = read_jsonl(run_dir / "metrics.jsonl")
     if not rows:
         return
@@ -372,6 +399,8 @@ def _write_summary(config: Config, run_dir: Path, absolute: dict, points, has_wi
         summary["sweep_best"] = table[0] if table else None
     plot_runs(runs, run_dir / "curves.png", title=f"{config.algo} on {config.env}")
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if config.write_marl_eval:
+        write_marl_eval(run_dir, config, has_win, absolute, points)
     print(format_summary(summary, run_dir))
     if points is not None:
         print(format_table(table))

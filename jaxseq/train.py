@@ -153,9 +153,21 @@ class Trainer:
         ts, metrics = self.learn(ts, batch)
         return ts, {**metrics, **ep_stats}
 
+    def learning_values(self, ts: TrainState) -> dict:
+        """The member's swept values (``ts.hyper``) with ``actor_lr`` and ``critic_lr`` scaled for
+        update ``ts.update`` by ``lr_schedule`` (:func:`jaxseq.update.linear_lr_scale`); ``ts.hyper`` itself
+        under the constant schedule. Adam's state does not depend on the step size, so an optimiser
+        built with the scaled rate is the scheduled one."""
+        cfg = self.config
+        if cfg.lr_schedule == "constant":
+            return ts.hyper
+        scale = update.linear_lr_scale(ts.update, cfg.total_updates)
+        return {**ts.hyper, **{k: ts.hyper.get(k, getattr(cfg, k)) * scale for k in ("actor_lr", "critic_lr")}}
+
     def learn(self, ts: TrainState, batch: Rollout) -> tuple[TrainState, dict]:
-        """The actor update of the algorithm's scheme, then the critic, on one batch."""
-        eng = self.with_values(ts.hyper).engine
+        """The actor update of the algorithm's scheme, then the critic, on one batch (at the
+        learning rates of update ``ts.update``)."""
+        eng = self.with_values(self.learning_values(ts)).engine
         est = eng.returns_inputs(batch, ts.value_norm)
         key, k_actor, k_critic = jax.random.split(ts.key, 3)
         data = eng.training_data(batch)

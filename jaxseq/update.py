@@ -21,6 +21,15 @@ from jaxseq.nets import is_axis
 Step = Callable[[Any, Any, Any], tuple[Any, Any]]
 #: Optimiser state of shared actor weights: one per agent, or one (HARL's share_param).
 SHARED_OPTIMIZERS = ("per-agent", "one")
+#: Learning-rate schedules over a run: constant, or linear decay to 0 (JaxMARL's ``ANNEAL_LR``).
+LR_SCHEDULES = ("constant", "linear")
+
+
+def linear_lr_scale(update: jax.Array, total: int) -> jax.Array:
+    """The factor on the learning rates of update ``update`` (0-based, [] int) of ``total`` under
+    the linear schedule: ``1 - update / total``, constant within an update (the first at the full
+    rate, the last at 1 / total of it, 0 after; never negative)."""
+    return jnp.maximum(0.0, 1.0 - update.astype(jnp.float32) / total)
 
 
 def fit(

@@ -1,16 +1,22 @@
 """The evaluation protocol: a fixed number of complete greedy episodes per seed, the absolute
-metric at the end of a run, and ``jaxseq eval`` on a saved run."""
+metric at the end of a run, ``jaxseq eval`` (also on another env id) and ``jaxseq render`` on a
+saved run, and the marl-eval file a run keeps."""
 
 import json
+import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
 from jaxseq import checkpoint
 from jaxseq.cli import main
 from jaxseq.errors import ConfigError
-from jaxseq.evaluation import evaluate_run
+from jaxseq.evaluation import evaluate_run, load_policy
+from jaxseq.render import NOT_RENDERED, render_run
 from jaxseq.rollout import episode_quotas
 from jaxseq.run import train_run
 from jaxseq.train import make_train
@@ -40,10 +46,12 @@ def test_evaluation_counts_exactly_the_requested_complete_episodes():
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    """4 chunks, evaluations at chunks 2 and 4, the absolute metric on 2 x 4 episodes per seed
-    (test_train's resume test compiles the same chunk program)."""
+    """4 chunks, evaluations at chunks 2 and 4, the absolute metric on 2 x 4 episodes per seed, and
+    marl_eval.json (test_train's resume test compiles the same chunk program)."""
     return train_run(
-        tiny(total_steps=4 * 8 * 2 * 4, absolute_factor=2), out=tmp_path_factory.mktemp("run"), progress=False
+        tiny(total_steps=4 * 8 * 2 * 4, absolute_factor=2, write_marl_eval=True),
+        out=tmp_path_factory.mktemp("run"),
+        progress=False,
     )
 
 
@@ -84,3 +92,123 @@ def test_eval_errors_name_what_is_missing(tmp_path, finished_run, capsys):
     with pytest.raises(ConfigError, match="expected best, last or a chunk number"):
         evaluate_run(finished_run, "newest")
     assert main(["eval", str(finished_run), "--episodes", "0"]) == 2
+
+
+def test_the_run_keeps_marl_eval_json_with_every_logged_evaluation_of_every_seed(finished_run):
+    """marl-eval's raw-data layout (Gorsane et al. 2022; the marl_eval package is not installed here):
+    {env: {task: {algo: {seed_k: {step_i: {step_count, return: [value]}, absolute_metrics}}}}}."""
+    data = json.loads((finished_run / "marl_eval.json").read_text())
+    evaluated = [r for r in _rows(finished_run) if r.get("test_return_per_seed")]
+    summary = json.loads((finished_run / "summary.json").read_text())
+    assert [r["chunk"] for r in evaluated] == [2, 4]
+    seeds = data["mpe"]["spread"]["mappo"]
+    assert sorted(seeds) == ["seed_0", "seed_1"]
+    for s in range(2):
+        record = seeds[f"seed_{s}"]
+        assert sorted(record) == ["absolute_metrics", "step_0", "step_1"]
+        for k, row in enumerate(evaluated):
+            assert record[f"step_{k}"] == {"step_count": row["env_steps"], "return": [row["test_return_per_seed"][s]]}
+        assert record["absolute_metrics"] == {"return": [summary["absolute_test_return_per_seed"][s]]}
+
+
+def test_a_restored_state_keeps_its_update_count_so_a_resumed_schedule_continues(finished_run):
+    """lr_schedule reads TrainState.update: a checkpoint restores it (chunk 3 = 6 updates per seed)."""
+    trainer, chunk, state = load_policy(finished_run, "3")
+    assert chunk == 3 and state.update.tolist() == [3 * trainer.config.updates_per_chunk] * 2
+
+
+def test_eval_on_another_env_id_of_the_same_shapes(finished_run, capsys):
+    """MPE's dynamics draw no random numbers, so the 50-step episodes begin as the 25-step ones and
+    add 25 rewards < 0: every seed's return is lower."""
+    base = evaluate_run(finished_run, "last")
+    longer = evaluate_run(finished_run, "last", env="mpe:spread?max_steps=50")
+    assert longer["env"] == "mpe:spread?max_steps=50" and longer["trained_env"] == "mpe:spread"
+    assert all(a < b for a, b in zip(longer["return"]["per_seed"], base["return"]["per_seed"]))
+    assert main(["eval", str(finished_run), "--env", "mpe:spread?n=4"]) == 2
+    err = capsys.readouterr().err
+    assert "'mpe:spread?n=4' has 4 agents, observation widths [24, 24, 24, 24]" in err
+    assert "trained on 'mpe:spread' with 3 agents, observation widths [18, 18, 18], discrete actions [5, 5, 5]" in err
+    with pytest.raises(ConfigError, match="'smax:3m' is a smax env; the run was trained on 'mpe:spread' \\(mpe\\)"):
+        evaluate_run(finished_run, "last", env="smax:3m")
+
+
+def test_render_writes_one_frame_per_step_of_the_greedy_episode(finished_run, tmp_path):
+    out = tmp_path / "episode.gif"
+    result = render_run(finished_run, out, "last", seed_index=1)
+    assert result["chunk"] == 4 and result["length"] == 25  # mpe:spread episodes last max_steps = 25 steps
+    with Image.open(out) as gif:
+        assert gif.n_frames == result["frames"] == result["length"]
+        assert gif.size[0] > 100 and gif.size[1] > 100
+    assert np.isfinite(result["return"]) and result["return"] < 0  # spread's rewards are negative distances
+
+
+def _run_folder_of(finished_run, path, **changes):
+    """A run folder holding only ``finished_run``'s config with ``changes`` (no checkpoints)."""
+    path.mkdir()
+    config = {**json.loads((finished_run / "config.json").read_text()), **changes}
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+def test_render_errors_name_what_is_missing_or_cannot_be_drawn(finished_run, tmp_path, capsys, monkeypatch):
+    gif = str(tmp_path / "x.gif")
+    assert main(["render", str(tmp_path / "nowhere"), "--out", gif]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    assert main(["render", str(_run_folder_of(finished_run, tmp_path / "empty")), "--out", gif]) == 2
+    assert "no best checkpoint" in capsys.readouterr().err
+    assert main(["render", str(finished_run), "--out", gif, "--seed-index", "2"]) == 2
+    assert "seed_index: must lie in [0, 2)" in capsys.readouterr().err
+    for env, words in [
+        ("tabular:game", "tabular:game cannot be rendered: the tabular game's state is an index"),
+        ("grf:5_vs_5", "grf:5_vs_5 cannot be rendered: gfootball draws only in its own window"),
+        ("pz:simple_spread", "pz:simple_spread cannot be rendered: host environments run in worker processes"),
+    ]:
+        folder = _run_folder_of(finished_run, tmp_path / env.replace(":", "-"), env=env)
+        with pytest.raises(ConfigError, match=words):
+            render_run(folder, gif)
+    assert "write_video" in NOT_RENDERED["grf"]
+    # MuJoCo without an OpenGL context: refused before anything loads, naming what to install.
+    import mujoco
+
+    def no_gl(*args, **kwargs):
+        raise mujoco.FatalError("an OpenGL platform library has not been loaded into this process")
+
+    monkeypatch.setattr(mujoco, "Renderer", no_gl)
+    folder = _run_folder_of(finished_run, tmp_path / "mujoco", env="mamujoco:Hopper-3x1")
+    with pytest.raises(ConfigError, match="MuJoCo cannot create an OpenGL context") as err:
+        render_run(folder, gif)
+    for words in ("MUJOCO_GL=egl", "libegl1", "MUJOCO_GL=osmesa", "libosmesa6", "OpenGL platform library"):
+        assert words in str(err.value)
+
+
+MUJOCO_FRAMES = """
+import sys
+import numpy as np
+import mujoco
+from jaxseq.render import mujoco_gif
+
+model = mujoco.MjModel.from_xml_string(
+    "<mujoco><worldbody><light pos='0 0 3'/><geom type='plane' size='2 2 .1'/>"
+    "<body pos='0 0 .5'><joint type='slide' axis='1 0 0'/><geom type='box' size='.1 .1 .1' rgba='1 0 0 1'/>"
+    "</body></worldbody></mujoco>"
+)
+mujoco_gif(model, np.linspace(0.0, 0.6, 7)[:, None], sys.argv[1], dt=0.05)
+"""
+
+
+def test_mujoco_frames_through_egl(tmp_path):
+    """mujoco.Renderer off screen (MUJOCO_GL is read when mujoco is imported, hence a subprocess):
+    one frame per joint position, each different; skipped where EGL cannot make a context."""
+    out = tmp_path / "slide.gif"
+    env = {**os.environ, "MUJOCO_GL": "egl"}
+    proc = subprocess.run([sys.executable, "-c", MUJOCO_FRAMES, str(out)], env=env, capture_output=True, text=True)
+    if proc.returncode and ("OpenGL" in proc.stderr or "EGL" in proc.stderr):
+        pytest.skip(f"no EGL context here: {proc.stderr.strip().splitlines()[-1]}")
+    assert proc.returncode == 0, proc.stderr
+    with Image.open(out) as gif:
+        frames = []
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            frames.append(np.asarray(gif.convert("RGB"), np.int16))
+    assert len(frames) == 7 and frames[0].shape == (240, 320, 3)
+    assert all(np.abs(a - b).max() > 0 for a, b in zip(frames, frames[1:]))

@@ -64,7 +64,7 @@ def test_a_2x2_sweep_equals_its_four_separate_runs_and_compiles_once():
 def test_a_sweep_run_folder_has_a_stream_per_point_and_the_sorted_table(tmp_path, capsys):
     config = tiny(sweep={"actor_lr": (5e-4, 3e-3)}, num_seeds=2, epochs=1, num_minibatches=1)
     # Through the experiment scripts' compare(): one run folder, one results line per grid point.
-    folder = compare(config, ["mappo"], tmp_path, progress=False)
+    folder = compare(config, ["mappo"], tmp_path, progress=False, reps=200)
     (run,) = (folder / "runs").iterdir()
     out = capsys.readouterr().out
     assert "MiB per member (4 members per device" in out
@@ -95,6 +95,10 @@ def test_a_sweep_run_folder_has_a_stream_per_point_and_the_sorted_table(tmp_path
     assert "| 000 | actor_lr=0.0005 |" in out and "| 001 | actor_lr=0.003 |" in out  # the table is printed
     results = (folder / "results.md").read_text()
     assert "| mappo actor_lr=0.0005 |" in results and "| mappo actor_lr=0.003 |" in results
+    # compare() ends with the aggregate report over the results, one entry per grid point.
+    report = json.loads((folder / "report" / "report.json").read_text())
+    assert report["seeds_per_task"] == {"mappo actor_lr=0.0005": 2, "mappo actor_lr=0.003": 2}
+    assert (folder / "report" / "performance_profile.png").is_file() and "| mappo actor_lr=0.003 | 2 |" in out
 
 
 def test_the_cli_reads_sweeps():

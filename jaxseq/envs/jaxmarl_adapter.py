@@ -91,6 +91,11 @@ class _JaxMARLAdapter(MultiAgentEnv):
             continuous=self._continuous,
         )
 
+    @property
+    def jaxmarl_env(self) -> Any:
+        """The wrapped JaxMARL environment (its visualisers draw its states; ``jaxseq render``)."""
+        return self._env
+
     # -- per-family hooks -------------------------------------------------------------------
     def _global_dim(self) -> int:
         raise NotImplementedError

@@ -454,6 +454,21 @@ class MaMuJoCo(MultiAgentEnv):
             continuous=True,
         )
 
+    @property
+    def mj_model(self) -> Any:
+        """The robot's C MuJoCo model (``mujoco.MjModel``; ``jaxseq render`` draws it)."""
+        return self._brax.sys.mj_model
+
+    @property
+    def dt(self) -> float:
+        """Seconds of simulated time per env step."""
+        return float(self._brax.dt)
+
+    @staticmethod
+    def qpos(state: Any) -> jax.Array:
+        """The joint positions [nq] of an env state (what a frame of the robot shows)."""
+        return state[0].pipeline_state.qpos
+
     def _observe(self, brax_state: Any) -> Observation:
         data = brax_state.pipeline_state
         if self.layout.uses_cfrc_ext:

@@ -92,12 +92,35 @@ def behaviour_batch(cfg):
     return jax.device_get(ts.actor_params), jax.device_get(jax.jit(trainer.rollout)(ts)[1])
 
 
+def swept_fields(cfg) -> list[str]:
+    """The sweepable fields ``cfg``'s update reads: the learning rates, the clip, the discount, the
+    estimator's lambda, the entropy coefficient of its action kind, and its algorithm's own."""
+    from jaxseq.algorithms import ALGORITHMS
+    from jaxseq.sweep import SWEEPABLE
+
+    read = ["actor_lr", "critic_lr", "clip_eps", "gamma", "gae_lambda"]
+    read += ["ent_coef_continuous"] if "continuous" in cfg.env else ["ent_coef"]
+    return read + [f for f in ALGORITHMS[cfg.algo].fields if f in SWEEPABLE]
+
+
+def swept(cfg):
+    """``cfg`` with every field of :func:`swept_fields` moved to another constant (half, or 0.05
+    for a zero) and swept back to its own value, one grid point: the same update as ``cfg``'s, with
+    each of those fields a traced value (``TrainState.hyper``) in place of its constant. A traced
+    value the program ignored would leave the other constant's result."""
+    read = swept_fields(cfg)
+    elsewhere = {f: getattr(cfg, f) * 0.5 if getattr(cfg, f) else 0.05 for f in read}
+    return cfg.replace(**elsewhere, sweep={f: (getattr(cfg, f),) for f in read})
+
+
 @functools.lru_cache(maxsize=None)
 def traced_update(cfg):
-    """One traced update of one seed on A2PO's behaviour batch of the same config: (trainer, batch,
-    metrics, final actor params, final critic params)."""
-    trainer = make_train(cfg, trace_units=True)
+    """One traced update of one seed on A2PO's behaviour batch of the same config, run as
+    :func:`swept` (so the golden values also pin the sweeps' traced values in every scheme):
+    (trainer, batch, metrics, final actor params, final critic params)."""
+    trainer = make_train(swept(cfg), trace_units=True)
     ts = jax.tree.map(lambda x: x[0], trainer.init(jax.random.PRNGKey(1)))
+    assert set(ts.hyper) == set(swept_fields(cfg))
     behaviour_params, batch = behaviour_batch(cfg.replace(algo="a2po"))
     for a, b in zip(jax.tree.leaves(behaviour_params), jax.tree.leaves(ts.actor_params)):
         np.testing.assert_array_equal(a, b)  # the batch was collected by this very policy

@@ -12,7 +12,12 @@ tests/conftest.py does: whether it is imported first changed 21 of these 32 resu
 with shared parameters) by up to 2e-3 relative on this machine, for a reason not found. The
 comparison allows float noise (:data:`RTOL`; a parameter sum within 1e-4 of its absolute sum), so
 a CPU with other vector units still passes. The runs are the conformance tests' traced updates
-(``helpers.traced_update``), so this adds few compilations.
+(``helpers.traced_update``), so this adds few compilations. They run as one-point sweeps
+(``helpers.swept``): every sweepable field the update reads is a traced value in
+``TrainState.hyper`` and the config's own constant for it is another number, so the recorded values
+also show that a sweep's values reach every scheme (a value some code path ignored would give the
+other constant's result; checked by disabling ``Trainer.with_values``: 32 of 32 failed). The
+recorded values came from the constant path; traced values change them by float noise only.
 
 Regenerate only for a stated reason (a deliberate change of semantics), and say it in the commit:
 ``JAXSEQ_REGENERATE_GOLDEN=1 python -m pytest -n 0 tests/test_golden.py`` (one process: the

@@ -113,16 +113,43 @@ def swept(cfg):
     return cfg.replace(**elsewhere, sweep={f: (getattr(cfg, f),) for f in read})
 
 
+def _behaviour_config(cfg):
+    """``cfg`` as A2PO, the fields only its own algorithm reads at their defaults: the rollout is the
+    same for every algorithm, so the algorithms of one configuration share one behaviour batch."""
+    from jaxseq.algorithms import ALGORITHMS
+    from jaxseq.config import Config
+
+    alg, defaults = ALGORITHMS[cfg.algo], Config()
+    own = {f: getattr(defaults, f) for f in (*alg.fields, *alg.scheme_of.fields)}
+    return cfg.replace(**own, algo="a2po")
+
+
+def _update_on_behaviour_batch(trainer, cfg):
+    """One update of ``trainer``'s first seed (drawn from key 1) on the behaviour batch of ``cfg``'s
+    initial policy: (state before, batch, state after, metrics)."""
+    ts = jax.tree.map(lambda x: x[0], trainer.init(jax.random.PRNGKey(1)))
+    behaviour_params, batch = behaviour_batch(_behaviour_config(cfg))
+    for a, b in zip(jax.tree.leaves(behaviour_params), jax.tree.leaves(ts.actor_params)):
+        np.testing.assert_array_equal(a, b)  # the batch was collected by this very policy
+    new, metrics = jax.jit(trainer.learn)(ts, batch)
+    return ts, batch, new, jax.device_get(metrics)
+
+
 @functools.lru_cache(maxsize=None)
 def traced_update(cfg):
     """One traced update of one seed on A2PO's behaviour batch of the same config, run as
     :func:`swept` (so the golden values also pin the sweeps' traced values in every scheme):
     (trainer, batch, metrics, final actor params, final critic params)."""
     trainer = make_train(swept(cfg), trace_units=True)
-    ts = jax.tree.map(lambda x: x[0], trainer.init(jax.random.PRNGKey(1)))
+    ts, batch, new, metrics = _update_on_behaviour_batch(trainer, cfg)
     assert set(ts.hyper) == set(swept_fields(cfg))
-    behaviour_params, batch = behaviour_batch(cfg.replace(algo="a2po"))
-    for a, b in zip(jax.tree.leaves(behaviour_params), jax.tree.leaves(ts.actor_params)):
-        np.testing.assert_array_equal(a, b)  # the batch was collected by this very policy
-    new, metrics = jax.jit(trainer.learn)(ts, batch)
-    return trainer, batch, jax.device_get(metrics), jax.device_get(new.actor_params), jax.device_get(new.critic_params)
+    return trainer, batch, metrics, jax.device_get(new.actor_params), jax.device_get(new.critic_params)
+
+
+@functools.lru_cache(maxsize=None)
+def one_update(cfg):
+    """One update of ``cfg``'s first seed on the behaviour batch of its initial policy, compiled
+    without the rollout (the tests that compare one algorithm's update with another's share the
+    batch): (actor params before, metrics, actor params after)."""
+    ts, _, new, metrics = _update_on_behaviour_batch(make_train(cfg), cfg)
+    return jax.device_get(ts.actor_params), metrics, jax.device_get(new.actor_params)

@@ -1,6 +1,5 @@
 """The compiled trainer: one compilation, determinism, resume, the metrics contract, learning."""
 
-import functools
 import json
 
 import jax
@@ -15,7 +14,7 @@ from jaxseq.metrics import METRIC_KEYS
 from jaxseq.run import train_run
 from jaxseq.train import make_train
 
-from helpers import tiny
+from helpers import one_update, tiny
 
 _NON_DETERMINISTIC = {"sps", "wall_seconds"}
 
@@ -26,14 +25,6 @@ def _chunks(trainer, state, k):
         state, m = trainer.chunk(state)
         out.append(jax.device_get(m))
     return state, out
-
-
-@pytest.mark.parametrize("env", ["mpe:spread", "smax:3m"])
-def test_no_recompilation_after_the_first_chunk(env):
-    trainer = make_train(tiny(env=env, network="gru", sharing="paps"))
-    state = trainer.init(jax.random.PRNGKey(0))
-    _chunks(trainer, state, 3)
-    assert trainer.trace_counter[0] == 1
 
 
 def test_same_key_gives_identical_metrics_and_seeds_differ():
@@ -55,7 +46,7 @@ def test_same_key_gives_identical_metrics_and_seeds_differ():
         pytest.param(dict(algo="ippo", sharing="nops"), marks=pytest.mark.slow),  # golden: IPPO NoPS GRU
         dict(algo="mappo", network="gru", sharing="paps"),
         dict(env="mpe:speaker_listener", sharing="nops", value_norm=False, huber_delta=0.0, value_clip=0.0),
-        dict(env="smax:3m", network="gru", sharing="paps"),  # the no-recompilation test's program: compiled once
+        dict(env="smax:3m", network="gru", sharing="paps"),
         dict(env="tabular:game?seed=1&states=4&agents=3&actions=3&max_steps=16", algo="a2po", num_seeds=1),
         # Gaussian, greedy = mean; -m slow: the golden test pins A2PO PaPS continuous
         pytest.param(
@@ -63,9 +54,10 @@ def test_same_key_gives_identical_metrics_and_seeds_differ():
         ),
     ],
 )
-def test_variants_run_and_report_finite_metrics(overrides):
+def test_variants_compile_once_and_report_finite_metrics(overrides):
     trainer = make_train(tiny(**overrides))
-    state, (m,) = _chunks(trainer, trainer.init(jax.random.PRNGKey(0)), 1)
+    state, (*_, m) = _chunks(trainer, trainer.init(jax.random.PRNGKey(0)), 3)
+    assert trainer.trace_counter[0] == 1  # the state a chunk returns has the types it was given
     for k in ("loss_actor", "loss_critic", "entropy", "clip_frac", "approx_kl"):
         assert np.all(np.isfinite(m[k])), k
     ev = jax.device_get(trainer.evaluate(state))
@@ -81,11 +73,8 @@ def test_whole_run_as_one_program_vmaps_seeds():
 
 
 def test_zero_learning_rate_leaves_parameters_unchanged():
-    trainer = make_train(tiny(actor_lr=0.0, critic_lr=0.0))
-    state = trainer.init(jax.random.PRNGKey(0))
-    before = jax.device_get(state.actor_params)
-    state, _ = trainer.chunk(state)
-    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(jax.device_get(state.actor_params))):
+    before, _, after = one_update(tiny(actor_lr=0.0, critic_lr=0.0))
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
         np.testing.assert_array_equal(a, b)
 
 
@@ -162,19 +151,13 @@ def test_learns_mpe_spread_in_a_minute(algo):
     assert np.all(last - first > 5.0), (first, last)
 
 
-@functools.lru_cache(maxsize=None)
-def _one_chunk(cfg):
-    """Actor parameters and metrics after one chunk from key 3 (cached: references repeat across cases)."""
-    trainer = make_train(cfg)
-    state, (m,) = _chunks(trainer, trainer.init(jax.random.PRNGKey(3)), 1)
-    return jax.device_get(state.actor_params), m
-
-
 def _same_training(cfg, reference: str, algo: str, **algo_overrides):
-    """Train ``reference`` and ``algo`` from the same key; their actors and losses must agree.
-    One minibatch per epoch, so the schemes' different minibatch permutations cannot matter."""
-    ref_params, ref_m = _one_chunk(cfg.replace(algo=reference, num_minibatches=1))
-    params, m = _one_chunk(cfg.replace(algo=algo, num_minibatches=1, **algo_overrides))
+    """One update of ``reference`` and of ``algo`` from the same state on the same batch
+    (:func:`helpers.one_update`, cached: references repeat across cases); their actors and losses
+    must agree. One minibatch per epoch, so the schemes' different minibatch permutations cannot
+    matter."""
+    _, ref_m, ref_params = one_update(cfg.replace(algo=reference, num_minibatches=1))
+    _, m, params = one_update(cfg.replace(algo=algo, num_minibatches=1, **algo_overrides))
     for a, b in zip(jax.tree.leaves(ref_params), jax.tree.leaves(params)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     for k in ("loss_actor", "loss_critic", "clip_frac", "approx_kl"):
@@ -254,11 +237,7 @@ def test_mappo_vtrace_with_one_epoch_and_lambda_one_equals_mappo():
 
 
 def test_mappo_vtrace_recomputes_its_correction_every_epoch():
-    results = {}
-    for algo in ("mappo", "mappo_vtrace"):
-        trainer = make_train(tiny(algo=algo, num_seeds=1, epochs=4))
-        state, _ = trainer.chunk(trainer.init(jax.random.PRNGKey(0)))
-        results[algo] = jax.device_get(state.actor_params)
+    results = {algo: one_update(tiny(algo=algo, num_seeds=1, epochs=4))[2] for algo in ("mappo", "mappo_vtrace")}
     assert not all(
         np.allclose(a, b) for a, b in zip(jax.tree.leaves(results["mappo"]), jax.tree.leaves(results["mappo_vtrace"]))
     )
@@ -286,28 +265,21 @@ def test_rpisa_updates_one_agent_per_rollout_and_every_agent_once_per_stage():
 def test_sequential_zero_learning_rate_changes_nothing_and_rho_stays_one(algo, sharing, loop_order):
     # Every unit re-evaluates the ratios from the current parameters: with nothing moving they are
     # exactly 1. (With a learning rate, tests/test_conformance.py recomputes them in every mode.)
-    trainer = make_train(
+    before, m, after = one_update(
         tiny(algo=algo, sharing=sharing, loop_order=loop_order, actor_lr=0.0, critic_lr=0.0, num_seeds=1)
     )
-    state = trainer.init(jax.random.PRNGKey(0))
-    before = jax.device_get(state.actor_params)
-    state, m = trainer.chunk(state)
-    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(jax.device_get(state.actor_params))):
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
         np.testing.assert_array_equal(a, b)
-    assert float(m["preceding_ratio_mean"][0]) == 1.0
+    assert float(m["preceding_ratio_mean"]) == 1.0
 
 
 @pytest.mark.parametrize("loop_order, blocks", [("agents-outer", 0), ("epochs-outer", 2)])
 def test_sequential_nops_update_touches_every_agent(loop_order, blocks):
-    trainer = make_train(
-        tiny(algo="a2po", sharing="nops", num_seeds=1, updates_per_chunk=1, loop_order=loop_order, agent_blocks=blocks)
+    before, _, after = one_update(
+        tiny(algo="a2po", sharing="nops", num_seeds=1, loop_order=loop_order, agent_blocks=blocks)
     )
-    state = trainer.init(jax.random.PRNGKey(0))
-    before = jax.device_get(state.actor_params)
-    state, _ = trainer.chunk(state)
-    after = jax.device_get(state.actor_params)
-    kernel_b = before["params"]["head"]["kernel"][0]
-    kernel_a = after["params"]["head"]["kernel"][0]
+    kernel_b = before["params"]["head"]["kernel"]
+    kernel_a = after["params"]["head"]["kernel"]
     for i in range(3):  # every agent's own head moved
         assert not np.allclose(kernel_a[i], kernel_b[i])
 
@@ -342,9 +314,9 @@ def test_fp3o_with_one_agent_is_ppo_with_twice_the_epochs():
     # One agent: R = 1 (no other agent), so the dependence step continues PPO-clip from the middle
     # parameters and optimiser state; each step runs `epochs`. One update: the critic (fitted for
     # `epochs` in both) has not yet fed back into the actor; one minibatch: permutations cannot matter.
-    cfg = tiny(env="mpe:spread?n=1", num_seeds=1, num_minibatches=1, updates_per_chunk=1)
-    ref_params, ref_m = _one_chunk(cfg.replace(algo="mappo", epochs=4))
-    params, m = _one_chunk(cfg.replace(algo="fp3o", epochs=2))
+    cfg = tiny(env="mpe:spread?n=1", num_seeds=1, num_minibatches=1)
+    _, ref_m, ref_params = one_update(cfg.replace(algo="mappo", epochs=4))
+    _, m, params = one_update(cfg.replace(algo="fp3o", epochs=2))
     for a, b in zip(jax.tree.leaves(ref_params), jax.tree.leaves(params)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     for k in ("loss_actor", "clip_frac", "approx_kl", "entropy"):

@@ -34,5 +34,19 @@ import jaxmarl.environments  # noqa: E402, F401
 FIRST = ("test_scale.py", "test_sweep.py::test_a_2x2")
 
 
+#: Modules whose tests run the traced one-update cases of tests/helpers.py, labelled by test id.
+TRACED = ("test_golden", "test_conformance")
+
+
+def _traced_case(item) -> str:
+    """The traced case a golden or conformance test runs ("" for any other test)."""
+    if item.module.__name__ in TRACED and hasattr(item, "callspec"):
+        return item.callspec.id
+    return ""
+
+
 def pytest_collection_modifyitems(items):
-    items.sort(key=lambda item: not any(name in item.nodeid for name in FIRST))
+    # A traced case's golden and conformance tests next to each other: the xdist workers take
+    # contiguous runs of the list, so both find the case in one worker's cache (one compilation
+    # and one traced update instead of two).
+    items.sort(key=lambda item: (not any(name in item.nodeid for name in FIRST), _traced_case(item)))

@@ -69,17 +69,21 @@ def sequential_cases():
     return [(algo, sharing, order, EXTRAS[i % len(EXTRAS)]) for i, (algo, sharing, order) in enumerate(grid)]
 
 
+def case_label(*parts: str, extra: dict) -> str:
+    """A traced case's label (its test id in the golden and conformance tests, which
+    tests/conftest.py uses to run both on one worker)."""
+    return "-".join([*parts] + [f"{k}={v}" for k, v in extra.items()])
+
+
 def update_configs():
     """label -> config of every traced one-update case: the sequential grid, FP3O's and the others'."""
     cases = {}
     for algo, sharing, order, extra in sequential_cases():
-        cases["-".join([algo, sharing, order] + [f"{k}={v}" for k, v in extra.items()])] = tiny(
+        cases[case_label(algo, sharing, order, extra=extra)] = tiny(
             **{**BASE, "algo": algo, "sharing": sharing, "loop_order": order, **extra}
         )
     for algo, sharing, extra in [("fp3o", s, e) for s, e in FP3O_CASES] + list(OTHER_CASES):
-        cases["-".join([algo, sharing] + [f"{k}={v}" for k, v in extra.items()])] = tiny(
-            **{**BASE, "algo": algo, "sharing": sharing, **extra}
-        )
+        cases[case_label(algo, sharing, extra=extra)] = tiny(**{**BASE, "algo": algo, "sharing": sharing, **extra})
     return cases
 
 

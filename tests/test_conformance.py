@@ -27,7 +27,7 @@ import pytest
 from jaxseq.objectives import others_log_ratio
 from jaxseq.train import make_train
 
-from helpers import BASE, FP3O_CASES, SHARING, sequential_cases, tiny, update_configs
+from helpers import BASE, FP3O_CASES, SHARING, case_label, sequential_cases, tiny, update_configs
 from helpers import traced_update as _traced_update
 
 _APPLY = {}  # the jitted actor of each traced trainer (they live on in _traced_update's cache)
@@ -124,7 +124,7 @@ def test_happo_factor_is_harls_incremental_one_and_differs_from_the_joint_ratio_
         assert gap > 1e-3, gap
 
 
-@pytest.mark.parametrize("sharing, extra", FP3O_CASES)
+@pytest.mark.parametrize("sharing, extra", FP3O_CASES, ids=[case_label("fp3o", s, extra=e) for s, e in FP3O_CASES])
 def test_fp3o_middle_ratios_are_recomputed_from_the_middle_parameters(sharing, extra):
     trainer, batch, metrics, _, _ = _traced_update(tiny(**{**BASE, "algo": "fp3o", "sharing": sharing, **extra}))
     log_mid = _log_probs(trainer, metrics["trace"]["params"], batch) - np.asarray(batch.log_probs, np.float64)

@@ -107,10 +107,13 @@ def import_baseline(src: Path, name: str):
     return module
 
 
-def peer_program(src: Path, name: str, updates: int, map_name: str | None):
-    """(compiled ``train``, its argument, the config as run) of JaxMARL's baseline for ``updates`` updates."""
+def peer_program(src: Path, name: str, updates: int, map_name: str | None, epochs: int | None = None):
+    """(compiled ``train``, its argument, the config as run) of JaxMARL's baseline for ``updates``
+    updates (``epochs``: its UPDATE_EPOCHS, where given)."""
     config = load_config(src / PEERS[name]["config"])
     config["TOTAL_TIMESTEPS"] = updates * config["NUM_ENVS"] * config["NUM_STEPS"]
+    if epochs is not None:
+        config["UPDATE_EPOCHS"] = epochs
     if map_name is not None and "MAP_NAME" in config:
         config["MAP_NAME"] = map_name
     module = import_baseline(src, name)
@@ -156,10 +159,17 @@ def jaxseq_command(cfg) -> str:
     return f"--env {shlex.quote(cfg.env)} --algo mappo --sharing {cfg.sharing} --set {sets}"
 
 
-def compare(src: Path, name: str, updates: int, repeats: int, map_name: str | None) -> dict:
+def compare(src: Path, name: str, updates: int, repeats: int, map_name: str | None, rollout_share: bool) -> dict:
     peer, rng, peer_cfg = peer_program(src, name, updates, map_name)
     ours, state, cfg = jaxseq_program(peer_cfg, name, updates)
     calls = {"peer": lambda: peer(rng), "jaxseq": lambda: ours(state)}
+    if rollout_share:  # the peer with one epoch, and jaxseq's rollout alone, ``updates`` times
+        peer1, rng1, _ = peer_program(src, name, updates, map_name, epochs=1)
+        trainer = make_train(cfg)
+        rollouts = jax.jit(
+            jax.vmap(lambda s: jax.lax.scan(lambda c, _: (trainer.rollout(c)[0], None), s, None, length=updates)[0])
+        )
+        calls.update({"peer 1 epoch": lambda: peer1(rng1), "jaxseq rollout": lambda: rollouts(state)})
     load = [load_average()]
     for call in calls.values():  # warm-up
         jax.block_until_ready(call())
@@ -169,8 +179,18 @@ def compare(src: Path, name: str, updates: int, repeats: int, map_name: str | No
             times[k].append(seconds(call))
     load.append(load_average())
     steps = peer_cfg["NUM_ENVS"] * peer_cfg["NUM_STEPS"] * updates
-    sps = {k: steps / statistics.median(v) for k, v in times.items()}
+    median = {k: statistics.median(v) for k, v in times.items()}
+    sps = {k: steps / median[k] for k in ("peer", "jaxseq")}
+    share = {}
+    if rollout_share:
+        # The peer's time is linear in its epochs: t(E) = rollout and GAE + E x epoch, so t(4) and
+        # t(1) give the rollout; the init inside its program counts as rollout here.
+        epochs = peer_cfg["UPDATE_EPOCHS"]
+        epoch = (median["peer"] - median["peer 1 epoch"]) / (epochs - 1)
+        share = {"peer": (median["peer 1 epoch"] - epoch) / median["peer"]}
+        share["jaxseq"] = median["jaxseq rollout"] / median["jaxseq"]
     return {
+        "share": share,
         "name": name,
         "file": PEERS[name]["file"],
         "map": peer_cfg.get("MAP_NAME", peer_cfg.get("ENV_NAME")),
@@ -190,6 +210,12 @@ def main(argv=None) -> None:
     parser.add_argument("--map", default=None, help="SMAX map for both programs (default: the baseline config's)")
     parser.add_argument("--updates", type=int, default=3, help="updates per timed call (and in the run)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--rollout-share",
+        action="store_true",
+        help="also the share of the rollout: jaxseq's rollout timed alone; JaxMARL's from its file run "
+        "with UPDATE_EPOCHS=1 as well (time linear in the epochs)",
+    )
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
     if args.jaxmarl_src is None:
@@ -197,7 +223,7 @@ def main(argv=None) -> None:
     if not args.jaxmarl_src.is_dir():
         parser.error(f"--jaxmarl-src {args.jaxmarl_src}: not a directory")
 
-    rows = [compare(args.jaxmarl_src, e, args.updates, args.repeats, args.map) for e in args.envs]
+    rows = [compare(args.jaxmarl_src, e, args.updates, args.repeats, args.map, args.rollout_share) for e in args.envs]
     head = header(
         "peer_throughput.py",
         argv,
@@ -214,6 +240,9 @@ def main(argv=None) -> None:
             f"| {r['file']} | {r['map']} | {r['batch']} | {r['peer_sps']:,.0f} | {r['jaxseq_sps']:,.0f} | "
             f"{r['jaxseq_sps'] / r['peer_sps']:.2f} | {r['load'][0]}; {r['load'][1]} |"
         )
+    if args.rollout_share:
+        lines += ["", "| map / task | JaxMARL rollout share | jaxseq rollout share |", "|---|---|---|"]
+        lines += [f"| {r['map']} | {r['share']['peer']:.2f} | {r['share']['jaxseq']:.2f} |" for r in rows]
     lines.append("")
     lines += [f"jaxseq on {r['name']}: `python -m jaxseq train {r['command']}`" for r in rows]
     publish(head + "\n".join(lines) + "\n\n", "peer_throughput.md", not args.no_save)

@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end (tiny sizes, nothing saved) and print their tables."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,48 @@ def test_bridge_throughput_script():
 def test_sweep_scaling_script():
     out = _run("sweep_scaling.py", "--members", "1", "2", "--devices", "1", "2", "--num-envs", "2")
     assert "| 1 | " in out and "| n/a |" in out and "command: `python benchmarks/sweep_scaling.py" in out
+
+
+# Nine programs compiled (40 s on 2 cores at load 4.5, beside another test run): -m slow, as the
+# other update-time scripts.
+@pytest.mark.slow
+def test_profile_iteration_script():
+    out = _run(
+        "profile_iteration.py",
+        "--env",
+        "mpe:spread",
+        "--algos",
+        "mappo",
+        "--num-envs",
+        "4",
+        "--rollout-length",
+        "4",
+        "--hidden-size",
+        "4",
+        "--repeats",
+        "1",
+    )
+    rows = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| ")}
+    for phase in ("rollout", "critic forward", "estimators", "actor update", "critic fit", "learn", "iteration"):
+        ms = float(rows[phase].split(" | ")[1].replace(",", ""))
+        assert ms > 0, rows[phase]
+
+
+def test_peer_throughput_needs_jaxmarl_src():
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "peer_throughput.py"), "--no-save"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 2 and "--jaxmarl-src DIR is required" in res.stderr
+
+
+JAXMARL_SRC = os.environ.get("JAXMARL_SRC")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not JAXMARL_SRC, reason="set JAXMARL_SRC to a checkout of FLAIROx/JaxMARL")
+def test_peer_throughput_script():
+    out = _run("peer_throughput.py", "--jaxmarl-src", JAXMARL_SRC, "--envs", "mpe", "--updates", "1", "--repeats", "1")
+    assert "| baselines/MAPPO/mappo_rnn_mpe.py |" in out and "jaxseq / JaxMARL" in out

@@ -76,10 +76,12 @@ def simultaneous(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: ja
 def sequential(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.Array):
     """The agent-by-agent actor update: a ``lax.scan`` over units (agent blocks) k = 0..U-1.
 
-    Before each unit, every agent's log ratio over the behaviour policy is evaluated at the
-    parameters the unit starts from (under NoPS an agent's parameters change only in its own
-    unit, so its ratio is evaluated after that unit and kept: the same value), and agent i's
-    preceding joint ratio is
+    Every agent's log ratio over the behaviour policy at the current parameters is carried from
+    unit to unit (``current``, [T, B, N]): 0 at the start, where the actor is the behaviour policy
+    (the batch is on-policy, :meth:`Trainer.learn`), and re-evaluated after each unit, for every
+    agent under FuPS and PaPS (the unit moved the shared weights) and for the unit's agents under
+    NoPS (no other agent's parameters changed): one forward pass of the batch per unit, whose last
+    one also gives the reported joint ratio. Agent i's preceding joint ratio at a unit's start is
     rho_{-i} = prod_{j != i, j moved} pi^j / pi_b^j (A2PO Eq. 2 and 6 with pi-hat the current joint
     policy; OPSPO Eq. 14 and 20). "Moved" are the agents whose current policy may differ from
     the behaviour: under FuPS and PaPS every agent (any unit moves the shared weights); under
@@ -115,12 +117,10 @@ def sequential(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.
     ts = ts.replace(extra=extra)
 
     def unit(carry, xs):
-        params, opt, moved, remaining, log_factor, kept, targets, weight_nets = carry
+        params, opt, moved, remaining, log_factor, current, targets, weight_nets = carry
         start, size, k = xs
         k_pick, k_fit, k_weights = jax.random.split(k, 3)
-        # [T, B, N] every agent's log ratio at the unit's start
-        log_ratios = eng.agent_log_ratios(params, data, all_agents) if shared else kept
-        log_rho = objectives.others_log_ratio(log_ratios, moved)  # [T, B, N]: log rho_{-i}
+        log_rho = objectives.others_log_ratio(current, moved)  # [T, B, N]: log rho_{-i}
         adv_all, targets_all = eng.estimate(est, log_rho)
         scores = eng.abs_advantage(adv_all, alive)
         agents, valid, remaining = ordering.pick_block(alg.order, start, size, width, scores, remaining, k_pick)
@@ -136,10 +136,14 @@ def sequential(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.
         new_params, opt, info = eng.fit_unit(
             params, opt, data, agents, valid, adv_all[..., agents], given, weights, eps, k_fit, epochs
         )
-        if incremental or not shared:
+        if shared:
+            after_all = eng.agent_log_ratios(new_params, data, all_agents)  # [T, B, N]
+            after = after_all[..., agents]
+        else:
             after = eng.agent_log_ratios(new_params, data, agents)  # [T, B, K]
-            log_factor = log_factor + jnp.sum((after - log_ratios[..., agents]) * valid, axis=-1)
-            kept = kept.at[..., agents].set(after)  # padding slots repeat agent 0's value
+            after_all = current.at[..., agents].set(after)  # padding slots repeat a member's value
+        if incremental:
+            log_factor = log_factor + jnp.sum((after - current[..., agents]) * valid, axis=-1)
         info.update(
             agents=agents,
             valid=valid,
@@ -151,30 +155,30 @@ def sequential(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.
         )
         if eng.trace_units:
             info["trace"] = {"params": params, "moved": moved, "log_rho": given}
-        return (new_params, opt, moved | members, remaining, log_factor, kept, targets, weight_nets), info
+        return (new_params, opt, moved | members, remaining, log_factor, after_all, targets, weight_nets), info
 
     def one_pass(carry, k):
-        params, opt, moved, kept, targets, weight_nets = carry
+        params, opt, moved, current, targets, weight_nets = carry
         xs = (jnp.array(starts), jnp.array(sizes), jax.random.split(k, units))
-        init = (params, opt, moved, jnp.ones((n,), bool), jnp.zeros(alive.shape[:2]), kept, targets, weight_nets)
-        (params, opt, moved, _, _, kept, targets, weight_nets), infos = jax.lax.scan(unit, init, xs)
-        return (params, opt, moved, kept, targets, weight_nets), infos
+        init = (params, opt, moved, jnp.ones((n,), bool), jnp.zeros(alive.shape[:2]), current, targets, weight_nets)
+        (params, opt, moved, _, _, current, targets, weight_nets), infos = jax.lax.scan(unit, init, xs)
+        return (params, opt, moved, current, targets, weight_nets), infos
 
-    # ``kept`` (NoPS): each agent's log ratio at its current parameters, 0 before its first unit.
     zeros = jnp.zeros_like(est["values"])
     init = (ts.actor_params, ts.actor_opt, jnp.full((n,), shared), zeros, zeros, weight_nets)
-    (params, opt, _, _, targets, _), infos = jax.lax.scan(one_pass, init, jax.random.split(key, passes))
-    return ts.replace(actor_params=params, actor_opt=opt), targets, _sequential_metrics(eng, params, data, infos)
+    (params, opt, _, current, targets, _), infos = jax.lax.scan(one_pass, init, jax.random.split(key, passes))
+    return ts.replace(actor_params=params, actor_opt=opt), targets, _sequential_metrics(eng, current, infos)
 
 
-def _sequential_metrics(eng: "Engine", params, data: dict, infos: dict) -> dict:
-    """Means over passes and units, the final joint ratio, and per-agent diagnostics [N]."""
+def _sequential_metrics(eng: "Engine", log_ratios: jax.Array, infos: dict) -> dict:
+    """Means over passes and units, the final joint ratio (``log_ratios`` [T, B, N]: every agent's
+    log ratio at the final parameters), and per-agent diagnostics [N]."""
     n = eng.num_agents
     trace = infos.pop("trace", None)
     agents, valid = infos.pop("agents"), infos.pop("valid")  # [P, U, K]
     metrics = {k: v.mean() for k, v in infos.items() if k not in ("position", "abs_adv")}
     # The joint ratio after the last unit: the whole new joint policy over the behaviour one.
-    rho = jnp.exp(eng.log_ratio(params, data, jnp.arange(n), jnp.ones((n,), bool)))
+    rho = jnp.exp(jnp.sum(log_ratios, axis=-1))
     metrics.update(preceding_ratio_mean=rho.mean(), preceding_ratio_std=rho.std(), preceding_ratio_max=rho.max())
     # Per-agent diagnostics, [N] indexed by agent id, averaged over passes: its position in the
     # order, its unit's clip fraction, KL and TV estimates, and E|A_i| when it was picked.

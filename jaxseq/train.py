@@ -166,7 +166,9 @@ class Trainer:
 
     def learn(self, ts: TrainState, batch: Rollout) -> tuple[TrainState, dict]:
         """The actor update of the algorithm's scheme, then the critic, on one batch (at the
-        learning rates of update ``ts.update``)."""
+        learning rates of update ``ts.update``). ``batch`` must have been collected by
+        ``ts.actor_params`` (on-policy, as :meth:`update` does): the sequential scheme starts from
+        a log ratio of 0 over the behaviour policy instead of recomputing it."""
         eng = self.with_values(self.learning_values(ts)).engine
         est = eng.returns_inputs(batch, ts.value_norm)
         key, k_actor, k_critic = jax.random.split(ts.key, 3)

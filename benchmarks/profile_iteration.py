@@ -149,8 +149,9 @@ def profile(algo: str, cfg_kwargs: dict, repeats: int) -> tuple[dict, np.ndarray
     def critic_forward(s, b):
         eng = engine(s)
         n = eng.num_agents
-        step = eng.agents_step(eng.critic, s.critic_params, jnp.arange(n))
-        return eng.replay(step, b.critic_carry[0], eng.critic_input(b.obs), b.start)
+        return eng.replay(
+            eng.critic, s.critic_params, jnp.arange(n), b.critic_carry[0], eng.critic_input(b.obs), b.start
+        )
 
     _, targets = jax.jit(estimators)(ts, batch)
     programs = {

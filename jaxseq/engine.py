@@ -135,25 +135,18 @@ class Engine:
 
     # -- replaying networks over sequences --------------------------------------------------------
     @staticmethod
-    def replay(step_fn, carry0, inputs, start) -> jax.Array:
-        """Re-run a network over sequences: ``step_fn(carry, x_t, start_t) -> (carry, out_t)``,
-        inputs [L, M, ...], start [L, M], carry0 [M, ...] -> outputs [L, M, ...]."""
-        return jax.lax.scan(lambda c, xs: step_fn(c, *xs), carry0, (inputs, start))[1]
-
-    @staticmethod
-    def agents_step(net: nets.MultiAgentNet, params, agents: jax.Array):
-        """Step function of the agents ``agents`` [K]; episode-start flags broadcast over them."""
-        k = agents.shape[0]
-        return lambda c, x, s: net.apply_agents(params, agents, c, x, jnp.broadcast_to(s[..., None], s.shape + (k,)))
+    def replay(net: nets.MultiAgentNet, params, agents: jax.Array, carry0, inputs, start) -> jax.Array:
+        """The agents ``agents`` [K] of ``net`` re-run over sequences: carry0 [M, K, C], inputs
+        [L, M, K, D], start [L, M] (every agent's episode starts) -> outputs [L, M, K, ...]."""
+        starts = jnp.broadcast_to(start[..., None], start.shape + agents.shape)
+        return net.replay_agents(params, agents, carry0, inputs, starts)
 
     def agent_log_ratios(self, params, data: dict, agents: jax.Array) -> jax.Array:
         """log pi_params(a|o) - log pi_behaviour(a|o) of each of the agents ``agents`` [K] over the
         whole batch (``data`` as sequences): [T, B, K]."""
         take = lambda x: jnp.take(x, agents, axis=2)  # noqa: E731
         obs = jax.tree.map(take, data["obs"])
-        logits = self.replay(
-            self.agents_step(self.actor, params, agents), take(data["actor_carry"])[0], obs.obs, data["start"]
-        )
+        logits = self.replay(self.actor, params, agents, take(data["actor_carry"])[0], obs.obs, data["start"])
         return self.unsequences(
             self.policy.log_prob(logits, obs.avail, take(data["actions"])) - take(data["log_probs"])
         )
@@ -211,9 +204,7 @@ class Engine:
         )
 
         def loss(p, mb):
-            logits = self.replay(
-                self.agents_step(self.actor, p, agents), mb["actor_carry"][0], mb["obs"].obs, mb["start"]
-            )
+            logits = self.replay(self.actor, p, agents, mb["actor_carry"][0], mb["obs"].obs, mb["start"])
             return self.policy_loss(logits, mb, clip_eps)
 
         members = jnp.zeros((self.num_agents,), bool).at[agents].max(valid)
@@ -227,10 +218,7 @@ class Engine:
         cfg = self.config
         agents = jnp.arange(self.num_agents)
         preds = self.replay(
-            self.agents_step(self.critic, params, agents),
-            mb["critic_carry"][0],
-            self.critic_input(mb["obs"]),
-            mb["start"],
+            self.critic, params, agents, mb["critic_carry"][0], self.critic_input(mb["obs"]), mb["start"]
         )
         loss = objectives.value_loss(
             preds[..., 0],

@@ -5,7 +5,10 @@ unmodified, from a checkout of FLAIROx/JaxMARL given with ``--jaxmarl-src``; the
 copied here) with their own YAML configs, only ``TOTAL_TIMESTEPS`` overridden so that a run is
 ``--updates`` updates, and jaxseq's MAPPO (:func:`profile_iteration.issue_config`, issue 19's
 command) on the same map, batch, epochs, minibatches, network width, learning rate and anneal,
-gradient clip and entropy coefficient, one after the other in this process.
+gradient clip and entropy coefficient, one after the other in this process: once with jaxseq's
+network (MAPPO's reference LayerNorms and value normalisation) and once with JaxMARL's
+(:data:`jaxseq.presets.JAXMARL_NETWORK`: dense, GRU, dense, no LayerNorm, plain clipped value
+loss), the like-for-like program.
 
 The baseline file is imported as a module and its own ``make_train(config)`` is jitted, compiled
 ahead of time and called (its ``main`` needs hydra and wandb and is not run); where ``hydra``,
@@ -42,6 +45,7 @@ import yaml
 from profile_iteration import issue_config
 from report import header, load_average, publish, seconds
 
+from jaxseq.presets import JAXMARL_NETWORK
 from jaxseq.train import make_train
 
 #: Per environment: the baseline file, its config, and jaxseq's env id and overrides for the same
@@ -58,7 +62,7 @@ PEERS = {
         "file": "baselines/MAPPO/mappo_rnn_mpe.py",
         "config": "baselines/MAPPO/config/mappo_homogenous_rnn_mpe.yaml",
         "jaxseq_env": "mpe:spread?n=3&max_steps=26",
-        "jaxseq": {"activation": "tanh"},
+        "jaxseq": {},  # its config says ACTIVATION tanh, but its networks call nn.relu
     },
 }
 
@@ -124,8 +128,9 @@ def peer_program(src: Path, name: str, updates: int, map_name: str | None, epoch
     return jax.jit(train).lower(rng).compile(), rng, config
 
 
-def jaxseq_program(peer: dict, name: str, updates: int):
-    """(compiled chunk of ``updates`` updates, its state, the config) of jaxseq's MAPPO on ``peer``'s settings."""
+def jaxseq_program(peer: dict, name: str, updates: int, **network):
+    """(compiled chunk of ``updates`` updates, its state, the config) of jaxseq's MAPPO on ``peer``'s
+    settings, with the ``network`` overrides."""
     env = PEERS[name]["jaxseq_env"].format(map=peer.get("MAP_NAME"))
     cfg = issue_config(
         env,
@@ -144,6 +149,7 @@ def jaxseq_program(peer: dict, name: str, updates: int):
         gae_lambda=float(peer["GAE_LAMBDA"]),
         clip_eps=float(peer["CLIP_EPS"]),
         **PEERS[name]["jaxseq"],
+        **network,
     )
     trainer = make_train(cfg)
     state = trainer.init(jax.random.PRNGKey(0))
@@ -152,8 +158,8 @@ def jaxseq_program(peer: dict, name: str, updates: int):
 
 def jaxseq_command(cfg) -> str:
     fields = (
-        "num_envs rollout_length epochs num_minibatches network hidden_size num_layers chunk_length actor_lr "
-        "critic_lr lr_schedule max_grad_norm ent_coef activation eval_every"
+        "num_envs rollout_length epochs num_minibatches network hidden_size num_layers post_layers chunk_length "
+        "actor_lr critic_lr lr_schedule max_grad_norm ent_coef layer_norm value_norm huber_delta eval_every"
     ).split()
     sets = " ".join(f"{k}={getattr(cfg, k)}" for k in fields)
     return f"--env {shlex.quote(cfg.env)} --algo mappo --sharing {cfg.sharing} --set {sets}"
@@ -162,7 +168,8 @@ def jaxseq_command(cfg) -> str:
 def compare(src: Path, name: str, updates: int, repeats: int, map_name: str | None, rollout_share: bool) -> dict:
     peer, rng, peer_cfg = peer_program(src, name, updates, map_name)
     ours, state, cfg = jaxseq_program(peer_cfg, name, updates)
-    calls = {"peer": lambda: peer(rng), "jaxseq": lambda: ours(state)}
+    like, like_state, like_cfg = jaxseq_program(peer_cfg, name, updates, **JAXMARL_NETWORK)
+    calls = {"peer": lambda: peer(rng), "jaxseq": lambda: ours(state), "like": lambda: like(like_state)}
     if rollout_share:  # the peer with one epoch, and jaxseq's rollout alone, ``updates`` times
         peer1, rng1, _ = peer_program(src, name, updates, map_name, epochs=1)
         trainer = make_train(cfg)
@@ -180,7 +187,7 @@ def compare(src: Path, name: str, updates: int, repeats: int, map_name: str | No
     load.append(load_average())
     steps = peer_cfg["NUM_ENVS"] * peer_cfg["NUM_STEPS"] * updates
     median = {k: statistics.median(v) for k, v in times.items()}
-    sps = {k: steps / median[k] for k in ("peer", "jaxseq")}
+    sps = {k: steps / median[k] for k in ("peer", "jaxseq", "like")}
     share = {}
     if rollout_share:
         # The peer's time is linear in its epochs: t(E) = rollout and GAE + E x epoch, so t(4) and
@@ -197,7 +204,9 @@ def compare(src: Path, name: str, updates: int, repeats: int, map_name: str | No
         "env": cfg.env,
         "peer_sps": sps["peer"],
         "jaxseq_sps": sps["jaxseq"],
+        "like_sps": sps["like"],
         "command": jaxseq_command(cfg),
+        "like_command": jaxseq_command(like_cfg),
         "load": load,
         "batch": f"{peer_cfg['NUM_ENVS']} envs x {peer_cfg['NUM_STEPS']} steps",
     }
@@ -232,19 +241,23 @@ def main(argv=None) -> None:
     )
     lines = [
         "| baseline file | map / task | batch | JaxMARL steps/s | jaxseq steps/s | jaxseq / JaxMARL "
-        "| load average before, after |",
-        "|---|---|---|---|---|---|---|",
+        "| jaxseq, JaxMARL's network, steps/s | that / JaxMARL | load average before, after |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['file']} | {r['map']} | {r['batch']} | {r['peer_sps']:,.0f} | {r['jaxseq_sps']:,.0f} | "
-            f"{r['jaxseq_sps'] / r['peer_sps']:.2f} | {r['load'][0]}; {r['load'][1]} |"
+            f"{r['jaxseq_sps'] / r['peer_sps']:.2f} | {r['like_sps']:,.0f} | {r['like_sps'] / r['peer_sps']:.2f} | "
+            f"{r['load'][0]}; {r['load'][1]} |"
         )
     if args.rollout_share:
         lines += ["", "| map / task | JaxMARL rollout share | jaxseq rollout share |", "|---|---|---|"]
         lines += [f"| {r['map']} | {r['share']['peer']:.2f} | {r['share']['jaxseq']:.2f} |" for r in rows]
     lines.append("")
     lines += [f"jaxseq on {r['name']}: `python -m jaxseq train {r['command']}`" for r in rows]
+    lines += [
+        f"jaxseq with JaxMARL's network on {r['name']}: `python -m jaxseq train {r['like_command']}`" for r in rows
+    ]
     publish(head + "\n".join(lines) + "\n\n", "peer_throughput.md", not args.no_save)
 
 

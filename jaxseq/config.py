@@ -74,6 +74,7 @@ class Config:
     network: str = "mlp"  #: "mlp" or "gru" (a GRU after the dense layers)
     hidden_size: int = 64  #: width of every hidden layer
     num_layers: int = 2  #: dense layers before the head (or the GRU)
+    post_layers: int = 0  #: dense layers (no LayerNorm) after the GRU (MLP: after the others), before the output layer; JaxMARL's MAPPO-RNN networks have 1
     activation: str = "relu"  #: "relu" or "tanh"
     sharing: str = "fups"  #: "fups" (one network + agent id), "paps" (shared trunk, per-agent heads), "nops"
     chunk_length: int = 8  #: length of the sequences replayed in training (recurrent data chunk length)
@@ -300,6 +301,8 @@ def validate_fields(config: Config) -> None:
             raise ConfigError(name, f"must be > 0, got {getattr(config, name)}")
     if config.agent_blocks < 0:
         raise ConfigError("agent_blocks", f"must be >= 0 (0: one agent per block), got {config.agent_blocks}")
+    if config.post_layers < 0:
+        raise ConfigError("post_layers", f"must be >= 0 (0: none), got {config.post_layers}")
     for name in ("actor_lr", "critic_lr"):
         if getattr(config, name) < 0:
             raise ConfigError(name, f"must be >= 0, got {getattr(config, name)}")

@@ -70,13 +70,15 @@ def _dense(features: int, gain: float, orthogonal_init: bool, name: str | None =
 
 
 class Trunk(nn.Module):
-    """LayerNorm on the inputs, ``num_layers`` dense layers (+LayerNorm), optionally a GRU.
+    """LayerNorm on the inputs, ``num_layers`` dense layers (+LayerNorm), optionally a GRU, then
+    ``post_layers`` dense layers (no LayerNorm; JaxMARL's MAPPO-RNN networks have one).
 
-    Split in two for replaying sequences: :meth:`encode` (everything before the GRU, no state, so
-    it runs on all steps of a sequence at once) and :meth:`recur` (the GRU step; the identity for
-    MLPs). The GRU carry is zeroed where ``start`` is True, before the step is taken: the first
-    observation of an episode is processed from a fresh hidden state, exactly once. Parameter
-    names are those flax gives the layers in this order (``LayerNorm_0``, ``Dense_0``, ...).
+    Split in three for replaying sequences: :meth:`encode` (everything before the GRU) and
+    :meth:`post` (everything after it) have no state, so they run on all steps of a sequence at
+    once; :meth:`recur` is the GRU step (the identity for MLPs). The GRU carry is zeroed where
+    ``start`` is True, before the step is taken: the first observation of an episode is processed
+    from a fresh hidden state, exactly once. Parameter names are those flax gives the layers in
+    this order (``LayerNorm_0``, ``Dense_0``, ...).
     """
 
     hidden: int
@@ -85,6 +87,7 @@ class Trunk(nn.Module):
     layer_norm: bool
     orthogonal: bool
     activation: str
+    post_layers: int = 0
 
     def setup(self):
         n = self.num_layers
@@ -92,6 +95,9 @@ class Trunk(nn.Module):
         self.layers = [_dense(self.hidden, np.sqrt(2.0), self.orthogonal, name=f"Dense_{i}") for i in range(n)]
         if self.recurrent:
             self.cell = nn.GRUCell(self.hidden, recurrent_kernel_init=orthogonal(), name="GRUCell_0")
+        self.post_dense = [
+            _dense(self.hidden, np.sqrt(2.0), self.orthogonal, name=f"Dense_{n + i}") for i in range(self.post_layers)
+        ]
 
     def encode(self, x):
         """x [..., D] -> [..., hidden] (or [..., D] with no layers)."""
@@ -111,8 +117,15 @@ class Trunk(nn.Module):
         carry = jnp.where(start[..., None], jnp.zeros_like(carry), carry)
         return self.cell(carry, e)
 
+    def post(self, h):
+        """h [..., hidden] -> [..., hidden]: the dense layers after the GRU."""
+        for layer in self.post_dense:
+            h = ACTIVATIONS[self.activation](layer(h))
+        return h
+
     def __call__(self, carry, x, start):
-        return self.recur(carry, self.encode(x), start)
+        carry, h = self.recur(carry, self.encode(x), start)
+        return carry, self.post(h)
 
 
 class GaussianHead(nn.Module):
@@ -156,7 +169,7 @@ class AgentNet(nn.Module):
         return self.trunk.recur(carry, e, start)
 
     def decode(self, h):
-        return self.head(h)
+        return self.head(self.trunk.post(h))
 
     def __call__(self, carry, x, start):
         carry, h = self.trunk(carry, x, start)
@@ -267,6 +280,7 @@ def make_network(
     layer_norm: bool,
     orthogonal: bool,
     activation: str,
+    post_layers: int = 0,
     log_std_init: float | None = None,
 ) -> MultiAgentNet:
     """``log_std_init`` given: a Gaussian actor over ``out_dim`` action dimensions (outputs [..., 2 out_dim])."""
@@ -277,6 +291,7 @@ def make_network(
         layer_norm=layer_norm,
         orthogonal=orthogonal,
         activation=activation,
+        post_layers=post_layers,
     )
     return MultiAgentNet(
         AgentNet(trunk=trunk, out_dim=out_dim, out_gain=out_gain, log_std_init=log_std_init), sharing, num_agents

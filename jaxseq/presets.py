@@ -83,6 +83,38 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
+#: The network and value loss of JaxMARL's MAPPO-RNN baselines (``baselines/MAPPO/mappo_rnn_*.py``):
+#: dense, GRU, dense, output, without LayerNorm; value targets unnormalised, squared error clipped.
+#: For like-for-like comparisons with that peer (``benchmarks/peer_throughput.py``). What still
+#: differs: its critic sees the world state and agent id, ours also the agent's own observation;
+#: its layer after the GRU is initialised with gain 2 (ours sqrt 2); it normalises advantages per
+#: minibatch (ours per batch) and scales the value loss by 0.5 under the 0.25 gradient-norm clip.
+JAXMARL_NETWORK = dict(network="gru", num_layers=1, post_layers=1, layer_norm=False, value_norm=False, huber_delta=0.0)
+
+PRESETS.update(
+    {
+        # JaxMARL's mappo_homogenous_rnn_smax.yaml (map 2s3z; its env plays 101 transitions per episode).
+        "jaxmarl-mappo-smax": dict(
+            env="smax:2s3z?max_steps=101",
+            algo="mappo",
+            sharing="fups",
+            total_steps=10_000_000,
+            num_envs=128,
+            rollout_length=128,
+            chunk_length=128,
+            epochs=4,
+            num_minibatches=4,
+            hidden_size=128,
+            actor_lr=2e-3,
+            critic_lr=2e-3,
+            lr_schedule="linear",
+            max_grad_norm=0.25,
+            ent_coef=0.0,
+            **JAXMARL_NETWORK,
+        ),
+    }
+)
+
 # OPSPO paper App. B.3 Tab. 2 (SMAC), for the maps JaxMARL SMAX has (8m_vs_9m, MMM2 and corridor it
 # lacks): (ppo epoch, the column printed as gamma, eps1, eps2); the rest as A2PO's SMAX preset. The
 # column printed as gamma repeats A2PO's lambda for most maps (A2PO paper Tab. 7: 0.93 for 5m_vs_6m,

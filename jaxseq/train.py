@@ -307,6 +307,7 @@ def _engine(config: Config, spec, resolved, trace_units: bool, clip_grads: bool)
         num_agents=spec.num_agents,
         hidden=config.hidden_size,
         num_layers=config.num_layers,
+        post_layers=config.post_layers,
         recurrent=config.network == "gru",
         layer_norm=config.layer_norm,
         orthogonal=config.orthogonal_init,

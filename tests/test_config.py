@@ -32,6 +32,7 @@ from jaxseq.train import make_train
         (dict(algo="coppo", coppo_clip_others=1.5), "coppo_clip_others", "\\(0, 1\\)"),
         (dict(algo="a2po", loop_order="inner"), "loop_order", "allowed: \\['agents-outer', 'epochs-outer'\\]"),
         (dict(algo="a2po", agent_blocks=-1), "agent_blocks", ">= 0"),
+        (dict(post_layers=-1), "post_layers", ">= 0"),
         (dict(algo="a2po", agent_blocks=4), "agent_blocks", "at most the number of agents of mpe:spread \\(3\\)"),
         (dict(algo="mappo", agent_blocks=2), "agent_blocks", "applies to a2po, happo.* only, got algo=mappo"),
         (

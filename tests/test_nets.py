@@ -10,7 +10,7 @@ from jaxseq import nets
 N, D, A = 3, 5, 4
 
 
-def _net(sharing, recurrent=True, out_dim=A):
+def _net(sharing, recurrent=True, out_dim=A, post_layers=0):
     return nets.make_network(
         out_dim=out_dim,
         out_gain=0.01,
@@ -22,7 +22,32 @@ def _net(sharing, recurrent=True, out_dim=A):
         layer_norm=True,
         orthogonal=True,
         activation="relu",
+        post_layers=post_layers,
     )
+
+
+@pytest.mark.parametrize("sharing", nets.SHARING_MODES)
+@pytest.mark.parametrize("recurrent, post_layers", [(False, 0), (True, 0), (True, 1)])
+def test_replay_equals_the_network_stepped_over_the_sequence(sharing, recurrent, post_layers):
+    """``replay_agents`` (only the GRU inside the time scan) computes what ``apply_agents`` gives
+    step by step, for a subset of agents in another order, from a given carry, with resets."""
+    net = _net(sharing, recurrent, post_layers=post_layers)
+    params = net.init(jax.random.PRNGKey(0), D)
+    agents = jnp.array([2, 0])
+    k = jax.random.split(jax.random.PRNGKey(1), 3)
+    x = jax.random.normal(k[0], (6, 4, 2, D))  # [L, M, K, D]
+    start = jax.random.bernoulli(k[1], 0.3, (6, 4, 2))
+    carry0 = jax.random.normal(k[2], (4, 2, net.carry_dim))
+
+    def step(c, xs):
+        return net.apply_agents(params, agents, c, *xs)
+
+    want = jax.lax.scan(step, carry0, (x, start))[1]
+    got = net.replay_agents(params, agents, carry0, x, start)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(want[:, :, 0], want[:, :, 1], atol=1e-3)  # the two agents differ (agent id)
+    names = set(params["params"]["trunk"])
+    assert ("Dense_1" in names) == (post_layers == 1)  # num_layers=1: Dense_0 before, Dense_1 after the GRU
 
 
 def test_gru_state_is_reset_exactly_at_episode_starts():
@@ -81,3 +106,17 @@ def test_parameter_shapes_follow_the_sharing_mode():
     # Separate networks are initialised differently per agent.
     p = _net("nops").init(jax.random.PRNGKey(0), D)["params"]["head"]["kernel"]
     assert not np.allclose(p[0], p[1])
+
+
+def test_jaxmarl_network_preset_is_dense_gru_dense_without_layer_norm():
+    """JaxMARL's MAPPO-RNN network (the like-for-like preset): Dense 128, GRU 128, Dense 128, output."""
+    from jaxseq.config import make_config
+    from jaxseq.train import make_train
+
+    trainer = make_train(make_config("jaxmarl-mappo-smax", num_envs=4, rollout_length=8, chunk_length=8))
+    ts = trainer.init(jax.random.PRNGKey(0))
+    for params in (ts.actor_params, ts.critic_params):
+        trunk = params["params"]["trunk"]
+        assert set(trunk) == {"Dense_0", "GRUCell_0", "Dense_1"}
+        assert trunk["Dense_1"]["kernel"].shape[-2:] == (128, 128)
+    assert trainer.config.value_norm is False and trainer.config.huber_delta == 0.0

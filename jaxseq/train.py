@@ -202,7 +202,7 @@ class Trainer:
     def over_members(self, fn: Callable) -> Callable:
         """``fn`` of one member's state -> the same of the [M]-stacked state: vmapped, and on a mesh
         sharded (``shard_map`` over the member axis, or the env axis split for XLA to partition)."""
-        batched = jax.vmap(fn)
+        batched = _member_map(fn)
         if self.mesh is None:
             return batched
         if self.config.shard == "members":
@@ -278,6 +278,21 @@ def _check_env_fields(config: Config, spec) -> None:
         for name in CONTINUOUS_FIELDS:
             if getattr(config, name) != getattr(defaults, name):
                 raise ConfigError(name, f"applies to continuous-action envs only; {config.env} has discrete actions")
+
+
+def _member_map(fn: Callable) -> Callable:
+    """``fn`` of one member's state over a stacked state [M, ...]: ``jax.vmap(fn)``, or where M = 1
+    (one seed, or one member per device) ``fn`` on the member itself, its outputs given the axis
+    back. The same numbers up to float rounding; on CPU the vmap over an axis of one made the SMAX
+    2s3z iteration 1.17x slower (benchmarks/results/profile_iteration.md)."""
+    batched = jax.vmap(fn)
+
+    def mapped(ts):
+        if jax.tree.leaves(ts)[0].shape[0] != 1:
+            return batched(ts)
+        return jax.tree.map(lambda x: x[None], fn(jax.tree.map(lambda x: x[0], ts)))
+
+    return mapped
 
 
 def _all_finite(tree) -> jax.Array:

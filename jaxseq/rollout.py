@@ -19,8 +19,20 @@ EPISODE_SUMS = ("episodes", "return_sum", "length_sum", "win_sum")
 
 def rollout(eng: "Engine", env, ts: TrainState) -> tuple[TrainState, Rollout, dict]:
     """``rollout_length`` steps in every env. Returns the new state, the batch and the sums over the
-    episodes that ended (:data:`EPISODE_SUMS`)."""
+    episodes that ended (:data:`EPISODE_SUMS`).
+
+    ``next_value_preds[t]``, the critic on the true next observation continuing the episode's
+    recurrent state, is ``value_preds[t + 1]`` wherever the episode goes on (the same inputs: the
+    next observation, the carry, no reset), one forward after the last step, and a second forward
+    on the final observation only on steps where an env was truncated (a ``lax.cond``: skipped
+    for one member where no env was truncated; a vmap over members computes it on every step).
+    Where an episode terminated it is the next episode's first value, which the estimators'
+    discount of 0 ignores."""
     cfg, n = eng.config, eng.num_agents
+    no_start = jnp.zeros((cfg.num_envs, n), bool)
+
+    def value(ts_, carry, obs, start):
+        return eng.critic.apply(ts_.critic_params, carry, eng.critic_input(obs), start)[1][..., 0]
 
     def step(carry, _):
         ts, stats = carry
@@ -31,9 +43,11 @@ def rollout(eng: "Engine", env, ts: TrainState) -> tuple[TrainState, Rollout, di
         log_probs = eng.policy.log_prob(logits, ts.obs.avail, actions)
         critic_carry, v = eng.critic.apply(ts.critic_params, ts.critic_carry, eng.critic_input(ts.obs), start_n)
         env_state, out = jax.vmap(env.step)(jax.random.split(k_env, cfg.num_envs), ts.env_state, actions)
-        # The value of the true next observation, continuing this episode's recurrent state.
-        _, v_next = eng.critic.apply(
-            ts.critic_params, critic_carry, eng.critic_input(out.final_obs), jnp.zeros_like(start_n)
+        # The value of the final observation of a truncated episode, continuing its recurrent state.
+        v_final = jax.lax.cond(
+            out.truncated.any(),
+            lambda: value(ts, critic_carry, out.final_obs, no_start),
+            lambda: jnp.zeros(v.shape[:-1]),
         )
         record = Rollout(
             obs=ts.obs,
@@ -41,7 +55,7 @@ def rollout(eng: "Engine", env, ts: TrainState) -> tuple[TrainState, Rollout, di
             actions=actions,
             log_probs=log_probs,
             value_preds=v[..., 0],
-            next_value_preds=v_next[..., 0],
+            next_value_preds=v_final,
             rewards=out.reward,
             terminated=out.terminated,
             truncated=out.truncated,
@@ -67,7 +81,9 @@ def rollout(eng: "Engine", env, ts: TrainState) -> tuple[TrainState, Rollout, di
 
     zeros = {k: jnp.zeros((), jnp.float32) for k in EPISODE_SUMS}
     (ts, stats), batch = jax.lax.scan(step, (ts, zeros), None, length=cfg.rollout_length)
-    return ts, batch, stats
+    following = jnp.concatenate([batch.value_preds[1:], value(ts, ts.critic_carry, ts.obs, no_start)[None]])
+    next_values = jnp.where(batch.truncated[..., None], batch.next_value_preds, following)
+    return ts, batch.replace(next_value_preds=next_values), stats
 
 
 def episode_quotas(episodes: int, num_envs: int) -> tuple[int, ...]:

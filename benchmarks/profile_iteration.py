@@ -5,8 +5,9 @@ and timed (median of ``--repeats`` calls after a warm-up call) on one fixed batc
 
 - ``rollout``: ``Trainer.rollout`` (``rollout_length`` steps of ``num_envs`` envs);
 - ``critic forward``: the critic over the batch's T x B observations, one GRU/MLP pass; the
-  rollout makes two such passes per step (the value of the observation, and of the true next
-  one for ``next_value_preds``), so this is about what the second one costs;
+  rollout made two such passes per step until issue 19's second round (the value of the
+  observation, and of the true next one for ``next_value_preds``), so this is about what the
+  second one cost; it now runs only on steps where an env was truncated;
 - ``estimators``: ``Engine.returns_inputs`` + ``Engine.estimate`` (no preceding ratio);
 - ``actor update``: the scheme's ``run`` (for the sequential ones it includes their log ratios
   and estimates per unit), and ``actor update, SGD step``: the same with each Adam step (and its

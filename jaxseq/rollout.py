@@ -30,9 +30,11 @@ def rollout(eng: "Engine", env, ts: TrainState) -> tuple[TrainState, Rollout, di
     discount of 0 ignores."""
     cfg, n = eng.config, eng.num_agents
     no_start = jnp.zeros((cfg.num_envs, n), bool)
+    critic_params = ts.critic_params  # fixed during the rollout
 
-    def value(ts_, carry, obs, start):
-        return eng.critic.apply(ts_.critic_params, carry, eng.critic_input(obs), start)[1][..., 0]
+    def value(carry, obs):
+        """The critic on ``obs`` continuing the recurrent state ``carry`` (no reset): [B, N]."""
+        return eng.critic.apply(critic_params, carry, eng.critic_input(obs), no_start)[1][..., 0]
 
     def step(carry, _):
         ts, stats = carry
@@ -46,7 +48,7 @@ def rollout(eng: "Engine", env, ts: TrainState) -> tuple[TrainState, Rollout, di
         # The value of the final observation of a truncated episode, continuing its recurrent state.
         v_final = jax.lax.cond(
             out.truncated.any(),
-            lambda: value(ts, critic_carry, out.final_obs, no_start),
+            lambda: value(critic_carry, out.final_obs),
             lambda: jnp.zeros(v.shape[:-1]),
         )
         record = Rollout(
@@ -81,7 +83,7 @@ def rollout(eng: "Engine", env, ts: TrainState) -> tuple[TrainState, Rollout, di
 
     zeros = {k: jnp.zeros((), jnp.float32) for k in EPISODE_SUMS}
     (ts, stats), batch = jax.lax.scan(step, (ts, zeros), None, length=cfg.rollout_length)
-    following = jnp.concatenate([batch.value_preds[1:], value(ts, ts.critic_carry, ts.obs, no_start)[None]])
+    following = jnp.concatenate([batch.value_preds[1:], value(ts.critic_carry, ts.obs)[None]])
     next_values = jnp.where(batch.truncated[..., None], batch.next_value_preds, following)
     return ts, batch.replace(next_value_preds=next_values), stats
 

@@ -284,7 +284,7 @@ def _member_map(fn: Callable) -> Callable:
     """``fn`` of one member's state over a stacked state [M, ...]: ``jax.vmap(fn)``, or where M = 1
     (one seed, or one member per device) ``fn`` on the member itself, its outputs given the axis
     back. The same numbers up to float rounding; on CPU the vmap over an axis of one made the SMAX
-    2s3z iteration 1.17x slower (benchmarks/results/profile_iteration.md)."""
+    2s3z iteration 1.17x slower (docs/performance.md, second round)."""
     batched = jax.vmap(fn)
 
     def mapped(ts):

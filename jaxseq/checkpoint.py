@@ -3,9 +3,13 @@
 Layout: ``RUN_DIR/checkpoints/chunk_000010/`` (an orbax directory, finalised atomically by orbax)
 and ``RUN_DIR/checkpoints/latest.json`` (``{"chunk": 10}``), replaced atomically after the save
 completes, so an interrupted save never leaves a pointer to a partial checkpoint; the newest
-``KEEP`` are kept. ``checkpoints/best/`` and ``best.json`` hold the best evaluated state (never
-rotated). A save holds Ctrl-C back until it is complete. Restore falls back to the newest intact
-checkpoint when one cannot be read.
+``KEEP`` are kept. The best evaluated state (never rotated) is the folder ``best.json`` names
+(``{"chunk", "metric", "score", "folder": "best_000010"}``): a new best is written under a fresh
+name, then ``best.json`` is replaced atomically, and only then is the old folder removed, so a kill
+at any moment leaves ``best.json`` naming an intact folder. A save holds Ctrl-C back until it is
+complete. Restore falls back to the newest intact checkpoint when one cannot be read; a write
+that fails (a full disk) raises :class:`CheckpointWriteError`, leaving the older checkpoints as
+they were.
 
 In a multi-process run every process saves and restores its shards of the global arrays (orbax's
 multi-host support); process 0 writes the JSON pointers and removes old folders.
@@ -42,6 +46,11 @@ class CheckpointWarning(UserWarning):
     """A checkpoint could not be read; an older one was used."""
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (e.g. the disk is full); the checkpoints saved before it
+    are intact, and the pointers still name them."""
+
+
 def _dir(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
@@ -69,20 +78,43 @@ def _sigint_deferred():
 
 
 def _write(path: Path, state: Any) -> None:
-    """Every process calls this: orbax writes each process's shards, process 0 finalises."""
+    """Every process calls this: orbax writes each process's shards, process 0 finalises. Any
+    failure (orbax and tensorstore raise many kinds for a full disk) is a
+    :class:`CheckpointWriteError` naming the path; the partial folder is removed."""
     if path.exists() and distributed.is_main_process():
         shutil.rmtree(path)
     distributed.barrier(f"jaxseq-clear-{path.name}")
-    ckptr = ocp.StandardCheckpointer()
-    ckptr.save(path, _non_empty(jax.tree.leaves(state)))
-    ckptr.wait_until_finished()
+    try:
+        ckptr = ocp.StandardCheckpointer()
+        ckptr.save(path, _non_empty(jax.tree.leaves(state)))
+        ckptr.wait_until_finished()
+    except Exception as err:
+        if distributed.is_main_process():
+            for partial in path.parent.glob(path.name + "*"):
+                shutil.rmtree(partial, ignore_errors=True)
+        raise CheckpointWriteError(f"cannot write the checkpoint {path}: {_reason(err)}") from err
+
+
+def _reason(err: BaseException) -> str:
+    """The innermost cause's message on one line (orbax wraps the OS error several times)."""
+    for _ in range(20):  # a bound, in case a chain loops
+        inner = err.__cause__ or (None if err.__suppress_context__ else err.__context__)
+        if inner is None:
+            break
+        err = inner
+    text = getattr(err, "strerror", None) or str(err) or type(err).__name__
+    return " ".join(text.split())[:300]
 
 
 def _replace_json(path: Path, value: dict) -> None:
     if not distributed.is_main_process():
         return
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value))
+    try:
+        tmp.write_text(json.dumps(value))
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointWriteError(f"cannot write {path}: {err.strerror or err}") from err
     os.replace(tmp, path)
 
 
@@ -100,15 +132,33 @@ def save(run_dir: Path, chunk: int, state: Any) -> Path:
 
 
 def save_best(run_dir: Path, chunk: int, state: Any, metric: str, score: float) -> Path:
-    """Save ``state`` as the best checkpoint so far (``checkpoints/best``, never rotated), with
-    ``best.json`` = {"chunk", "metric", "score"}."""
+    """Save ``state`` as the best checkpoint so far (never rotated): written under a fresh folder
+    name, then ``best.json`` = {"chunk", "metric", "score", "folder"} is replaced atomically to
+    name it, then the folder it named before is removed."""
     root = _dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
-    path = (root / "best").absolute()
     with _sigint_deferred():
+        path = (root / _fresh_best_name(root, chunk)).absolute()
         _write(path, state)
-        _replace_json(root / "best.json", {"chunk": chunk, "metric": metric, "score": score})
+        _replace_json(root / "best.json", {"chunk": chunk, "metric": metric, "score": score, "folder": path.name})
+        if distributed.is_main_process():
+            for old in _best_folders(root) - {path.name}:
+                shutil.rmtree(root / old, ignore_errors=True)
     return path
+
+
+def _best_folders(root: Path) -> set[str]:
+    """Every best folder on disk: this layout's ``best_*`` and the older layout's ``best``."""
+    return {p.name for p in root.glob("best_*") if p.is_dir()} | ({"best"} if (root / "best").is_dir() else set())
+
+
+def _fresh_best_name(root: Path, chunk: int) -> str:
+    """``best_000010``, or with a suffix when that name is taken (a resumed run's chunk again)."""
+    name, n = f"best_{chunk:06d}", 1
+    while (root / name).exists():
+        n += 1
+        name = f"best_{chunk:06d}_{n}"
+    return name
 
 
 def best(run_dir: Path) -> dict | None:
@@ -182,12 +232,24 @@ def restore(run_dir: Path, abstract: Any) -> tuple[int, Any]:
 
 
 def restore_best(run_dir: Path, abstract: Any) -> tuple[int, Any]:
-    """Restore ``checkpoints/best`` (see :func:`save_best`). Returns (chunk, state);
-    FileNotFoundError if the run has no readable best checkpoint."""
+    """Restore the best checkpoint (see :func:`save_best`). Returns (chunk, state). When it cannot
+    be read, a :class:`CheckpointWarning` says so and the newest intact checkpoint is restored
+    instead (:func:`restore`). FileNotFoundError if the run has no best checkpoint."""
     info = best(run_dir)
     if info is None:
         raise FileNotFoundError(f"no best checkpoint in {_dir(run_dir)} (a run saves one at its evaluations)")
-    return int(info["chunk"]), _read(_dir(run_dir) / "best", abstract)
+    path = _dir(run_dir) / info.get("folder", "best")  # runs written before best.json named its folder
+    try:
+        return int(info["chunk"]), _read(path, abstract)
+    except Exception as err:  # as in restore: any failure to read means unreadable
+        warnings.warn(
+            CheckpointWarning(
+                f"the best checkpoint {path} is unreadable ({type(err).__name__}: {str(err)[:200]}); "
+                "using the newest intact checkpoint instead"
+            ),
+            stacklevel=2,
+        )
+    return restore(run_dir, abstract)
 
 
 def restore_chunk(run_dir: Path, chunk: int, abstract: Any) -> Any:

@@ -84,13 +84,15 @@ GUARDED = ("loss_actor", "loss_critic", "entropy", "approx_kl")
 
 
 def non_finite(m: dict) -> dict[int, list[str]]:
-    """seed -> the guarded metrics (and "parameters") that are not finite in the chunk metrics ``m``."""
+    """member -> what is not finite in the chunk metrics ``m``: the guarded metrics, and the train
+    state's fields (``m["finite"]``: {field: bool [M]}) as ``state.<field>``."""
     bad = {}
-    for seed, params_ok in enumerate(np.asarray(m["params_finite"])):
-        names = [k for k in GUARDED if k in m and not np.all(np.isfinite(np.asarray(m[k])[seed]))]
-        names += [] if params_ok else ["parameters"]
+    finite = {name: np.asarray(ok) for name, ok in m["finite"].items()}
+    for member in range(len(next(iter(finite.values())))):
+        names = [k for k in GUARDED if k in m and not np.all(np.isfinite(np.asarray(m[k])[member]))]
+        names += [f"state.{name}" for name, ok in finite.items() if not ok[member]]
         if names:
-            bad[seed] = names
+            bad[member] = names
     return bad
 
 

@@ -321,7 +321,7 @@ def _run_chunk(trainer, program, state, chunk: int, done_chunk: int) -> tuple[An
     bad = non_finite(m)
     if bad:
         raise RunDiverged(chunk, bad, done_chunk, {m: sweep.member_label(config, m) for m in bad})
-    m.pop("params_finite")
+    m.pop("finite")
     # The training episodes the chunk ended, taken before the evaluation's episodes join them.
     train_episodes = trainer.env.take_episodes()
     evaluation = None

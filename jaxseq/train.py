@@ -191,9 +191,10 @@ class Trainer:
         out["return_mean"] = jnp.where(episodes > 0, m["return_sum"].sum() / safe, nan)
         out["episode_length"] = jnp.where(episodes > 0, m["length_sum"].sum() / safe, nan)
         out["win_rate"] = jnp.where(episodes > 0, m["win_sum"].sum() / safe, nan)
-        # The finite-value guard, reduced in the program: a non-finite gradient shows up here too
-        # (Adam carries it into the parameters).
-        out["params_finite"] = _all_finite((ts.actor_params, ts.critic_params))
+        # The finite-value guard, reduced in the program: one bool per field of the train state, so
+        # that a checkpoint the guard lets through is finite in every float leaf (parameters,
+        # optimiser moments, the value normaliser's statistics, density nets, env states).
+        out["finite"] = {name: _all_finite(getattr(ts, name)) for name in ts.__dataclass_fields__}
         return ts, out
 
     def evaluate_one(self, ts: TrainState, episodes: int | None = None) -> dict:
@@ -296,8 +297,9 @@ def _member_map(fn: Callable) -> Callable:
 
 
 def _all_finite(tree) -> jax.Array:
-    """One bool: every float leaf of ``tree`` is finite."""
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+    """One bool: every float leaf of ``tree`` is finite (True for a tree without one)."""
+    checks = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(checks)) if checks else jnp.bool_(True)
 
 
 def make_train(config: Config, *, trace_units: bool = False) -> Trainer:

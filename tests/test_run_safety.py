@@ -15,8 +15,9 @@ from jaxseq import checkpoint
 from jaxseq.cli import main
 from jaxseq.config import Config
 from jaxseq.envs import parse_env_id
-from jaxseq.errors import ConfigError
-from jaxseq.run import train_run
+from jaxseq.errors import ConfigError, RunDiverged
+from jaxseq.metrics import non_finite
+from jaxseq.run import _run_chunk, train_run
 from jaxseq.train import make_train
 
 from helpers import tiny
@@ -53,6 +54,25 @@ def test_a_diverging_run_stops_and_keeps_its_last_finite_state(tmp_path, capfd):
     again, _ = trainer.chunk(trainer.init(key))  # the last finite state, recomputed
     for a, b in zip(jax.tree.leaves(jax.device_get(again)), jax.tree.leaves(jax.device_get(restored))):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_guard_checks_every_float_leaf_of_the_state_not_only_the_parameters():
+    """An infinite second moment in Adam's state leaves the losses and parameters finite (the step
+    is mu / sqrt(inf) = 0) and stays infinite: the guard names it, for the member that holds it."""
+    trainer = make_train(tiny(**FOUR_CHUNKS))
+    ts = trainer.init(jax.random.PRNGKey(0))
+
+    def infinite_nu(path, leaf):
+        return leaf.at[1].set(np.inf) if "nu" in jax.tree_util.keystr(path) else leaf
+
+    ts = ts.replace(critic_opt=jax.tree_util.tree_map_with_path(infinite_nu, ts.critic_opt))
+    new, m = trainer.chunk(ts)
+    m = jax.device_get(m)
+    assert all(np.isfinite(m[k]).all() for k in ("loss_actor", "loss_critic", "entropy", "approx_kl"))
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(new.critic_params)))
+    assert non_finite(m) == {1: ["state.critic_opt"]}
+    with pytest.raises(RunDiverged, match=r"chunk 3 diverged \(non-finite member 1 \(seed 1\): state.critic_opt\)"):
+        _run_chunk(trainer, trainer.chunk, ts, 3, 2)
 
 
 def test_resume_extends_a_run_and_refuses_other_changes(tmp_path, capsys):

@@ -10,19 +10,23 @@
     python -m jaxseq render runs/mappo-mpe-spread-s0-20261121-101500 --out episode.gif --seed-index 1
     python -m jaxseq report runs/mappo-* runs/a2po-* --out report/ --marl-eval report/marl_eval.json
 
-Exit status: 0 done, 2 a bad config or path (nothing compiled), 3 the run diverged (non-finite
-losses or parameters; the checkpoints hold the last finite state), 130 interrupted (Ctrl-C; every
-finished chunk is checkpointed).
+Exit status: 0 done, 2 a bad config or path (nothing compiled), 3 the run diverged (a non-finite
+loss or train state; the checkpoints hold the last finite state), 4 a file could not be written
+(e.g. a full disk; what was written before is kept), 130 interrupted (Ctrl-C; every finished chunk
+is checkpointed). Every error is one line on standard error.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import threading
+import time
+import warnings
 from pathlib import Path
 
 from jaxseq.config import PRESETS, field_docs, field_types, make_config, parse_value
-from jaxseq.errors import ConfigError, RunDiverged
+from jaxseq.errors import ConfigError, RunDiverged, RunInterrupted
 
 #: CLI flags that map straight onto config fields.
 _FLAGS = {
@@ -49,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--num-seeds", type=int, help="seeds run as one vmapped program")
     train.add_argument("--seed", type=int, help="the key that seeds everything")
     train.add_argument("--sharing", help="fups, paps or nops")
-    train.add_argument("--out", default="runs", help="parent folder of the run folder (default: runs)")
+    train.add_argument("--out", help="parent folder of the run folder (default: runs; not with --resume)")
     train.add_argument(
         "--set",
         action="extend",
@@ -85,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--num-processes", type=int, help="multi-process: number of processes")
     train.add_argument("--process-id", type=int, help="multi-process: this process's index")
     train.add_argument(
+        "--init-timeout",
+        type=int,
+        default=300,
+        metavar="SECONDS",
+        help="multi-process: how long to wait for every process to join (default 300)",
+    )
+    train.add_argument(
         "--marl-eval",
         action="store_const",
         const=True,
@@ -110,13 +121,27 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--checkpoint", default="best", help="best (default), last, or a stored chunk number")
     ren.add_argument("--seed-index", type=int, default=0, help="which seed's policy (default 0, the first)")
     rep = sub.add_parser(
-        "report", help="IQM, median, mean, optimality gap with 95%% intervals over run folders (rliable)"
+        "report",
+        help="IQM, median, mean (optimality gap for scores of a known range) with 95%% intervals over run "
+        "folders (rliable)",
     )
-    rep.add_argument("run_dirs", nargs="+", help="finished run folders (each seed is one run)")
+    rep.add_argument(
+        "run_dirs", nargs="+", help="finished run folders (each seed is one run; a sweep's folder: one row per point)"
+    )
     rep.add_argument("--out", required=True, help="folder for report.md, report.json and the plots")
-    rep.add_argument("--labels", nargs="+", help="one algorithm label per run folder (default: its algo)")
+    rep.add_argument(
+        "--labels",
+        nargs="+",
+        help="one algorithm label per run folder (default: its algo; a sweep's points add their values)",
+    )
     rep.add_argument("--marl-eval", metavar="FILE", help="also write the runs as marl-eval JSON")
     rep.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    rep.add_argument(
+        "--score-range",
+        action="append",
+        metavar="TASK=MIN,MAX",
+        help="a task's known score range: normalise by it (for every task: also the optimality gap); repeatable",
+    )
     sub.add_parser("envs", help="list env ids")
     sub.add_parser("algos", help="list algorithms")
     sub.add_parser("config", help="list config fields, defaults and presets")
@@ -124,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict:
-    """The config fields the flags and ``--set`` name."""
+    """The config fields the flags and ``--set`` name. A field both set and swept is refused."""
     overrides = {}
     for flag, field in _FLAGS.items():
         value = getattr(args, flag)
@@ -139,6 +164,9 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         from jaxseq.sweep import parse_arg
 
         overrides["sweep"] = tuple(parse_arg(item) for item in args.sweep)
+        for name, _ in overrides["sweep"]:
+            if name in overrides:
+                raise ConfigError(name, "is both swept (--sweep) and set (--set or a flag); give it in one place")
     return overrides
 
 
@@ -150,9 +178,12 @@ def _evaluate(args: argparse.Namespace) -> None:
     import json
 
     from jaxseq.evaluation import evaluate_run, format_evaluation
+    from jaxseq.paths import check_output_file
 
     if args.episodes is not None and args.episodes < 1:
         raise ConfigError("episodes", f"must be a positive integer, got {args.episodes}")
+    if args.json:
+        check_output_file(args.json, "json")
     result = evaluate_run(args.run_dir, args.checkpoint, args.episodes, args.env)
     print(format_evaluation(result))
     if args.json:
@@ -170,17 +201,88 @@ def _render(args: argparse.Namespace) -> None:
     )
 
 
-def _join_processes(args: argparse.Namespace) -> None:
-    """``jax.distributed.initialize`` when asked (``--distributed``, or any explicit process flag)."""
-    explicit = (args.coordinator, args.num_processes, args.process_id)
-    if args.distributed or any(v is not None for v in explicit):
-        from jaxseq.distributed import initialize
+def _check_process_flags(args: argparse.Namespace) -> None:
+    """The multi-process flags before JAX sees them: explicit flags go together (unless
+    ``--distributed`` detects the rest), the address is HOST:PORT and the index lies in range."""
+    flags = {"--coordinator": args.coordinator, "--num-processes": args.num_processes, "--process-id": args.process_id}
+    missing = [name for name, value in flags.items() if value is None]
+    if not args.distributed and len(missing) < 3 and missing:
+        raise ConfigError(
+            "distributed",
+            f"--coordinator, --num-processes and --process-id go together (missing {', '.join(missing)}); "
+            "or pass --distributed under SLURM, Open MPI or on TPU, where they are detected",
+        )
+    if args.coordinator is not None:
+        host, colon, port = args.coordinator.rpartition(":")
+        if not (host and colon and port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigError("coordinator", f"expected HOST:PORT (port 1-65535), got {args.coordinator!r}")
+    if args.num_processes is not None and args.num_processes < 1:
+        raise ConfigError("num_processes", f"must be at least 1, got {args.num_processes}")
+    if args.process_id is not None:
+        top = f"{args.num_processes}" if args.num_processes is not None else "the number of processes"
+        if args.process_id < 0 or (args.num_processes is not None and args.process_id >= args.num_processes):
+            raise ConfigError("process_id", f"must lie in [0, {top}), got {args.process_id}")
+    if args.init_timeout < 1:
+        raise ConfigError("init_timeout", f"must be a positive number of seconds, got {args.init_timeout}")
 
-        initialize(*explicit)
+
+def _join_processes(args: argparse.Namespace) -> None:
+    """``jax.distributed.initialize`` when asked (``--distributed``, or the explicit process flags):
+    says what it waits for, gives up after ``--init-timeout`` seconds, and honours Ctrl-C (the wait
+    runs in a thread, since JAX's blocks signals)."""
+    explicit = (args.coordinator, args.num_processes, args.process_id)
+    if not (args.distributed or any(v is not None for v in explicit)):
+        return
+    _check_process_flags(args)
+    from jaxseq.distributed import initialize
+
+    where = f"the coordinator at {args.coordinator}" if args.coordinator else "the cluster's coordinator"
+    who = f"process {args.process_id} of {args.num_processes}" if args.process_id is not None else "a process"
+    print(f"jaxseq: joining as {who}: waiting up to {args.init_timeout} s for {where}", file=sys.stderr, flush=True)
+    outcome: list = []
+
+    def join():
+        try:
+            # JAX's own timeout ends the process (a fatal error, no exception): it is set past ours.
+            initialize(*explicit, timeout=args.init_timeout + 60)
+            outcome.append(None)
+        except Exception as err:  # JAX raises ValueError for flags it cannot complete
+            outcome.append(err)
+
+    worker = threading.Thread(target=join, daemon=True)
+    worker.start()
+    deadline = time.monotonic() + args.init_timeout
+    while worker.is_alive() and time.monotonic() < deadline:
+        worker.join(0.2)  # a short wait, so that Ctrl-C is seen
+    if not outcome:
+        raise ConfigError(
+            "distributed",
+            f"no answer from {where} within {args.init_timeout} s: is process 0 running and reachable? "
+            "(--init-timeout sets the wait)",
+        )
+    if outcome[0] is not None:
+        err = outcome[0]
+        message = f"could not join the multi-process run ({type(err).__name__}: {' '.join(str(err).split())[:300]})"
+        if args.coordinator is None or args.num_processes is None or args.process_id is None:
+            message += "; no cluster (SLURM, Open MPI, TPU) supplied the rest: give --coordinator, --num-processes "
+            message += "and --process-id"
+        raise ConfigError("distributed", message)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings as one line each (a checkpoint fallback is news, not a stack trace)."""
+    print(f"jaxseq: warning: {message}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the command; every failure a user can cause is one line on standard error and an exit status."""
     try:
         if args.command == "envs":
             from jaxseq.envs import list_envs
@@ -205,9 +307,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "render":
             _render(args)
         elif args.command == "report":
-            from jaxseq.report import format_report, report
+            from jaxseq.report import format_report, parse_score_ranges, report
 
-            print(format_report(report(args.run_dirs, args.out, args.labels, args.reps, args.marl_eval)))
+            ranges = parse_score_ranges(args.score_range)
+            result = report(args.run_dirs, args.out, args.labels, args.reps, args.marl_eval, score_ranges=ranges)
+            print(format_report(result))
         elif args.command == "train":
             from jaxseq.run import train_run
 
@@ -216,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.resume:
                 if args.preset != "default":
                     raise ConfigError("preset", "cannot be given with --resume (the run keeps its config)")
+                if args.out is not None:
+                    raise ConfigError("out", "cannot be given with --resume (the run continues in its own folder)")
                 train_run(
                     resume=args.resume,
                     overrides=overrides_from_args(args),
@@ -224,14 +330,22 @@ def main(argv: list[str] | None = None) -> int:
                     progress=not args.no_progress,
                 )
             else:
-                train_run(config_from_args(args), out=args.out, use_wandb=args.wandb, progress=not args.no_progress)
+                out = "runs" if args.out is None else args.out
+                train_run(config_from_args(args), out=out, use_wandb=args.wandb, progress=not args.no_progress)
     except ConfigError as err:
         print(f"jaxseq: error: {err}", file=sys.stderr)
         return 2
     except RunDiverged as err:
         print(f"jaxseq: error: {err}", file=sys.stderr)
         return 3
+    except OSError as err:  # a full disk, a folder made read-only under a run: what was written is kept
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        print(f"jaxseq: error: {err.strerror or err}{where}; what was written before is kept", file=sys.stderr)
+        return 4
+    except RunInterrupted as err:
+        print(f"jaxseq: {err}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print("jaxseq: interrupted; finished chunks are checkpointed (resume with --resume RUN_DIR)", file=sys.stderr)
+        print("jaxseq: interrupted before any chunk ran; nothing was written", file=sys.stderr)
         return 130
     return 0

@@ -1,17 +1,28 @@
 """Aggregate results the way the field reports them: ``python -m jaxseq report RUN_DIR... --out DIR``.
 
-Every seed of every run folder is one independent run. Its score on a task is its absolute metric
-(the best checkpoint re-evaluated on 10x the episodes, ``summary.json``) where the run has one,
-else its final greedy evaluation: the win rate on envs that have one, else the return. Scores
-are min-max normalised per task over every run given (the lowest score maps to 0, the highest to
-1) when the tasks differ, so that tasks of different scales can be aggregated; one task stays in
-its own units.
+Every seed of every run folder is one independent run; each run folder is one row (its algorithm,
+or its ``--labels`` label; rows of one label pool their seeds). A sweep's run folder (its
+``config.json`` has a ``sweep``) is one row per grid point, read from its ``points/NNN/`` folders
+and labelled ``"<algo> <values>"`` (``a2po actor_lr=0.001``, as ``write_marl_eval`` does); a point
+folder given on its own is labelled by its values too. A folder given twice (or a sweep folder
+together with one of its points) is refused.
 
-The aggregates come from ``rliable`` (Agarwal et al. 2021): IQM, median, mean and optimality gap
-with 95% stratified bootstrap intervals, the probability of improvement of every ordered pair of
-algorithms, performance profiles, and IQM sample-efficiency curves over the evaluation steps.
-``--marl-eval FILE`` writes the runs in marl-eval's JSON layout (Gorsane et al. 2022):
+A run's score on a task is its absolute metric (the best checkpoint re-evaluated on 10x the
+episodes, ``summary.json``) where the run has one, else its final greedy evaluation: the win rate
+on envs that have one, else the return. Tasks are put on one scale so that they can be aggregated:
+a task with a known range (``--score-range TASK=MIN,MAX``, else [0, 1] for a win rate) is
+normalised by it, ``(s - min) / (max - min)``; other tasks are min-max normalised over every run
+given (the lowest score maps to 0, the highest to 1) when the tasks differ, which is refused where
+a task's scores are all equal; one task without a known range stays in its own units.
+
+The aggregates come from ``rliable`` (Agarwal et al. 2021): IQM, median and mean with 95%
+stratified bootstrap intervals, and the optimality gap (threshold 1) where every task has a known
+range (elsewhere it means nothing and is left out); the probability of improvement of every
+ordered pair of algorithms, performance profiles, and IQM sample-efficiency curves over the
+evaluation steps. ``--marl-eval FILE`` writes the runs in marl-eval's JSON layout (Gorsane et al. 2022):
 ``{env: {task: {algo: {"seed_k": {"step_i": {"step_count", metrics...}, "absolute_metrics": {...}}}}}}``.
+The arguments are checked before anything is read: ``--out`` must not be a file, ``--reps`` must
+be positive, and ``--marl-eval``'s folder must exist (or be ``--out``).
 """
 
 from __future__ import annotations
@@ -19,14 +30,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
+import types
 from pathlib import Path
 
 import numpy as np
 
+from jaxseq import sweep
 from jaxseq.errors import ConfigError
 from jaxseq.plotting import read_jsonl
 
 AGGREGATES = ("IQM", "Median", "Mean", "Optimality gap")
+
+#: How a task's scores are scaled (:func:`task_scales`); the first two are known ranges.
+GIVEN_RANGE, WIN_RATE, MIN_MAX, OWN_UNITS = "score range", "win rate", "min-max over the runs given", "own units"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,19 +60,83 @@ class RunScores:
 
 
 def read_run(run_dir: Path | str, label: str | None = None) -> RunScores:
-    """The scores of one finished run folder (``label`` overrides its algorithm name)."""
+    """The scores of one finished run folder, labelled ``label`` or else :func:`default_label` (a
+    sweep's folder pools every grid point here: :func:`read_runs` reads its points instead)."""
     run_dir = Path(run_dir)
+    config = read_config(run_dir)
     try:
-        config = json.loads((run_dir / "config.json").read_text())
         summary = json.loads((run_dir / "summary.json").read_text())
         rows = read_jsonl(run_dir / "metrics.jsonl")
     except (OSError, ValueError) as err:
         raise ConfigError("report", f"{run_dir} is not a finished run folder ({err})") from None
     has_win = summary.get("final_test_win_rate_per_seed") is not None
-    scores = scores_from_rows(label or config["algo"], config["env"], has_win, rows, absolute_per_seed(summary))
+    label = label or default_label(run_dir, config)
+    scores = scores_from_rows(label, config["env"], has_win, rows, absolute_per_seed(summary))
     if scores is None:
         raise ConfigError("report", f"{run_dir} has no greedy evaluation (eval_every was 0?)")
     return scores
+
+
+def read_config(run_dir: Path) -> dict:
+    """A run folder's config.json (ConfigError where it has none)."""
+    try:
+        return json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError("report", f"{run_dir} is not a finished run folder ({err})") from None
+
+
+def sweep_grid(config: dict) -> list[dict[str, float]]:
+    """The grid points of a config.json's ``sweep`` ([{}] without one)."""
+    return sweep.grid(types.SimpleNamespace(sweep=sweep.normalize(config.get("sweep") or ())))
+
+
+def point_values(run_dir: Path, config: dict) -> dict[str, float] | None:
+    """A sweep's point folder (``SWEEP/points/NNN``, ``config``: its config.json): {field: value} of
+    the fields the sweep folder's config.json sweeps, as the point's config sets them; None for any
+    other run folder."""
+    parent = run_dir.resolve().parent
+    if parent.name != "points":
+        return None
+    try:
+        swept = sweep.normalize(json.loads((parent.parent / "config.json").read_text()).get("sweep") or ())
+    except (OSError, ValueError):
+        return None
+    return {name: float(config[name]) for name, _ in swept} or None
+
+
+def default_label(run_dir: Path, config: dict) -> str:
+    """A run folder's row label: its algorithm, followed by its grid values for a sweep's point folder."""
+    values = point_values(run_dir, config)
+    return config["algo"] if values is None else f"{config['algo']} {sweep.label(values)}"
+
+
+def expand(run_dirs: list[str], labels: list[str] | None) -> list[tuple[Path, str | None]]:
+    """(folder, label or None for :func:`default_label`) of every row to read: a sweep folder becomes
+    its grid points' folders (``points/NNN``; with a label, ``"<label> <values>"``). A folder met
+    twice (given twice, or a sweep folder and one of its points) is refused."""
+    rows, seen = [], {}
+    for i, given in enumerate(run_dirs):
+        run_dir, label = Path(given), labels[i] if labels else None
+        config = read_config(run_dir)
+        if config.get("sweep"):
+            points = enumerate(sweep_grid(config))
+            members = [(run_dir / "points" / f"{g:03d}", label and f"{label} {sweep.label(p)}") for g, p in points]
+        else:
+            members = [(run_dir, label)]
+        for folder, member_label in members:
+            key = folder.resolve()
+            if key in seen:
+                raise ConfigError(
+                    "report", f"{folder} is given twice ({seen[key]} and {given}); each run folder counts once"
+                )
+            seen[key] = given
+            rows.append((folder, member_label))
+    return rows
+
+
+def read_runs(run_dirs: list[str], labels: list[str] | None = None) -> list[RunScores]:
+    """Every row of the run folders (:func:`expand`), read."""
+    return [read_run(folder, label) for folder, label in expand(run_dirs, labels)]
 
 
 def absolute_per_seed(summary: dict) -> dict:
@@ -80,9 +161,54 @@ def scores_from_rows(algo: str, env: str, has_win: bool, rows: list[dict], absol
     return RunScores(algo, env, metric, scores, np.array([r["env_steps"] for r in evaluated]), curve, absolute)
 
 
-def score_matrices(runs: list[RunScores]) -> tuple[dict[str, np.ndarray], list[str]]:
-    """{algo: [runs, tasks]} of normalised scores, and the task order. Runs of one algorithm and
-    task are pooled (their seeds stack); every algorithm needs the same number of runs on every task."""
+def task_scales(runs: list[RunScores], score_ranges: dict | None = None) -> dict[str, dict]:
+    """{task: {"by": how, "range": [min, max] or None}}: how each task's scores are put on one scale
+    (see the module docstring; ``score_ranges``: {task: (min, max)} the user knows). Refuses a range
+    for a task no run is on, and min-max normalisation over scores that are all equal."""
+    score_ranges = score_ranges or {}
+    tasks = sorted({r.env for r in runs})
+    unknown = sorted(set(score_ranges) - set(tasks))
+    if unknown:
+        raise ConfigError("score_range", f"no run is on task {', '.join(unknown)} (the tasks: {', '.join(tasks)})")
+    scales = {}
+    for t in tasks:
+        task_runs = [r for r in runs if r.env == t]
+        if t in score_ranges:
+            scales[t] = {"by": GIVEN_RANGE, "range": [float(v) for v in score_ranges[t]]}
+        elif all(r.metric == "test_win_rate" for r in task_runs):
+            scales[t] = {"by": WIN_RATE, "range": [0.0, 1.0]}
+        elif len(tasks) > 1:
+            values = np.concatenate([r.scores for r in task_runs])
+            scales[t] = {"by": MIN_MAX, "range": [float(np.nanmin(values)), float(np.nanmax(values))]}
+        else:
+            scales[t] = {"by": OWN_UNITS, "range": None}
+    flat = [f"on task {t} every score is {s['range'][0]:g}" for t, s in scales.items() if _flat(s)]
+    if flat:
+        raise ConfigError(
+            "report",
+            f"{'; '.join(flat)}: min-max normalisation over the runs needs at least two different scores per "
+            "task; give more algorithms or seeds, or --score-range TASK=MIN,MAX",
+        )
+    return scales
+
+
+def _flat(scale: dict) -> bool:
+    """Whether a task to min-max normalise has no spread (every score equal, or none finite)."""
+    return scale["by"] == MIN_MAX and not scale["range"][1] > scale["range"][0]
+
+
+def known_ranges(scales: dict[str, dict]) -> bool:
+    """Whether every task's scores have a known range (so the optimality gap means something)."""
+    return all(s["by"] in (GIVEN_RANGE, WIN_RATE) for s in scales.values())
+
+
+def score_matrices(
+    runs: list[RunScores], scales: dict[str, dict] | None = None
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """{algo: [runs, tasks]} of scores on the scales of :func:`task_scales` (computed here when not
+    given), and the task order. Runs of one algorithm and task are pooled (their seeds stack);
+    every algorithm needs the same number of runs on every task."""
+    scales = task_scales(runs) if scales is None else scales
     tasks = sorted({r.env for r in runs})
     algos = sorted({r.algo for r in runs})
     pooled = {
@@ -93,12 +219,11 @@ def score_matrices(runs: list[RunScores]) -> tuple[dict[str, np.ndarray], list[s
     counts = {k: len(v) for k, v in pooled.items()}
     if min(counts.values()) == 0 or len(set(counts.values())) > 1:
         raise ConfigError("report", f"every algorithm needs the same number of seeds on every task; got {counts}")
-    if len(tasks) > 1:
-        for t in tasks:
-            values = np.concatenate([pooled[(a, t)] for a in algos])
-            low, high = np.nanmin(values), np.nanmax(values)
+    for t in tasks:
+        if scales[t]["range"] is not None:
+            low, high = scales[t]["range"]
             for a in algos:
-                pooled[(a, t)] = (pooled[(a, t)] - low) / (high - low if high > low else 1.0)
+                pooled[(a, t)] = (pooled[(a, t)] - low) / (high - low)
     return {a: np.stack([pooled[(a, t)] for t in tasks], axis=1) for a in algos}, tasks
 
 
@@ -115,30 +240,29 @@ def seeded_numpy(seed: int):
         np.random.set_state(saved)
 
 
-def _aggregate(x: np.ndarray) -> np.ndarray:
+def aggregates(
+    matrices: dict[str, np.ndarray], reps: int = 2000, seed: int = 0, names: tuple[str, ...] = AGGREGATES
+) -> dict:
+    """{algo: {aggregate: (point, low, high)}} of the :data:`AGGREGATES` ``names`` (the optimality
+    gap at threshold 1) with 95% stratified bootstrap intervals (rliable; the resamples drawn from
+    ``seed``, so a report is reproducible)."""
+    from rliable import library as rly
     from rliable import metrics
 
-    return np.array(
-        [
-            metrics.aggregate_iqm(x),
-            metrics.aggregate_median(x),
-            metrics.aggregate_mean(x),
-            metrics.aggregate_optimality_gap(x),
-        ]
+    funcs = dict(
+        zip(
+            AGGREGATES,
+            (metrics.aggregate_iqm, metrics.aggregate_median, metrics.aggregate_mean, metrics.aggregate_optimality_gap),
+        )
     )
-
-
-def aggregates(matrices: dict[str, np.ndarray], reps: int = 2000, seed: int = 0) -> dict:
-    """{algo: {aggregate: (point, low, high)}} with 95% stratified bootstrap intervals (rliable;
-    the resamples drawn from ``seed``, so a report is reproducible)."""
-    from rliable import library as rly
-
     with seeded_numpy(seed):
-        points, intervals = rly.get_interval_estimates(matrices, _aggregate, reps=reps)
+        points, intervals = rly.get_interval_estimates(
+            matrices, lambda x: np.array([funcs[name](x) for name in names]), reps=reps
+        )
     return {
         a: {
             name: (float(points[a][i]), float(intervals[a][0, i]), float(intervals[a][1, i]))
-            for i, name in enumerate(AGGREGATES)
+            for i, name in enumerate(names)
         }
         for a in matrices
     }
@@ -221,6 +345,42 @@ def _plots(runs: list[RunScores], matrices: dict, out: Path, reps: int) -> None:
     plt.close(fig)
 
 
+def parse_score_ranges(texts: list[str] | None) -> dict[str, tuple[float, float]]:
+    """The CLI's ``--score-range TASK=MIN,MAX`` (repeatable) -> {task: (min, max)}; the task is
+    everything before the last ``=`` (task ids may hold one: ``mpe:spread?n=5=-60,-20``)."""
+    ranges = {}
+    for text in texts or []:
+        task, _, values = text.rpartition("=")
+        try:
+            low, high = (float(v) for v in values.split(","))
+        except ValueError:
+            raise ConfigError("score_range", f"expected TASK=MIN,MAX, got {text!r}") from None
+        if not task or task in ranges:
+            raise ConfigError("score_range", f"expected TASK=MIN,MAX once per task, got {text!r}")
+        ranges[task] = (low, high)
+    return ranges
+
+
+def check_arguments(run_dirs: list[str], out: Path, labels, reps, marl_eval, score_ranges: dict | None) -> None:
+    """Refuse bad arguments of :func:`report` before anything is read or written."""
+    if labels is not None and len(labels) != len(run_dirs):
+        raise ConfigError("labels", f"give one label per run folder ({len(run_dirs)}), got {len(labels)}")
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError("out", f"{existing} is a file, not a folder for the report")
+    if not isinstance(reps, (int, np.integer)) or reps < 1:
+        raise ConfigError("reps", f"must be a positive integer, got {reps!r}")
+    if marl_eval is not None:
+        marl_eval = Path(marl_eval)
+        if marl_eval.is_dir():
+            raise ConfigError("marl_eval", f"{marl_eval} is a folder; give the JSON file to write")
+        if not marl_eval.parent.is_dir() and marl_eval.parent.resolve() != out.resolve():
+            raise ConfigError("marl_eval", f"the folder {marl_eval.parent} does not exist (a typo?)")
+    for task, (low, high) in (score_ranges or {}).items():
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ConfigError("score_range", f"{task}: needs finite MIN < MAX, got {low:g},{high:g}")
+
+
 def report(
     run_dirs: list[str],
     out: Path | str,
@@ -228,21 +388,25 @@ def report(
     reps: int = 2000,
     marl_eval: Path | str | None = None,
     seed: int = 0,
+    score_ranges: dict[str, tuple[float, float]] | None = None,
 ) -> dict:
     """Aggregate the run folders into ``out`` (``report.md``, ``report.json``, the plots); returns
-    report.json. The bootstrap resamples are drawn from ``seed``: the same folders give the same report."""
-    if labels is not None and len(labels) != len(run_dirs):
-        raise ConfigError("labels", f"give one label per run folder ({len(run_dirs)}), got {len(labels)}")
-    runs = [read_run(d, labels[i] if labels else None) for i, d in enumerate(run_dirs)]
-    matrices, tasks = score_matrices(runs)
+    report.json. ``score_ranges``: {task: (min, max)} of known score ranges (normalise by them and
+    report the optimality gap). The bootstrap resamples are drawn from ``seed``: the same folders
+    give the same report."""
     out = Path(out)
+    check_arguments(run_dirs, out, labels, reps, marl_eval, score_ranges)
+    runs = read_runs(run_dirs, labels)
+    scales = task_scales(runs, score_ranges)
+    matrices, tasks = score_matrices(runs, scales)
     out.mkdir(parents=True, exist_ok=True)
     result = {
         "tasks": tasks,
-        "normalised": len(tasks) > 1,
+        "normalised": any(s["by"] != OWN_UNITS for s in scales.values()),
+        "scales": scales,
         "metric": sorted({r.metric for r in runs}),
         "seeds_per_task": {a: int(m.shape[0]) for a, m in matrices.items()},
-        "aggregates": aggregates(matrices, reps, seed),
+        "aggregates": aggregates(matrices, reps, seed, aggregate_names(scales)),
         "probability_of_improvement": {
             f"{x} > {y}": v for (x, y), v in probabilities_of_improvement(matrices, reps, seed).items()
         },
@@ -256,19 +420,44 @@ def report(
     return result
 
 
+def aggregate_names(scales: dict[str, dict]) -> tuple[str, ...]:
+    """The aggregates to report: the optimality gap only where every task has a known range."""
+    return AGGREGATES if known_ranges(scales) else AGGREGATES[:3]
+
+
+def scale_text(task: str, scale: dict) -> str:
+    """How one task's scores were scaled, in words."""
+    low, high = scale["range"] or (None, None)
+    return {
+        GIVEN_RANGE: "{task} normalised by its score range [{low:g}, {high:g}]",
+        WIN_RATE: "{task} win rate in [0, 1]",
+        MIN_MAX: "{task} min-max normalised over the runs given [{low:g}, {high:g}]",
+        OWN_UNITS: "{task} in its own units",
+    }[scale["by"]].format(task=task, low=low, high=high)
+
+
 def format_report(result: dict) -> str:
-    scale = "min-max normalised per task" if result["normalised"] else "in the task's own units"
+    """report.md: the aggregates table (and why the optimality gap is absent), then the
+    probabilities of improvement."""
+    names = aggregate_names(result["scales"])
+    scales = "; ".join(scale_text(t, s) for t, s in result["scales"].items())
     lines = [
-        f"# Aggregate scores ({', '.join(result['metric'])}; {scale}; tasks: {', '.join(result['tasks'])})",
+        f"# Aggregate scores ({', '.join(result['metric'])}; {scales})",
         "",
         "95% stratified bootstrap intervals (rliable).",
         "",
-        "| algo | seeds per task | " + " | ".join(AGGREGATES) + " |",
-        "|---|---|" + "---|" * len(AGGREGATES),
+        "| algo | seeds per task | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
     ]
     for algo, aggs in result["aggregates"].items():
-        cells = [f"{p:.3f} [{lo:.3f}, {hi:.3f}]" for p, lo, hi in (aggs[name] for name in AGGREGATES)]
+        cells = [f"{p:.3f} [{lo:.3f}, {hi:.3f}]" for p, lo, hi in (aggs[name] for name in names)]
         lines.append(f"| {algo} | {result['seeds_per_task'][algo]} | " + " | ".join(cells) + " |")
+    if names != AGGREGATES:
+        lines += [
+            "",
+            "No optimality gap: it needs scores of a known range (win rates, or --score-range TASK=MIN,MAX "
+            "for every task), and these have none.",
+        ]
     if result["probability_of_improvement"]:
         lines += ["", "| probability of improvement | P | 95% interval |", "|---|---|---|"]
         lines += [

@@ -34,11 +34,19 @@ ENV_AXIS = "envs"
 ENV_FIELDS = ("env_state", "obs", "start", "actor_carry", "critic_carry")
 
 
-def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None):
-    """Join a multi-process run before anything touches a device. Without arguments JAX reads the
-    cluster from the environment (SLURM, Open MPI, TPU). CPU processes talk through gloo."""
+def initialize(
+    coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None, timeout: int = 300
+):
+    """Join a multi-process run before anything touches a device, waiting at most ``timeout``
+    seconds for every process. Without arguments JAX reads the cluster from the environment (SLURM,
+    Open MPI, TPU). CPU processes talk through gloo."""
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+    jax.distributed.initialize(
+        coordinator_address=coordinator,
+        num_processes=num_processes,
+        process_id=process_id,
+        initialization_timeout=timeout,
+    )
 
 
 def is_main_process() -> bool:
@@ -151,9 +159,10 @@ def program_bytes(compiled) -> int:
     return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
 
 
-def check_memory(needed: int, members_per_device: int, limit: int, field: str) -> str:
+def check_memory(needed: int, members_per_device: int, limit: int, field: str, sizes: str = "") -> str:
     """A line on the program's memory per member; ConfigError naming ``field`` (``num_seeds`` or
-    ``sweep``) with how many members would fit when ``needed`` bytes exceed ``limit``."""
+    ``sweep``) with how many members would fit when ``needed`` bytes exceed ``limit``, or, when not
+    even one fits, what to lower (``sizes``: the run's sizes with their values)."""
     per_member = needed / members_per_device
     mib = 2.0**20
     line = (
@@ -166,7 +175,7 @@ def check_memory(needed: int, members_per_device: int, limit: int, field: str) -
         advice = (
             f"about {fit} members per device would fit (members = grid points x seeds)"
             if fit
-            else "not even one member fits: lower num_envs, rollout_length or updates_per_chunk"
+            else f"not even one member fits: lower {sizes or 'num_envs, rollout_length or updates_per_chunk'}"
         )
         raise ConfigError(
             field,

@@ -1,5 +1,7 @@
 """The errors a user sees: a bad configuration (before anything compiles), and a run that stopped."""
 
+from pathlib import Path
+
 
 class ConfigError(ValueError):
     """A bad configuration value. The message names the field and what is allowed."""
@@ -25,3 +27,19 @@ class RunDiverged(RuntimeError):
             else "no chunk had finished, so nothing was checkpointed"
         )
         super().__init__(f"chunk {chunk} diverged (non-finite {members}); it was discarded, and {kept}")
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run whose folder exists; says what the folder holds (``chunk``: its newest
+    checkpoint, None without one)."""
+
+    def __init__(self, run_dir: Path, chunk: int | None):
+        self.run_dir, self.chunk = run_dir, chunk
+        if chunk is None:
+            text = (
+                f"interrupted before the first chunk finished; {run_dir} holds no checkpoint "
+                f"(train it again with --resume {run_dir} --start-over)"
+            )
+        else:
+            text = f"interrupted; {run_dir} is checkpointed after chunk {chunk} (continue with --resume {run_dir})"
+        super().__init__(text)

@@ -16,10 +16,10 @@ import jax
 import numpy as np
 from scipy import stats
 
-from jaxseq import checkpoint
+from jaxseq import checkpoint, sweep
 from jaxseq.envs import parse_env_id
 from jaxseq.errors import ConfigError
-from jaxseq.run import load_config
+from jaxseq.run import reading_config
 
 
 def _restore(run_dir: Path, which: str, abstract) -> tuple[int, object]:
@@ -52,11 +52,12 @@ def _interval(values: np.ndarray) -> tuple[float | None, float | None]:
 
 def load_policy(run_dir: Path | str, which: str = "best") -> tuple[object, int, object]:
     """(trainer, chunk, state) of checkpoint ``which`` ("best", "last" or a chunk number) of the run
-    in ``run_dir``: the trainer of the run's own config and its [M]-stacked state. ConfigError
-    when the folder is not a run folder or has no such checkpoint."""
+    in ``run_dir``: the trainer of the run's own config (on this machine's devices,
+    :func:`jaxseq.run.reading_config`) and its [M]-stacked state. ConfigError when the folder is
+    not a run folder or has no such checkpoint."""
     from jaxseq.train import make_train
 
-    config = load_config(Path(run_dir))
+    config = reading_config(Path(run_dir))
     trainer = make_train(config)
     chunk, state = _restore(Path(run_dir), which, trainer.abstract_state(jax.random.PRNGKey(config.seed)))
     return trainer, chunk, state
@@ -94,13 +95,22 @@ def on_env(trainer, env_id: str):
     return other
 
 
+def _statistics(per_member: np.ndarray, episodes: np.ndarray) -> dict:
+    """Mean over the members [S], its 95% interval over their episodes [S, E], and the per-member means."""
+    low, high = _interval(np.asarray(episodes, np.float64).ravel())
+    per_member = np.asarray(per_member, np.float64)
+    return {"mean": float(np.nanmean(per_member)), "ci95": [low, high], "per_seed": per_member.tolist()}
+
+
 def evaluate_run(run_dir: Path | str, which: str = "best", episodes: int | None = None, env: str | None = None) -> dict:
     """Greedy evaluation of checkpoint ``which`` ("best", "last" or a chunk number) of the run in
     ``run_dir`` on ``episodes`` episodes per seed (default: the run's ``eval_episodes``), on the
     run's env or on ``env`` (:func:`on_env`).
 
     Returns the chunk, episodes, per-seed means, the mean over seeds and its 95% interval, for the
-    return and (where the env has one) the win rate."""
+    return and (where the env has one) the win rate. A sweep's grid points are never pooled: its
+    result has instead ``points``, one entry per grid point (``label``, ``values`` and the same
+    statistics over that point's seeds)."""
     run_dir = Path(run_dir)
     trainer, chunk, state = load_policy(run_dir, which)
     config = trainer.config
@@ -120,11 +130,27 @@ def evaluate_run(run_dir: Path | str, which: str = "best", episodes: int | None 
         "episodes_per_seed": episodes,
         "seeds": config.num_seeds,
     }
-    for name, (mean_key, episode_key) in metrics.items():
-        per_seed = np.asarray(ev[mean_key], np.float64)
-        low, high = _interval(np.asarray(ev[episode_key], np.float64).ravel())
-        out[name] = {"mean": float(np.nanmean(per_seed)), "ci95": [low, high], "per_seed": per_seed.tolist()}
+    points = sweep.grid(config)
+
+    def group(g: int) -> dict:
+        rows = slice(g * config.num_seeds, (g + 1) * config.num_seeds)
+        return {name: _statistics(ev[mean][rows], ev[eps][rows]) for name, (mean, eps) in metrics.items()}
+
+    if not config.sweep:
+        return {**out, **group(0)}
+    out["points"] = [{"label": sweep.label(p), "values": p, **group(g)} for g, p in enumerate(points)]
     return out
+
+
+def _metric_lines(result: dict, indent: str = "") -> list[str]:
+    lines = []
+    for name in ("return", "win_rate"):
+        if name in result:
+            r = result[name]
+            low, high = r["ci95"]
+            seeds = ", ".join(f"{v:.4g}" for v in r["per_seed"])
+            lines.append(f"{indent}{name:9s} {r['mean']:.4g}  95% CI [{low:.4g}, {high:.4g}]  per seed: {seeds}")
+    return lines
 
 
 def format_evaluation(result: dict) -> str:
@@ -132,11 +158,10 @@ def format_evaluation(result: dict) -> str:
     lines = [
         f"{result['algo']} on {result['env']}{trained}: checkpoint {result['checkpoint']} (chunk {result['chunk']}), "
         f"{result['episodes_per_seed']} greedy episodes x {result['seeds']} seeds"
+        + (f" x {len(result['points'])} grid points" if "points" in result else "")
     ]
-    for name in ("return", "win_rate"):
-        if name in result:
-            r = result[name]
-            low, high = r["ci95"]
-            seeds = ", ".join(f"{v:.4g}" for v in r["per_seed"])
-            lines.append(f"{name:9s} {r['mean']:.4g}  95% CI [{low:.4g}, {high:.4g}]  per seed: {seeds}")
+    if "points" not in result:
+        return "\n".join(lines + _metric_lines(result))
+    for point in result["points"]:
+        lines += [f"{point['label']}:"] + _metric_lines(point, "  ")
     return "\n".join(lines)

@@ -33,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxseq.errors import ConfigError
-from jaxseq.run import load_config
+from jaxseq.paths import check_output_file
+from jaxseq.run import reading_config
 
 #: Why a family has no renderer.
 NOT_RENDERED = {
@@ -220,7 +221,8 @@ def render_run(run_dir: Path | str, out: Path | str, which: str = "best", seed_i
     matplotlib.use("Agg")
     from jaxseq.evaluation import load_policy
 
-    config = load_config(Path(run_dir))
+    config = reading_config(Path(run_dir))
+    check_output_file(out, "out")
     family = config.env.partition(":")[0]
     if family not in RENDERERS:
         reason = NOT_RENDERED.get(family, "it has no renderer")

@@ -25,8 +25,9 @@ import jax
 
 from jaxseq import checkpoint, distributed, sweep
 from jaxseq.config import Config
-from jaxseq.errors import ConfigError, RunDiverged
+from jaxseq.errors import ConfigError, RunDiverged, RunInterrupted
 from jaxseq.metrics import finite_or_none, metrics_line, nanmean_or_none, non_finite, summarize
+from jaxseq.paths import check_output_folder
 from jaxseq.plotting import plot_runs, read_jsonl
 from jaxseq.sweep_folder import PointStreams, format_table, write_table
 
@@ -47,15 +48,23 @@ def _new_run_dir(out: Path, config: Config) -> Path:
     return path
 
 
-def load_config(run_dir: Path) -> Config:
-    """The config of the run folder ``run_dir``; ConfigError("resume", ...) if it has none or it is damaged."""
+def load_config(run_dir: Path, field: str = "resume") -> Config:
+    """The config of the run folder ``run_dir``; ConfigError naming ``field`` (the option that gave
+    the folder) if it has none or it is damaged."""
     path = Path(run_dir) / "config.json"
     if not path.is_file():
-        raise ConfigError("resume", f"{run_dir} is not a run folder (no config.json)")
+        raise ConfigError(field, f"{run_dir} is not a run folder (no config.json)")
     try:
         return Config(**json.loads(path.read_text()))
     except (ValueError, TypeError) as err:
-        raise ConfigError("resume", f"{path} is not a readable jaxseq config ({err})") from None
+        raise ConfigError(field, f"{path} is not a readable jaxseq config ({err})") from None
+
+
+def reading_config(run_dir: Path) -> Config:
+    """The config to read a saved run with (``eval``, ``render``): the run's own, on the devices of
+    this machine rather than those the run was trained on (``devices`` 0: all that divide the
+    members), since a checkpoint restores onto any layout."""
+    return load_config(run_dir, "run_dir").replace(devices=0, shard="members")
 
 
 #: Fields a resumed run may change: its length, its evaluation and checkpoint cadence, the
@@ -207,6 +216,7 @@ def _open_run(config, out, resume, overrides, start_over):
 
     main = distributed.is_main_process()
     if resume is None:
+        check_output_folder(out, "out")
         trainer = make_train(config)
         program = _compile(trainer)
         run_dir = str(_new_run_dir(Path(out), config)) if main else ""
@@ -249,7 +259,13 @@ def _compile(trainer):
     devices = 1 if trainer.mesh is None else trainer.mesh.size
     per_device = config.num_members // devices if config.shard == "members" else config.num_members
     field = "sweep" if config.sweep else "num_seeds"
-    line = distributed.check_memory(distributed.program_bytes(compiled), per_device, distributed.device_memory(), field)
+    sizes = (
+        f"the env's agent count ({trainer.env.spec.num_agents}), num_envs ({config.num_envs}), "
+        f"rollout_length ({config.rollout_length}), updates_per_chunk ({config.updates_per_chunk}) "
+        f"or hidden_size ({config.hidden_size})"
+    )
+    needed = distributed.program_bytes(compiled)
+    line = distributed.check_memory(needed, per_device, distributed.device_memory(), field, sizes)
     if distributed.is_main_process():
         print(line, flush=True)
     return compiled
@@ -269,14 +285,24 @@ def train_run(
     ``overrides``); returns the run folder.
 
     Every finished chunk is kept: checkpoints every ``checkpoint_every`` chunks and at any exit
-    (Ctrl-C, an error), the best evaluated state in ``checkpoints/best``. A chunk whose losses or
-    parameters are not finite in any member stops the run with :class:`~jaxseq.errors.RunDiverged`;
+    (Ctrl-C, an error), the best evaluated state as ``checkpoints/best.json`` names it. A chunk whose
+    losses or train state are not finite in any member stops the run with :class:`~jaxseq.errors.RunDiverged`;
     its state is discarded, so the checkpoints hold the last finite one. A sweep also writes one
     stream per grid point and the sweep table (:mod:`jaxseq.sweep_folder`). In a multi-process run
     every process calls this; process 0 writes the folder.
     ``max_chunks`` stops after that many chunks in total (used by tests to simulate an interruption).
+    Ctrl-C once the run folder exists raises :class:`~jaxseq.errors.RunInterrupted` (a
+    KeyboardInterrupt naming the folder and its newest checkpoint).
     """
     run_dir, config, trainer, program = _open_run(config, out, resume, overrides, start_over)
+    try:
+        return _train(trainer, program, run_dir, config, use_wandb, progress, max_chunks)
+    except KeyboardInterrupt:
+        raise RunInterrupted(run_dir, checkpoint.latest_chunk(run_dir)) from None
+
+
+def _train(trainer, program, run_dir: Path, config: Config, use_wandb: bool, progress: bool, max_chunks) -> Path:
+    """The loop of :func:`train_run` in an opened run folder."""
     start_chunk, state = _initial_state(trainer, run_dir, jax.random.PRNGKey(config.seed))
     log = _RunLog(trainer, run_dir, start_chunk, use_wandb, progress)
     end_chunk = config.num_chunks if max_chunks is None else min(config.num_chunks, max_chunks)
@@ -301,11 +327,13 @@ def train_run(
     finally:
         # On normal exit, Ctrl-C or an error: keep every finished chunk.
         log.close()
-        if done_chunk > (checkpoint.latest_chunk(run_dir) or 0):
-            checkpoint.save(run_dir, done_chunk, state)
-        trainer.env.close()
-        if distributed.is_main_process():
-            _write_summary(config, run_dir, absolute, log.points, has_win)
+        try:
+            if done_chunk > (checkpoint.latest_chunk(run_dir) or 0):
+                checkpoint.save(run_dir, done_chunk, state)
+        finally:  # a failed save (a full disk) still closes the env and summarises what was written
+            trainer.env.close()
+            if distributed.is_main_process():
+                _write_summary(config, run_dir, absolute, log.points, has_win)
     return run_dir
 
 

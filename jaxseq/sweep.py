@@ -66,10 +66,13 @@ def parse_arg(text: str) -> tuple[str, tuple[float, ...]]:
 
 
 def check(config) -> None:
-    """Refuse a sweep over a field outside :data:`SWEEPABLE`, a repeated field, an empty value
-    list, or a sign switch that differs between grid points (before anything compiles)."""
+    """Refuse a sweep over a field that does not exist or is outside :data:`SWEEPABLE`, a repeated
+    field or value, an empty value list, or a sign switch that differs between grid points (before
+    anything compiles)."""
     seen = set()
     for name, values in config.sweep:
+        if name not in config.__dataclass_fields__:
+            raise ConfigError(name, f"no such config field; a sweep may vary {', '.join(SWEEPABLE)}")
         if name not in SWEEPABLE:
             raise ConfigError(
                 name,
@@ -83,6 +86,9 @@ def check(config) -> None:
             raise ConfigError(name, "a swept field needs at least one value")
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             raise ConfigError(name, f"sweep values must be numbers, got {list(values)}")
+        repeated = sorted({v for v in values if list(values).count(v) > 1})
+        if repeated:
+            raise ConfigError(name, f"the sweep value {repeated[0]:g} is given twice (each grid point runs once)")
         if name in SIGN_SWITCHES and len({v > 0 for v in values}) > 1:
             raise ConfigError(name, f"values <= 0 switch the code off; sweep only positive or only <= 0, got {values}")
 

@@ -1,14 +1,19 @@
 """No finished work lost: a diverging run stops on its last finite state, resume says what it does,
 damaged checkpoints fall back, Ctrl-C never races a save, bad values and paths fail early."""
 
+import errno
 import json
 import math
 import os
+import re
 import signal
+import subprocess
+import sys
 import warnings
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from jaxseq import checkpoint
@@ -173,7 +178,7 @@ def test_path_and_late_config_errors_leave_no_folder(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     assert main(["train", "--out", str(blocker), "--no-progress"]) == 2
-    assert "jaxseq: error: out: cannot create a run folder" in capsys.readouterr().err
+    assert f"jaxseq: error: out: {blocker} is a file, not a folder" in capsys.readouterr().err
     out = tmp_path / "runs"
     assert main(["train", "--out", str(out), "--env", "mpe:reference?actions=continuous"]) == 2
     assert main(["train", "--out", str(out), "--set", "agent_blocks=5"]) == 2
@@ -186,3 +191,113 @@ def test_path_and_late_config_errors_leave_no_folder(tmp_path, capsys):
     (broken / "config.json").write_text(json.dumps({"no_such_field": 1}))
     assert main(["train", "--resume", str(broken)]) == 2
     assert "is not a readable jaxseq config" in capsys.readouterr().err
+
+
+def _cli_args(config):
+    """``jaxseq train`` arguments that build ``config`` (every field that differs from the default)."""
+    defaults = Config()
+    argv = ["--no-progress"]
+    for name in config.__dataclass_fields__:
+        value = getattr(config, name)
+        if value != getattr(defaults, name):
+            argv += ["--set", f"{name}={value}"]
+    return argv
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        ("--coordinator localhost:1234", "distributed: .* go together \\(missing --num-processes, --process-id\\)"),
+        ("--num-processes 2", "distributed: .* go together \\(missing --coordinator, --process-id\\)"),
+        ("--process-id 1", "distributed: .* go together \\(missing --coordinator, --num-processes\\)"),
+        ("--coordinator localhost:1234 --num-processes 2", "distributed: .* go together \\(missing --process-id\\)"),
+        ("--coordinator localhost:1234 --num-processes 2 --process-id 5", "process_id: must lie in \\[0, 2\\), got 5"),
+        ("--coordinator nonsense --num-processes 1 --process-id 0", "coordinator: expected HOST:PORT"),
+        ("--coordinator localhost:1234 --num-processes 0 --process-id 0", "num_processes: must be at least 1"),
+        ("--distributed --process-id -1", "process_id: must lie in \\[0, the number of processes\\)"),
+    ],
+)
+def test_bad_multi_process_flags_are_one_line_before_jax_starts(flags, words, capsys, monkeypatch):
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: pytest.fail("jax.distributed was started"))
+    assert main(["train", *flags.split(), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(f"jaxseq: error: {words}.*\n", err), err
+
+
+def test_a_process_without_its_coordinator_says_what_it_waits_for_times_out_and_honours_ctrl_c(tmp_path):
+    """Process 1 of 2 with no process 0: one line says what it waits for; --init-timeout ends the wait
+    with a one-line error, and Ctrl-C ends it at once. Without a cluster, --distributed says what is missing."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    base = [sys.executable, "-m", "jaxseq", "train", "--no-progress", "--out", str(tmp_path)]
+    wait = ["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "1"]
+    procs = {
+        "timeout": subprocess.Popen([*base, *wait, "--init-timeout", "2"], stderr=subprocess.PIPE, text=True, env=env),
+        "ctrl-c": subprocess.Popen([*base, *wait], stderr=subprocess.PIPE, text=True, env=env),
+        "no cluster": subprocess.Popen([*base, "--distributed"], stderr=subprocess.PIPE, text=True, env=env),
+    }
+    first = procs["ctrl-c"].stderr.readline()
+    assert first == "jaxseq: joining as process 1 of 2: waiting up to 300 s for the coordinator at 127.0.0.1:1\n"
+    procs["ctrl-c"].send_signal(signal.SIGINT)
+    out = {name: (p.wait(timeout=60), p.communicate()[1]) for name, p in procs.items()}
+    assert out["ctrl-c"] == (130, "jaxseq: interrupted before any chunk ran; nothing was written\n")
+    code, err = out["timeout"]
+    assert code == 2 and err.splitlines()[-1].startswith(
+        "jaxseq: error: distributed: no answer from the coordinator at 127.0.0.1:1 within 2 s"
+    ), err
+    code, err = out["no cluster"]
+    assert code == 2 and "no cluster (SLURM, Open MPI, TPU) supplied the rest" in err.splitlines()[-1], err
+    assert all(len(out[name][1].splitlines()) == 2 for name in ("timeout", "no cluster"))  # the wait, the error
+
+
+def test_ignored_train_flags_are_refused_and_paths_checked_before_compiling(tmp_path, capsys, monkeypatch):
+    import jaxseq.run as run_mod
+
+    monkeypatch.setattr(run_mod, "_compile", lambda trainer: pytest.fail("compiled before the check"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for argv, words in [
+        (["--out", str(blocker / "runs")], f"out: cannot create {blocker / 'runs'}: {blocker} is a file"),
+        (["--sweep", "actor_lr=1e-3,3e-3", "--set", "actor_lr=1e-4"], "actor_lr: is both swept (--sweep) and set"),
+        (["--sweep", "clip_eps=0.1,0.2", "--algo", "a2po", "--sweep", "nosuch=1"], "nosuch: no such config field"),
+        (["--resume", str(tmp_path), "--out", str(tmp_path)], "out: cannot be given with --resume"),
+    ]:
+        assert main(["train", *argv, "--no-progress"]) == 2
+        assert capsys.readouterr().err.startswith(f"jaxseq: error: {words}")
+
+
+def test_a_full_disk_and_interrupts_are_one_line_and_keep_what_was_written(tmp_path, capfd, monkeypatch):
+    """The checkpoint after chunk 2 meets a full disk (orbax's writer patched): exit 4, one line,
+    chunk 1's checkpoint and both metrics lines kept. Ctrl-C says what the folder holds."""
+    import jaxseq.run as run_mod
+
+    argv = ["train", "--out", str(tmp_path / "runs"), *_cli_args(tiny(**FOUR_CHUNKS))]
+    save, calls = ocp.StandardCheckpointer.save, []
+
+    def full_after_one(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise ValueError("tensorstore write failed") from OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.StandardCheckpointer, "save", full_after_one)
+    assert main(argv) == 4
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("jaxseq: error: cannot write the checkpoint "), err
+    assert "No space left on device; what was written before is kept" in err
+    monkeypatch.setattr(ocp.StandardCheckpointer, "save", save)
+    assert checkpoint.latest_chunk(run_dir) == 1 and [r["chunk"] for r in _rows(run_dir)] == [1, 2]
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_mod, "_run_chunk", interrupted)
+    assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 130
+    assert capfd.readouterr().err == (
+        f"jaxseq: interrupted; {run_dir} is checkpointed after chunk 1 (continue with --resume {run_dir})\n"
+    )
+    assert main(argv) == 130
+    new_dir = next(d for d in (tmp_path / "runs").iterdir() if d != run_dir)
+    assert (
+        f"jaxseq: interrupted before the first chunk finished; {new_dir} holds no checkpoint" in capfd.readouterr().err
+    )

@@ -132,6 +132,8 @@ def test_fields_that_change_shapes_or_code_are_refused_with_the_allowed_ones(fie
         ({"gamma": (0.99, 1.5)}, "gamma"),
         ([("clip_eps", (0.1,)), ("clip_eps", (0.2,))], "clip_eps: appears twice in the sweep"),
         ("actor_lr", "sweep: expected pairs"),
+        ({"nosuch": (1.0,)}, "^nosuch: no such config field; a sweep may vary actor_lr, critic_lr"),
+        ({"actor_lr": (1e-3, 3e-3, 1e-3)}, "^actor_lr: the sweep value 0.001 is given twice"),
     ],
 )
 def test_bad_sweeps_are_refused_before_compiling(grid, match):
@@ -153,7 +155,10 @@ def test_the_memory_check_says_how_many_members_would_fit(tmp_path, monkeypatch)
     )
     # Through a run: the compiled chunk is measured before any folder is made or chunk runs.
     monkeypatch.setattr(distributed, "device_memory", lambda: 1024)
-    with pytest.raises(ConfigError, match=r"^num_seeds: the program needs .* not even one member fits: lower num_envs"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^num_seeds: the program needs .* not even one member fits: lower the env's agent count \(3\)",
+    ):
         train_run(tiny(), out=tmp_path, progress=False)
     assert not any(tmp_path.iterdir())
 

@@ -4,6 +4,7 @@ saved run, and the marl-eval file a run keeps."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -212,3 +213,40 @@ def test_mujoco_frames_through_egl(tmp_path):
             frames.append(np.asarray(gif.convert("RGB"), np.int16))
     assert len(frames) == 7 and frames[0].shape == (240, 320, 3)
     assert all(np.abs(a - b).max() > 0 for a, b in zip(frames, frames[1:]))
+
+
+def test_reading_a_run_needs_neither_its_devices_nor_an_intact_best(finished_run, tmp_path, capsys, monkeypatch):
+    """A run trained on 2 devices is evaluated and rendered on this one; a damaged best falls back to
+    the newest intact checkpoint with a one-line warning; output paths are checked before any work."""
+    copy = tmp_path / "copy"
+    shutil.copytree(finished_run, copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "devices": 2}))
+    best = copy / "checkpoints" / checkpoint.best(copy)["folder"]
+    for f in best.rglob("*"):
+        if f.is_file():
+            f.write_bytes(f.read_bytes()[:3])
+    assert main(["eval", str(copy), "--json", str(tmp_path / "eval.json")]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"jaxseq: warning: the best checkpoint {best} is unreadable")
+    assert captured.err.count("\n") == 1 and "checkpoint best (chunk 4)" in captured.out
+    assert json.loads((tmp_path / "eval.json").read_text())["chunk"] == 4
+    assert main(["render", str(copy), "--checkpoint", "last", "--out", str(tmp_path / "e.gif")]) == 0
+    assert (tmp_path / "e.gif").stat().st_size > 0
+
+    missing = tmp_path / "missing"
+    for command in ("eval", "render"):
+        assert main([command, str(missing)]) == 2
+        assert capsys.readouterr().err == f"jaxseq: error: run_dir: {missing} is not a run folder (no config.json)\n"
+    import jaxseq.evaluation
+
+    monkeypatch.setattr(jaxseq.evaluation, "evaluate_run", lambda *a: pytest.fail("evaluated before the check"))
+    monkeypatch.setattr(jaxseq.evaluation, "load_policy", lambda *a: pytest.fail("loaded before the check"))
+    for argv, field in [
+        (["eval", str(copy), "--json", str(missing / "r.json")], "json"),
+        (["render", str(copy), "--out", str(missing / "e.gif")], "out"),
+    ]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        words = f"{field}: the folder {missing} does not exist; create it first or give another path"
+        assert err == f"jaxseq: error: {words}\n"

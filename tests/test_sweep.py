@@ -10,6 +10,7 @@ import pytest
 from jaxseq import distributed, sweep
 from jaxseq.cli import build_parser, config_from_args
 from jaxseq.errors import ConfigError
+from jaxseq.evaluation import evaluate_run, format_evaluation
 from jaxseq.experiment import compare
 from jaxseq.run import train_run
 from jaxseq.train import make_train
@@ -99,6 +100,12 @@ def test_a_sweep_run_folder_has_a_stream_per_point_and_the_sorted_table(tmp_path
     report = json.loads((folder / "report" / "report.json").read_text())
     assert report["seeds_per_task"] == {"mappo actor_lr=0.0005": 2, "mappo actor_lr=0.003": 2}
     assert (folder / "report" / "performance_profile.png").is_file() and "| mappo actor_lr=0.003 | 2 |" in out
+    # jaxseq eval of the sweep: each grid point on its own seeds, never pooled.
+    result = evaluate_run(run, "last")
+    assert [p["label"] for p in result["points"]] == ["actor_lr=0.0005", "actor_lr=0.003"] and "return" not in result
+    for i, point in enumerate(result["points"]):
+        assert point["return"]["per_seed"] == pytest.approx(rows[-1]["test_return_per_seed"][2 * i : 2 * i + 2])
+    assert "2 seeds x 2 grid points\nactor_lr=0.0005:\n  return" in format_evaluation(result)
 
 
 def test_the_cli_reads_sweeps():

@@ -8,7 +8,7 @@ like Table 2: rows map and algorithm, columns sharing modes, cells the final gre
 in % (on MPE, which has no win, the final greedy test return) as median +/- std over seeds (the
 paper: 32 test episodes, 5 seeds, the median win rate of Yu et al. 2021; App. D); and end with the
 aggregate report over every run of the grid (`jaxseq.report`, each algorithm x sharing mode one
-entry, scores min-max normalised per map when there are several) in `<out>/fp3o-grid-*/report/`.
+entry, win rates on their own [0, 1] scale, so the optimality gap is reported) in `<out>/fp3o-grid-*/report/`.
 
     python experiments/fp3o_smax.py                                    # Table 2's SMAX maps, paper presets
     python experiments/fp3o_smax.py --quick --maps 3m mpe:spread --seeds 4   # CPU-sized grid

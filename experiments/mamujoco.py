@@ -2,8 +2,8 @@
 
 Reads top to bottom: pick the fast CPU preset or a paper preset (A2PO paper Tab. 8-9: for A2PO,
 ``--preset a2po-mamujoco-<task>``), build one config, train every algorithm on it with the same
-seeds, and write one plot, one results table and the aggregate report (IQM, median, mean, optimality
-gap with 95% intervals; `jaxseq.report`) into an experiment folder.
+seeds, and write one plot, one results table and the aggregate report (IQM, median and mean
+with 95% intervals; `jaxseq.report`) into an experiment folder.
 
     python experiments/mamujoco.py                                    # MAPPO vs A2PO, Hopper-3x1, 2 seeds, 1M steps
     python experiments/mamujoco.py --task HalfCheetah-6x1 --algos mappo happo a2po --steps 3000000

@@ -2,7 +2,7 @@
 
 Reads top to bottom: pick the paper's hyper-parameters (A2PO paper App. B.4, Tab. 10) or the fast
 CPU preset, build one config, train every algorithm on it with the same seeds, and write one plot,
-one results table and the aggregate report (IQM, median, mean, optimality gap with 95% intervals;
+one results table and the aggregate report (IQM, median, mean with 95% intervals;
 `jaxseq.report`) into an experiment folder.
 
     python experiments/mpe.py                                # MAPPO vs IPPO, mpe:spread, 4 seeds, 2M steps

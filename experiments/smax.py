@@ -3,7 +3,7 @@
 Reads top to bottom: pick the paper's SMAC hyper-parameters (A2PO paper App. B.4, Tab. 7, GRU
 policies) or the fast CPU preset, build one config, train every algorithm with the same seeds,
 and write one plot (return and win rate), one results table and the aggregate report (IQM,
-median, mean, optimality gap with 95% intervals; `jaxseq.report`) into an experiment folder.
+median, mean and optimality gap of the win rates with 95% intervals; `jaxseq.report`) into an experiment folder.
 
     python experiments/smax.py                                   # MAPPO vs IPPO on smax:3m, 2 seeds, 3M steps
     python experiments/smax.py --env smax:2s3z --preset a2po-smax --steps 10000000

@@ -138,7 +138,9 @@ def save_best(run_dir: Path, chunk: int, state: Any, metric: str, score: float) 
     root = _dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     with _sigint_deferred():
-        path = (root / _fresh_best_name(root, chunk)).absolute()
+        # Process 0 picks the name, so that every process writes its shards into the same folder.
+        name = distributed.broadcast_text(_fresh_best_name(root, chunk) if distributed.is_main_process() else "")
+        path = (root / name).absolute()
         _write(path, state)
         _replace_json(root / "best.json", {"chunk": chunk, "metric": metric, "score": score, "folder": path.name})
         if distributed.is_main_process():

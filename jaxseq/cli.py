@@ -42,9 +42,16 @@ _FLAGS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors in jaxseq's one-line form (exit status 2), not usage plus error."""
+
+    def error(self, message: str):
+        self.exit(2, f"jaxseq: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxseq", description="Sequential multi-agent policy optimisation in JAX")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="jaxseq", description="Sequential multi-agent policy optimisation in JAX")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train = sub.add_parser("train", help="train and write a run folder")
     train.add_argument("--preset", default="default", help=f"named preset: {sorted(PRESETS)}")
     train.add_argument("--env", help="env id, e.g. mpe:spread, mpe:spread?n=5, smax:3m")

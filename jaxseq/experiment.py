@@ -1,8 +1,8 @@
 """Side-by-side comparisons: several algorithms on one env, each a full run folder, then one plot
 and one table of the final returns (mean +/- std over seeds) in the experiment folder, and the
-aggregate report over the runs (:func:`jaxseq.report.report`: IQM, median, mean, optimality gap
-with 95% intervals) in its ``report/``; with a sweep, one line, one curve and one report entry per
-algorithm and grid point."""
+aggregate report over the runs (:func:`jaxseq.report.report`: IQM, median, mean with 95%
+intervals, and the optimality gap where the scores have a known range) in its ``report/``; with a
+sweep, one line, one curve and one report entry per algorithm and grid point."""
 
 from __future__ import annotations
 

@@ -2,9 +2,10 @@
 
 ``RUN_DIR/points/NNN/`` is a run folder of its own for grid point NNN: ``config.json`` (the base
 config with the point's values), ``metrics.jsonl`` (rows over the point's seeds; the ``*_per_seed``
-lists are its members) and ``summary.json``, so ``jaxseq report RUN_DIR/points/*`` reads them like
-any runs. ``RUN_DIR/sweep.json`` and ``sweep.md`` hold the sweep table: each point's final and best
-greedy test metric, the mean over seeds with a 95% Student-t interval, sorted best final first.
+lists are its members) and ``summary.json``, so ``jaxseq report RUN_DIR/points/*`` reads them as
+runs labelled by their values (as ``jaxseq report RUN_DIR`` does). ``RUN_DIR/sweep.json`` and
+``sweep.md`` hold the sweep table: each point's final and best greedy test metric, the mean over
+seeds with a 95% Student-t interval, sorted best final first.
 """
 
 from __future__ import annotations

@@ -263,6 +263,11 @@ def test_ignored_train_flags_are_refused_and_paths_checked_before_compiling(tmp_
     ]:
         assert main(["train", *argv, "--no-progress"]) == 2
         assert capsys.readouterr().err.startswith(f"jaxseq: error: {words}")
+    for argv in (["train", "--num-seeds", "x"], ["eval"], ["report", str(tmp_path)]):  # argparse's own errors
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.startswith("jaxseq: error: ") and err.count("\n") == 1, err
 
 
 def test_a_full_disk_and_interrupts_are_one_line_and_keep_what_was_written(tmp_path, capfd, monkeypatch):

@@ -83,11 +83,15 @@ def metrics_line(config: Config, has_win: bool, chunk: int, m: dict, evaluation:
 GUARDED = ("loss_actor", "loss_critic", "entropy", "approx_kl")
 
 
+#: Prefix of the chunk metrics that say a train-state field is finite (bool [M] each).
+FINITE = "finite_state."
+
+
 def non_finite(m: dict) -> dict[int, list[str]]:
     """member -> what is not finite in the chunk metrics ``m``: the guarded metrics, and the train
-    state's fields (``m["finite"]``: {field: bool [M]}) as ``state.<field>``."""
+    state's fields (``m["finite_state.<field>"]``: bool [M]) as ``state.<field>``."""
     bad = {}
-    finite = {name: np.asarray(ok) for name, ok in m["finite"].items()}
+    finite = {k[len(FINITE) :]: np.asarray(ok) for k, ok in m.items() if k.startswith(FINITE)}
     for member in range(len(next(iter(finite.values())))):
         names = [k for k in GUARDED if k in m and not np.all(np.isfinite(np.asarray(m[k])[member]))]
         names += [f"state.{name}" for name, ok in finite.items() if not ok[member]]

@@ -26,7 +26,7 @@ import jax
 from jaxseq import checkpoint, distributed, sweep
 from jaxseq.config import Config
 from jaxseq.errors import ConfigError, RunDiverged, RunInterrupted
-from jaxseq.metrics import finite_or_none, metrics_line, nanmean_or_none, non_finite, summarize
+from jaxseq.metrics import FINITE, finite_or_none, metrics_line, nanmean_or_none, non_finite, summarize
 from jaxseq.paths import check_output_folder
 from jaxseq.plotting import plot_runs, read_jsonl
 from jaxseq.sweep_folder import PointStreams, format_table, write_table
@@ -349,7 +349,8 @@ def _run_chunk(trainer, program, state, chunk: int, done_chunk: int) -> tuple[An
     bad = non_finite(m)
     if bad:
         raise RunDiverged(chunk, bad, done_chunk, {m: sweep.member_label(config, m) for m in bad})
-    m.pop("finite")
+    for name in [k for k in m if k.startswith(FINITE)]:
+        m.pop(name)
     # The training episodes the chunk ended, taken before the evaluation's episodes join them.
     train_episodes = trainer.env.take_episodes()
     evaluation = None

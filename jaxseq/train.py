@@ -29,6 +29,7 @@ from jaxseq.config import Config, validate_fields
 from jaxseq.engine import Engine
 from jaxseq.envs import make_env
 from jaxseq.errors import ConfigError
+from jaxseq.metrics import FINITE
 from jaxseq.types import Rollout, TrainState
 
 __all__ = ["Trainer", "TrainState", "Rollout", "make_train"]
@@ -194,7 +195,7 @@ class Trainer:
         # The finite-value guard, reduced in the program: one bool per field of the train state, so
         # that a checkpoint the guard lets through is finite in every float leaf (parameters,
         # optimiser moments, the value normaliser's statistics, density nets, env states).
-        out["finite"] = {name: _all_finite(getattr(ts, name)) for name in ts.__dataclass_fields__}
+        out.update({f"{FINITE}{name}": _all_finite(getattr(ts, name)) for name in ts.__dataclass_fields__})
         return ts, out
 
     def evaluate_one(self, ts: TrainState, episodes: int | None = None) -> dict:

@@ -53,6 +53,7 @@ class Config:
     agent_blocks: int = (
         0  #: sequential schemes: blocks of agents updated as one unit (0: one agent per block; A2PO paper App. B.3)
     )
+    critic_fit: str = "once"  #: sequential schemes: fit the critic "once" per update after every unit, or "per-unit": after each unit on its value targets, so the next unit's advantages use the refit critic (A2PO Alg. 1-2 line 12, OPSPO Alg. 1 line 11)
     loop_order: str = "agents-outer"  #: sequential schemes: "agents-outer" (each block all its epochs; A2PO Alg. 1, HARL) or "epochs-outer" (ceil(epochs / blocks) passes over the blocks, one epoch each; A2PO Alg. 2)
     shared_optimizer: str = "per-agent"  #: optimiser state of shared actor weights (FuPS, PaPS trunk): "per-agent" (each agent its own; a block applies its members' mean update) or "one" (HARL's share_param)
     opspo_eps2: float = 0.1  #: OPSPO: the narrowest base clip range 1 +/- eps2 (eps1 is clip_eps; 0 < eps2 < clip_eps)
@@ -152,6 +153,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
         "activation": tuple(nets.ACTIVATIONS),
         "sharing": nets.SHARING_MODES,
         "loop_order": schemes.LOOP_ORDERS,
+        "critic_fit": schemes.CRITIC_FITS,
         "shared_optimizer": update.SHARED_OPTIMIZERS,
         "lr_schedule": update.LR_SCHEDULES,
         "opspo_sdc_method": state_weights.SDC_METHODS,
@@ -220,12 +222,31 @@ def parse_value(name: str, text: str) -> Any:
 
 
 def make_config(preset: str = "default", **overrides: Any) -> Config:
+    """The preset's values with ``overrides`` on top. A preset is a paper's settings for every
+    algorithm it is run with: its algorithm-specific fields (e.g. A2PO's ``loop_order``) apply to
+    the algorithms that read them, and are left at their defaults for another ``algo``
+    (:func:`for_algorithm`); an override is always kept, and checked."""
     if preset not in PRESETS:
         raise ConfigError("preset", f"unknown preset {preset!r}; allowed: {sorted(PRESETS)}")
     unknown = set(overrides) - set(field_types())
     if unknown:
         raise ConfigError(sorted(unknown)[0], f"unknown config field; allowed: {sorted(field_types())}")
-    return Config(**{**PRESETS[preset], **overrides})
+    return for_algorithm(Config(**{**PRESETS[preset], **overrides}), keep=set(overrides))
+
+
+def for_algorithm(config: Config, keep: set[str] = frozenset()) -> Config:
+    """``config`` with every field that only some algorithms read (``Algorithm.fields``,
+    ``Scheme.fields``) and ``config.algo`` does not read reset to its default, except the fields
+    in ``keep`` (what the user set, which validation then refuses where it does not apply)."""
+    from jaxseq.algorithms import ALGORITHMS
+
+    alg = ALGORITHMS.get(config.algo)
+    if alg is None:
+        return config  # validation names the unknown algorithm
+    reads = {*alg.fields, *alg.scheme_of.fields}
+    declared = {name for a in ALGORITHMS.values() for name in (*a.fields, *a.scheme_of.fields)}
+    defaults = Config()
+    return config.replace(**{name: getattr(defaults, name) for name in declared - reads - set(keep)})
 
 
 def validate(config: Config) -> None:

@@ -214,7 +214,8 @@ class Engine:
 
     # -- the critic -------------------------------------------------------------------------------
     def critic_loss(self, params, mb: dict) -> tuple[jax.Array, dict]:
-        """mb["value_preds"] and mb["targets"] are in the critic's (normalised) space."""
+        """mb["value_preds"] and mb["targets"] are in the critic's (normalised) space; mb["critic_mask"]
+        the agents whose values are fitted."""
         cfg = self.config
         agents = jnp.arange(self.num_agents)
         preds = self.replay(
@@ -226,22 +227,37 @@ class Engine:
             mb["targets"],
             cfg.value_clip,
             cfg.huber_delta,
-            jnp.ones_like(mb["value_preds"]),
+            mb["critic_mask"],
         )
         return loss, {"loss_critic": loss}
 
     def fit_critic(
-        self, ts: TrainState, data: dict, values: jax.Array, targets: jax.Array, key: jax.Array
+        self,
+        ts: TrainState,
+        data: dict,
+        values: jax.Array,
+        targets: jax.Array,
+        key: jax.Array,
+        epochs: int | None = None,
+        agents: jax.Array | None = None,
     ) -> tuple[TrainState, dict]:
-        """Value normalisation update, then ``epochs`` x ``num_minibatches`` critic steps towards
-        ``targets`` [T, B, N] (return units); ``values`` [T, B, N] the rollout's predictions."""
+        """Value normalisation update, then ``epochs`` (default ``Config.epochs``) x
+        ``num_minibatches`` critic steps towards ``targets`` [T, B, N] (return units); ``values``
+        [T, B, N] the rollout's predictions (the value clip's reference). ``agents`` [N] bool: the
+        agents whose targets are fitted and enter the normaliser's statistics (default every agent;
+        a unit's members under ``critic_fit = "per-unit"``)."""
         cfg = self.config
-        value_norm = normalization.update(ts.value_norm, targets) if cfg.value_norm else ts.value_norm
+        agents = jnp.ones((self.num_agents,), bool) if agents is None else agents
+        if cfg.value_norm:
+            value_norm = normalization.update(ts.value_norm, targets, jnp.broadcast_to(agents, targets.shape))
+        else:
+            value_norm = ts.value_norm
         # Old predictions re-expressed under the updated statistics, so value clipping compares like with like.
         data = {
             **data,
             "value_preds": self.sequences(self.norm(value_norm, values)),
             "targets": self.sequences(self.norm(value_norm, targets)),
+            "critic_mask": self.sequences(jnp.broadcast_to(agents, targets.shape).astype(jnp.float32)),
         }
         params, opt, info = update.fit(
             self.critic_loss,
@@ -250,7 +266,22 @@ class Engine:
             update.plain_step(self.critic_tx),
             data,
             key,
-            cfg.epochs,
+            cfg.epochs if epochs is None else epochs,
             cfg.num_minibatches,
         )
         return ts.replace(critic_params=params, critic_opt=opt, value_norm=value_norm), info
+
+    def refit_values(self, est: dict, ts: TrainState, data: dict) -> dict:
+        """``est`` (:meth:`returns_inputs`) with the values of ``ts``'s critic and value normaliser:
+        V(s_t) over the batch (replayed from the stored carries, as the critic is fitted), and the
+        next values V(s_{t+1}): the following step's, after the last step the critic on ``ts.obs``
+        (``ts`` is the state after the rollout), and at truncated steps the rollout's (the final
+        observation is not kept in the batch). Used after a per-unit critic fit."""
+        agents, inputs = jnp.arange(self.num_agents), self.critic_input(data["obs"])
+        preds = self.replay(self.critic, ts.critic_params, agents, data["critic_carry"][0], inputs, data["start"])
+        values = self.denorm(ts.value_norm, self.unsequences(preds[..., 0]))
+        no_start = jnp.zeros(ts.start.shape + (self.num_agents,), bool)
+        last = self.critic.apply(ts.critic_params, ts.critic_carry, self.critic_input(ts.obs), no_start)[1][..., 0]
+        following = jnp.concatenate([values[1:], self.denorm(ts.value_norm, last)[None]])
+        truncated = est["episode_ends"] & (est["discounts"] > 0)  # where V(s_{t+1}) counts and is the final obs'
+        return {**est, "values": values, "next_values": jnp.where(truncated, est["next_values"], following)}

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from jaxseq import sweep
-from jaxseq.config import Config, parse_value, validate
+from jaxseq.config import Config, for_algorithm, parse_value, validate
 from jaxseq.errors import ConfigError
 from jaxseq.plotting import plot_runs, read_jsonl
 from jaxseq.report import format_report, report
@@ -53,6 +53,13 @@ def _sweep_arg(text: str) -> tuple[str, tuple[float, ...]]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _variant(base: Config, spec: str) -> Config:
+    """``base`` with the variant ``spec``'s overrides; the base's algorithm-specific fields (a paper
+    preset's ``loop_order``, say) apply to the variants whose algorithm reads them."""
+    overrides = parse_variant(spec)
+    return for_algorithm(base.replace(**overrides), keep=set(overrides))
+
+
 def compare(base: Config, algos: Sequence[str], out: Path | str, progress: bool = True, reps: int = 2000) -> Path:
     """Train ``base`` once per algorithm or variant (see :func:`parse_variant`; same seeds, same
     everything else) under ``out/<stamp>/``. With a sweep in ``base`` each variant runs its grid
@@ -62,7 +69,7 @@ def compare(base: Config, algos: Sequence[str], out: Path | str, progress: bool 
     and, when the runs evaluate (``eval_every`` > 0), ``report/`` there (``reps`` bootstrap
     resamples), printing the table and the report; returns that folder.
     """
-    configs = {spec: base.replace(**parse_variant(spec)) for spec in algos}
+    configs = {spec: _variant(base, spec) for spec in algos}
     for config in configs.values():
         validate(config)  # every variant, before the first one trains
     folder = (

@@ -11,12 +11,24 @@ from __future__ import annotations
 
 from typing import Any
 
+#: How the A2PO paper runs its algorithm (and OPSPO's, "consistent with A2PO"): under parameter
+#: sharing Alg. 2 (App. B: "A2PO in the parameter sharing version is implemented as in Alg. 2"),
+#: ceil(epochs / n) passes over the agents, one epoch each; without sharing Alg. 1, every agent all
+#: its epochs in turn. Both fit the critic after each agent (Alg. 1 and 2, line 12; OPSPO Alg. 1,
+#: line 11). The fields apply to the algorithms that read them (``config.for_algorithm``); the
+#: other loop order is the ablation: ``--set loop_order=agents-outer`` (or ``critic_fit=once``).
+A2PO_SHARED = dict(loop_order="epochs-outer", critic_fit="per-unit")
+A2PO_INDEPENDENT = dict(loop_order="agents-outer", critic_fit="per-unit")
+
 #: Named presets; values are overrides of the defaults. The paper ones come from A2PO paper
 #: App. B.4 (Tab. 7 SMAC, Tab. 10 MPE) where they map onto JaxMARL's envs.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    # A2PO paper Tab. 10 (MPE): ppo epoch 8, chunk length 5, entropy 0.05, lr 2e-4, lambda 0.97, eps 0.2.
+    # A2PO paper Tab. 10 (MPE): ppo epoch 8, chunk length 5, entropy 0.05, lr 2e-4, lambda 0.97, eps 0.2;
+    # parameter sharing (the default FuPS), so Alg. 2.
     "a2po-mpe": dict(
+        algo="a2po",
+        **A2PO_SHARED,
         env="mpe:spread",
         num_envs=40,
         rollout_length=100,
@@ -28,9 +40,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         gae_lambda=0.97,
         clip_eps=0.2,
     ),
-    # A2PO paper Tab. 7 (SMAC 3s5z row): 8 epochs, lambda 0.95, eps 0.2; MAPPO's SMAC tricks (GRU).
-    # The paper's A2PO with shared parameters is Alg. 2: add loop_order=epochs-outer for a2po.
+    # A2PO paper Tab. 7 (SMAC 3s5z row): 8 epochs, lambda 0.95, eps 0.2; MAPPO's SMAC tricks (GRU);
+    # parameter sharing (the default FuPS), so Alg. 2.
     "a2po-smax": dict(
+        algo="a2po",
+        **A2PO_SHARED,
         env="smax:3m",
         epochs=8,
         gae_lambda=0.95,
@@ -201,7 +215,13 @@ PRESETS.update(
 # steps, as in the MAPPO code base; agent blocks from Tab. 9's "agent block" row (Ant 8x1: 4;
 # Humanoid 17x1: 5; HumanoidStandup 17x1: 4).
 _A2PO_MUJOCO_COMMON = dict(
-    algo="a2po", sharing="nops", ent_coef_continuous=0.0, num_envs=4, rollout_length=1000, chunk_length=10
+    algo="a2po",
+    sharing="nops",
+    **A2PO_INDEPENDENT,
+    ent_coef_continuous=0.0,
+    num_envs=4,
+    rollout_length=1000,
+    chunk_length=10,
 )
 _A2PO_MUJOCO = {
     "Ant": (8, 3e-4, 0.93, 0.2),
@@ -252,9 +272,8 @@ _OPSPO_MUJOCO = {
 PRESETS.update(
     {
         f"opspo-mamujoco-{task}": {
-            **PRESETS[f"a2po-mamujoco-{task}"],
+            **PRESETS[f"a2po-mamujoco-{task}"],  # A2PO's agent blocks too (Ant-8x1: 4), "as A2PO"
             "algo": "opspo",
-            "agent_blocks": 0,
             "epochs": epochs,
             "gae_lambda": lam,
             "clip_eps": eps1,
@@ -342,10 +361,11 @@ _GRF_5V5 = dict(
 # (printed omega_f), omega_n 10; the rest as A2PO.
 PRESETS.update(
     {
-        "a2po-grf-5_vs_5": {**_GRF_5V5, "algo": "a2po"},
+        "a2po-grf-5_vs_5": {**_GRF_5V5, **A2PO_INDEPENDENT, "algo": "a2po"},
         "mappo-grf-5_vs_5": {**_GRF_5V5, "algo": "mappo"},
         "opspo-grf-5_vs_5": {
             **_GRF_5V5,
+            **A2PO_INDEPENDENT,
             "algo": "opspo",
             "epochs": 15,
             "gae_lambda": 0.95,

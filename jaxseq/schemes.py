@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from jaxseq.types import TrainState
 
 LOOP_ORDERS = ("agents-outer", "epochs-outer")
+#: When the critic is fitted: "once" per update after the actors (the learner does it), or
+#: "per-unit" inside a scheme that can (``Scheme.critic_per_unit``), after each unit.
+CRITIC_FITS = ("once", "per-unit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +43,9 @@ class Scheme:
     init_extra: Callable[[int], dict] = lambda n: {}
     #: Config fields only this scheme reads.
     fields: tuple[str, ...] = ()
+    #: Whether the scheme can fit the critic after each unit (``Config.critic_fit = "per-unit"``);
+    #: an algorithm may declare the ``critic_fit`` field only on such a scheme.
+    critic_per_unit: bool = False
 
 
 def _no_rho(est: dict) -> jax.Array:
@@ -98,7 +104,11 @@ def sequential(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.
     to rho under NoPS).
     ``loop_order``: "agents-outer" runs every unit's epochs in one go (A2PO Alg. 1; HARL);
     "epochs-outer" makes ceil(epochs / U) passes over a fresh order, one epoch per unit (A2PO
-    Alg. 2). Returns the state with the new actor, the value targets [T, B, N] and metrics.
+    Alg. 2). With ``critic_fit = "per-unit"`` the critic is fitted after each unit, for as many
+    epochs as the unit's actor, on the unit's members' value targets (A2PO Alg. 1-2 line 12, OPSPO
+    Alg. 1 line 11), and the next unit's advantages and targets are computed with the refit critic
+    (:meth:`Engine.refit_values`). Returns the state with the new actor (and critic), the value
+    targets [T, B, N] and metrics.
     """
     cfg, alg, n = eng.config, eng.algorithm, eng.num_agents
     sizes = ordering.block_sizes(n, cfg.agent_blocks)
@@ -111,17 +121,20 @@ def sequential(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.
     all_agents = jnp.arange(n)
     incremental = alg.preceding == "incremental"
     shared = eng.actor.sharing != "nops"  # every unit moves every agent's policy
+    per_unit_critic = cfg.critic_fit == "per-unit"
 
     k_density, key = jax.random.split(key)
     extra, weight_nets = eng.state_weights.begin(ts.extra, ts.actor_params, k_density)
     ts = ts.replace(extra=extra)
 
     def unit(carry, xs):
-        params, opt, moved, remaining, log_factor, current, targets, weight_nets = carry
+        params, opt, moved, remaining, log_factor, current, targets, weight_nets, critic = carry
         start, size, k = xs
-        k_pick, k_fit, k_weights = jax.random.split(k, 3)
+        k_pick, k_fit, k_weights, k_critic = jax.random.split(k, 4)
         log_rho = objectives.others_log_ratio(current, moved)  # [T, B, N]: log rho_{-i}
-        adv_all, targets_all = eng.estimate(est, log_rho)
+        unit_critic = ts.replace(critic_params=critic[0], critic_opt=critic[1], value_norm=critic[2])
+        unit_est = eng.refit_values(est, unit_critic, data) if per_unit_critic else est
+        adv_all, targets_all = eng.estimate(unit_est, log_rho)
         scores = eng.abs_advantage(adv_all, alive)
         agents, valid, remaining = ordering.pick_block(alg.order, start, size, width, scores, remaining, k_pick)
         members = jnp.zeros((n,), bool).at[agents].max(valid)
@@ -144,6 +157,9 @@ def sequential(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.
             after_all = current.at[..., agents].set(after)  # padding slots repeat a member's value
         if incremental:
             log_factor = log_factor + jnp.sum((after - current[..., agents]) * valid, axis=-1)
+        if per_unit_critic:
+            refit, info_c = eng.fit_critic(unit_critic, data, est["values"], targets_all, k_critic, epochs, members)
+            critic, info = (refit.critic_params, refit.critic_opt, refit.value_norm), {**info, **info_c}
         info.update(
             agents=agents,
             valid=valid,
@@ -154,20 +170,34 @@ def sequential(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.
             **info_w,
         )
         if eng.trace_units:
-            info["trace"] = {"params": params, "moved": moved, "log_rho": given}
-        return (new_params, opt, moved | members, remaining, log_factor, after_all, targets, weight_nets), info
+            info["trace"] = {
+                "params": params,
+                "moved": moved,
+                "log_rho": given,
+                "critic_params": unit_critic.critic_params,
+                "value_norm": unit_critic.value_norm,
+                "values": unit_est["values"],
+                "estimator_log_rho": unit_log_rho,
+                "advantages": adv_all[..., agents],
+            }
+        carry = (new_params, opt, moved | members, remaining, log_factor, after_all, targets, weight_nets, critic)
+        return carry, info
 
     def one_pass(carry, k):
-        params, opt, moved, current, targets, weight_nets = carry
+        params, opt, moved, current, targets, weight_nets, critic = carry
         xs = (jnp.array(starts), jnp.array(sizes), jax.random.split(k, units))
-        init = (params, opt, moved, jnp.ones((n,), bool), jnp.zeros(alive.shape[:2]), current, targets, weight_nets)
-        (params, opt, moved, _, _, current, targets, weight_nets), infos = jax.lax.scan(unit, init, xs)
-        return (params, opt, moved, current, targets, weight_nets), infos
+        fresh = (jnp.ones((n,), bool), jnp.zeros(alive.shape[:2]))  # this pass's remaining agents, HAPPO's factor
+        init = (params, opt, moved, *fresh, current, targets, weight_nets, critic)
+        (params, opt, moved, _, _, current, targets, weight_nets, critic), infos = jax.lax.scan(unit, init, xs)
+        return (params, opt, moved, current, targets, weight_nets, critic), infos
 
     zeros = jnp.zeros_like(est["values"])
-    init = (ts.actor_params, ts.actor_opt, jnp.full((n,), shared), zeros, zeros, weight_nets)
-    (params, opt, _, current, targets, _), infos = jax.lax.scan(one_pass, init, jax.random.split(key, passes))
-    return ts.replace(actor_params=params, actor_opt=opt), targets, _sequential_metrics(eng, current, infos)
+    critic = (ts.critic_params, ts.critic_opt, ts.value_norm)
+    init = (ts.actor_params, ts.actor_opt, jnp.full((n,), shared), zeros, zeros, weight_nets, critic)
+    (params, opt, _, current, targets, _, critic), infos = jax.lax.scan(one_pass, init, jax.random.split(key, passes))
+    ts = ts.replace(actor_params=params, actor_opt=opt)
+    ts = ts.replace(critic_params=critic[0], critic_opt=critic[1], value_norm=critic[2])
+    return ts, targets, _sequential_metrics(eng, current, infos)
 
 
 def _sequential_metrics(eng: "Engine", log_ratios: jax.Array, infos: dict) -> dict:
@@ -280,7 +310,7 @@ def rpisa(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.Array
 
 SCHEMES: dict[str, Scheme] = {
     "simultaneous": Scheme(simultaneous),
-    "sequential": Scheme(sequential, fields=("agent_blocks", "loop_order")),
+    "sequential": Scheme(sequential, fields=("agent_blocks", "loop_order"), critic_per_unit=True),
     "fp3o": Scheme(fp3o),
     "rpisa": Scheme(rpisa, init_extra=lambda n: {"stage_remaining": jnp.ones((n,), bool)}),
 }

@@ -176,9 +176,12 @@ class Trainer:
         data = eng.training_data(batch)
         ts = ts.replace(extra=eng.state_weights.record(ts.extra, batch, ts.obs, ts.actor_params))
         ts, targets, info = eng.algorithm.scheme.run(eng, ts, data, est, k_actor)
-        # Critic: fitted once, after the actors, on the targets the actors' advantages came from.
-        ts, c_info = eng.fit_critic(ts, data, est["values"], targets, k_critic)
-        return ts.replace(key=key, update=ts.update + 1), {**info, **c_info}
+        if self.config.critic_fit == "once":
+            # Critic: fitted once, after the actors, on the targets the actors' advantages came from
+            # (with "per-unit" the scheme fitted it after each unit).
+            ts, c_info = eng.fit_critic(ts, data, est["values"], targets, k_critic)
+            info = {**info, **c_info}
+        return ts.replace(key=key, update=ts.update + 1), info
 
     # -- chunks and evaluation ----------------------------------------------------------------
     def chunk_one(self, ts: TrainState) -> tuple[TrainState, dict]:

@@ -29,6 +29,7 @@ from jaxseq.train import make_train
 
 from helpers import BASE, FP3O_CASES, SHARING, case_label, sequential_cases, tiny, update_configs
 from helpers import traced_update as _traced_update
+from test_estimators import numpy_preopc, numpy_vtrace
 
 _APPLY = {}  # the jitted actor of each traced trainer (they live on in _traced_update's cache)
 
@@ -160,3 +161,89 @@ def test_every_algorithm_and_preset_uses_the_joint_density_ratio_of_continuous_a
         policy = make_train(tiny(algo=algo, env="mpe:spread?actions=continuous")).policy
         ratio = np.exp(policy.log_prob(new, avail, actions) - policy.log_prob(old, avail, actions))
         np.testing.assert_allclose(ratio, want, rtol=1e-4, err_msg=algo)
+
+
+#: Per-unit critic cases (A2PO Alg. 1-2 line 12, OPSPO Alg. 1 line 11): Algorithm 2 under sharing as
+#: the SMAX presets run it, a V-trace case, and agent blocks under agents-outer.
+PER_UNIT_CASES = (
+    ("a2po", "fups", "epochs-outer", {"network": "gru"}),
+    ("opspo", "fups", "agents-outer", {"env": "mpe:spread?actions=continuous"}),
+    ("happo_preopc", "nops", "agents-outer", {"env": "mpe:spread?n=4", "agent_blocks": 2}),
+)
+
+
+def _denormalize(value_norm, x):
+    """MAPPO's ValueNorm written out: debiased running mean and variance (floored at 1e-2)."""
+    debias = max(float(value_norm.debias), 1e-5)
+    mean = float(value_norm.mean) / debias
+    var = max(float(value_norm.mean_sq) / debias - mean**2, 1e-2)
+    return x * math.sqrt(var) + mean
+
+
+def _critic_values(trainer, params, batch, ts):
+    """The critic's outputs [T, B, N] over the batch applied step by step (carries restarted from the
+    stored ones at each training sequence's first step), and on ``ts.obs`` after the last step [B, N]."""
+    apply = jax.jit(trainer.critic.apply)
+    cfg, n = trainer.config, trainer.env.spec.num_agents
+
+    def inputs(obs):
+        x = np.asarray(obs.state if trainer.algorithm.critic_input == "state" else obs.obs)
+        return np.where(np.asarray(obs.alive)[..., None], x, 0.0) if cfg.death_mask else x
+
+    carry, outs = None, []
+    for t in range(batch.start.shape[0]):
+        if t % cfg.chunk_length == 0:
+            carry = batch.critic_carry[t]
+        obs_t = jax.tree.map(lambda x: x[t], batch.obs)
+        start = np.broadcast_to(np.asarray(batch.start[t])[:, None], batch.start.shape[1:] + (n,))
+        carry, out = apply(params, carry, inputs(obs_t), start)
+        outs.append(np.asarray(out[..., 0], np.float64))
+    no_start = np.zeros(ts.start.shape + (n,), bool)
+    last = np.asarray(apply(params, ts.critic_carry, inputs(ts.obs), no_start)[1][..., 0], np.float64)
+    return np.stack(outs), last
+
+
+@pytest.mark.parametrize(
+    "algo, sharing, loop_order, extra", PER_UNIT_CASES, ids=[case_label(*c[:3], extra=c[3]) for c in PER_UNIT_CASES]
+)
+def test_each_units_advantages_come_from_the_critic_refit_after_the_unit_before(algo, sharing, loop_order, extra):
+    """With ``critic_fit = "per-unit"``: each unit's values are the critic it started from (the
+    one refit after the unit before), recomputed from its recorded parameters and normaliser, and
+    its members' advantages are the paper's estimator (NumPy loops) under the ratio it was given."""
+    cfg = tiny(
+        **{**BASE, "algo": algo, "sharing": sharing, "loop_order": loop_order, "critic_fit": "per-unit", **extra}
+    )
+    trainer, batch, metrics, _, _ = _traced_update(cfg)
+    trace = metrics["trace"]
+    ts = jax.tree.map(lambda x: x[0], trainer.init(jax.random.PRNGKey(1)))  # the state the update was given
+    terminated = np.broadcast_to(np.asarray(batch.terminated)[..., None], batch.rewards.shape)
+    ends = terminated | np.asarray(batch.truncated)[..., None]
+    discounts = cfg.gamma * (1.0 - terminated)
+    rollout_next = _denormalize(ts.value_norm, np.asarray(batch.next_value_preds, np.float64))
+    agents, valid = trace["agents"], trace["valid"]
+    first = None
+    for p, u in np.ndindex(agents.shape[:2]):
+        value_norm = jax.tree.map(lambda x: x[p, u], trace["value_norm"])
+        out, last = _critic_values(trainer, jax.tree.map(lambda x: x[p, u], trace["critic_params"]), batch, ts)
+        values, last = _denormalize(value_norm, out), _denormalize(value_norm, last)
+        following = np.concatenate([values[1:], last[None]])
+        next_values = np.where(ends & (discounts > 0), rollout_next, following)  # truncated: the rollout's
+        np.testing.assert_allclose(trace["values"][p, u], values, atol=2e-4, err_msg=f"values, pass {p} unit {u}")
+        first = values if first is None else first
+        for slot in np.flatnonzero(valid[p, u]):
+            i = agents[p, u, slot]
+            given = np.asarray(trace["estimator_log_rho"][p, u][..., slot], np.float64)  # HAPPO's factor aside
+            args = (batch.rewards[..., i], values[..., i], next_values[..., i], discounts[..., i], ends[..., i])
+            if algo == "opspo":
+                rho, c = cfg.vtrace_clip_rho, cfg.vtrace_clip_c
+                _, want = numpy_vtrace(*args, cfg.gae_lambda, given, clip_rho=rho, clip_c=c)
+            else:
+                want = numpy_preopc(*args, cfg.gae_lambda, given)
+            np.testing.assert_allclose(
+                trace["advantages"][p, u][..., slot],
+                want,
+                atol=5e-4,
+                err_msg=f"advantages, pass {p} unit {u} agent {i}",
+            )
+    # The critic moved between the first unit and the last: the check tells a refit from none.
+    assert np.abs(values - first).max() > 1e-2

@@ -7,7 +7,9 @@ The values were first recorded on the code before the update engine was split ou
 were recorded again (2026-12-04) when the orthogonal initialiser's QR moved to the host in float64
 (`jaxseq.nets.orthogonal`): the initial parameters changed by float rounding (up to 6e-7), which
 moved 31 configurations by a median 1.3e-6 and at most 1.6e-5 relative, and the chaotic one below
-by 9e-4. They were recorded with jaxmarl's env package imported before the first computation, as
+by 9e-4. The six OPSPO ones were recorded again (2026-12-06, issue 27) when OPSPO's agent order
+became A2PO's selection rule (semi-greedy) instead of random: their orders, so their updates,
+changed; no other entry moved. They were recorded with jaxmarl's env package imported before the first computation, as
 tests/conftest.py does: whether it is imported first changed 21 of these 32 results (every one
 with shared parameters) by up to 2e-3 relative on this machine, for a reason not found. The
 comparison allows float noise (:data:`RTOL`; a parameter sum within 1e-4 of its absolute sum), so

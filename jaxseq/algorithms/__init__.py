@@ -83,6 +83,8 @@ class Algorithm:
             bad("preceding", self.preceding, PRECEDING)
         if self.state_weights not in STATE_WEIGHTS:
             bad("state_weights", self.state_weights, STATE_WEIGHTS)
+        if "critic_fit" in self.fields and not self.scheme_of.critic_per_unit:
+            bad("fields", self.fields, "critic_fit only with a scheme that has critic_per_unit (the sequential one)")
 
     @property
     def scheme_of(self) -> Scheme:
@@ -138,6 +140,7 @@ def _opspo_switches(alg: Algorithm, cfg: "Config") -> Algorithm:
 
 
 _OPSPO_FIELDS = (
+    "selection_rule",
     "vtrace_clip_rho",
     "vtrace_clip_c",
     "opspo_eps2",
@@ -151,6 +154,7 @@ _OPSPO_FIELDS = (
     "density_batch",
     "density_lr",
     "density_hidden",
+    "critic_fit",
 )
 
 #: Every registered algorithm by name (the built-in ones below, and any :func:`register` adds).
@@ -217,6 +221,7 @@ for _alg in (
         objective="happo",
         order="random",
         preceding="incremental",
+        fields=("critic_fit",),
     ),
     Algorithm(
         "a2po",
@@ -227,7 +232,7 @@ for _alg in (
         objective="a2po",
         order="config",
         adaptive_clip=True,
-        fields=("selection_rule", "adaptive_clip", "clip_c"),
+        fields=("selection_rule", "adaptive_clip", "clip_c", "critic_fit"),
     ),
     Algorithm(
         "fp3o",
@@ -243,11 +248,13 @@ for _alg in (
         "OPSPO (OPSPO paper Alg. 1, Eq. 20): V-trace advantages and targets under the preceding "
         "ratio (AEC), state weights min(omega, 1) by step-wise weighted IS or learned omega-nets "
         "(SDC), dynamic clip range scaled by the clipped preceding ratio (CRC); each switchable "
-        "(opspo_aec, opspo_sdc, opspo_crc)",
+        "(opspo_aec, opspo_sdc, opspo_crc); the agent order by A2PO's selection_rule",
         scheme="sequential",
         estimator="vtrace",
         objective="opspo",
-        order="random",
+        # OPSPO Alg. 1 iterates the agents without naming an order, and App. B says the parameters it
+        # does not mention are A2PO's: the selection rule (semi-greedy by default; "random" is one).
+        order="config",
         switches=_opspo_switches,
         fields=_OPSPO_FIELDS,
     ),

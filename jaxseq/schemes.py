@@ -48,6 +48,13 @@ class Scheme:
     critic_per_unit: bool = False
 
 
+def unit_epochs(loop_order: str, epochs: int, units: int) -> tuple[int, int]:
+    """(passes over the units, epochs each unit trains per pass): "agents-outer" one pass, every
+    unit all ``epochs`` (A2PO Alg. 1, lines 4-12); "epochs-outer" ceil(epochs / units) passes of
+    one epoch per unit (A2PO Alg. 2, lines 3-12)."""
+    return (-(-epochs // units), 1) if loop_order == "epochs-outer" else (1, epochs)
+
+
 def _no_rho(est: dict) -> jax.Array:
     """log rho = 0 for every agent, [T, B, 1]."""
     return jnp.zeros(est["values"].shape[:2] + (1,))
@@ -114,8 +121,7 @@ def sequential(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.
     sizes = ordering.block_sizes(n, cfg.agent_blocks)
     units, width = len(sizes), max(sizes)
     starts = [sum(sizes[:u]) for u in range(units)]
-    epochs_outer = cfg.loop_order == "epochs-outer"
-    passes, epochs = (-(-cfg.epochs // units), 1) if epochs_outer else (1, cfg.epochs)
+    passes, epochs = unit_epochs(cfg.loop_order, cfg.epochs, units)
     alive = eng.unsequences(data["obs"].alive)  # [T, B, N]
     episode_starts = eng.unsequences(data["start"])  # [T, B]
     all_agents = jnp.arange(n)

@@ -282,3 +282,42 @@ def test_grf_presets_follow_the_papers_tables():
         10,
     )
     assert (cfg.gamma, cfg.ent_coef, cfg.actor_lr) == (0.995, 0.001, 5e-4)
+
+
+#: How each paper preset runs the sequential update, with the line of the paper that says so:
+#: (sharing, loop order, critic fit, citation). Keys are preset name prefixes.
+PAPER_LOOPS = {
+    "a2po-smax": ("fups", "epochs-outer", "per-unit", "A2PO App. B: sharing is Alg. 2; Alg. 2 line 12 refits V"),
+    "a2po-mpe": ("fups", "epochs-outer", "per-unit", "A2PO App. B: sharing is Alg. 2; Alg. 2 line 12 refits V"),
+    "opspo-smax-": ("fups", "epochs-outer", "per-unit", "OPSPO App. B: as A2PO; OPSPO Alg. 1 line 11 refits V"),
+    "a2po-mamujoco-": ("nops", "agents-outer", "per-unit", "A2PO App. B.2.2: no sharing, Alg. 1; line 12 refits V"),
+    "opspo-mamujoco-": ("nops", "agents-outer", "per-unit", "OPSPO App. B: as A2PO; OPSPO Alg. 1 line 11"),
+    "a2po-grf-": ("nops", "agents-outer", "per-unit", "A2PO Alg. 1 (no sharing); line 12 refits V"),
+    "opspo-grf-": ("nops", "agents-outer", "per-unit", "OPSPO Alg. 1 line 11; the rest as A2PO"),
+}
+
+
+def test_every_a2po_and_opspo_preset_runs_the_papers_loop_and_critic():
+    from jaxseq.config import PRESETS
+    from jaxseq.ordering import block_sizes
+    from jaxseq.schemes import unit_epochs
+
+    for name in [p for p in PRESETS if p.startswith(("a2po", "opspo"))]:
+        (prefix,) = [k for k in PAPER_LOOPS if name.startswith(k)]
+        sharing, loop_order, critic_fit, cite = PAPER_LOOPS[prefix]
+        cfg = make_config(name)
+        assert (cfg.sharing, cfg.loop_order, cfg.critic_fit) == (sharing, loop_order, critic_fit), (name, cite)
+        units = len(block_sizes(8, cfg.agent_blocks))  # with 8 agents, say
+        passes, epochs = unit_epochs(cfg.loop_order, cfg.epochs, units)
+        # Alg. 2 (lines 3-12): ceil(P / n) passes of one epoch per agent; Alg. 1: each agent all P epochs.
+        want = (-(-cfg.epochs // units), 1) if sharing != "nops" else (1, cfg.epochs)
+        assert (passes, epochs) == want, (name, cite)
+    # The same preset with another algorithm: the A2PO-only fields do not apply (and are not refused).
+    for algo in ("mappo", "fp3o", "happo"):
+        cfg = make_config("a2po-smax", algo=algo)
+        validate(cfg)
+        assert cfg.critic_fit == "once" and (algo == "happo" or cfg.loop_order == "agents-outer")
+    assert make_config("a2po-smax", algo="happo").loop_order == "epochs-outer"  # HAPPO's scheme reads it
+    with pytest.raises(ConfigError, match="critic_fit: applies to a2po, happo_preopc, opspo only, got algo=mappo"):
+        validate(make_config("a2po-smax", algo="mappo", critic_fit="per-unit"))  # set by the user: refused
+    assert make_config("opspo-mamujoco-Ant-8x1").agent_blocks == 4  # as A2PO (Tab. 9's agent block row)

@@ -69,7 +69,7 @@ class Config:
     density_hidden: int = 64  #: bch: width of the omega-net's and f-net's two hidden layers
     vtrace_clip_rho: float = 1.0  #: V-trace rho-bar (mappo_vtrace), > 0
     vtrace_clip_c: float = 1.0  #: V-trace c-bar (mappo_vtrace), > 0
-    coppo_clip_others: float = 0.1  #: CoPPO: clip range of the other agents' joint ratio, in (0, 1) (the reference CoPPO baseline: clip_eps / 2)
+    coppo_clip_others: float = 0.0  #: CoPPO: clip range of the other agents' joint ratio, in [0, 1); 0: clip_eps / 2, the reference CoPPO baseline's
     fp3o_guard: bool = False  #: FP3O: the public code's improvement guard: skip the dependence step when sum_j E[prod_k r_mid^k A] < sum_j E[r_mid^j A] (off: always run it, as in FP3O paper)
     # -- networks -----------------------------------------------------------------------------
     network: str = "mlp"  #: "mlp" or "gru" (a GRU after the dense layers)
@@ -314,9 +314,10 @@ def validate_fields(config: Config) -> None:
     for name, low, high in (("gamma", 0.0, 1.0), ("gae_lambda", 0.0, 1.0), ("clip_c", 0.0, 1.0)):
         if not low <= getattr(config, name) <= high:
             raise ConfigError(name, f"must lie in [{low:g}, {high:g}], got {getattr(config, name)}")
-    for name in ("clip_eps", "coppo_clip_others"):
-        if not 0.0 < getattr(config, name) < 1.0:
-            raise ConfigError(name, f"must lie in (0, 1), got {getattr(config, name)}")
+    if not 0.0 < config.clip_eps < 1.0:
+        raise ConfigError("clip_eps", f"must lie in (0, 1), got {config.clip_eps}")
+    if not 0.0 <= config.coppo_clip_others < 1.0:
+        raise ConfigError("coppo_clip_others", f"must lie in [0, 1) (0: clip_eps / 2), got {config.coppo_clip_others}")
     for name in ("vtrace_clip_rho", "vtrace_clip_c", "density_lr"):
         if getattr(config, name) <= 0:
             raise ConfigError(name, f"must be > 0, got {getattr(config, name)}")

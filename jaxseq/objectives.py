@@ -59,11 +59,23 @@ def value_loss(
     return masked_mean(loss, mask)
 
 
+#: Bound on the log of a product of other agents' ratios that is used unclipped (HAPPO's factor,
+#: FP3O's R, the FP3O guard's joint ratio): a sum over up to n - 1 agents' log ratios can reach
+#: float32's exp overflow (88) with many agents, and an inf factor stops a run whose parameters
+#: are fine. e^20 (about 5e8) is far past any factor that carries information.
+LOG_PRODUCT_BOUND = 20.0
+
+
+def bounded_exp(log_product: jax.Array) -> jax.Array:
+    """exp of a log product of ratios, clipped to [-LOG_PRODUCT_BOUND, LOG_PRODUCT_BOUND] first."""
+    return jnp.exp(jnp.clip(log_product, -LOG_PRODUCT_BOUND, LOG_PRODUCT_BOUND))
+
+
 def happo_objective(log_ratio, log_factor, advantages, clip_eps, mask):
     """HAPPO (Kuba et al. 2022): M * min(r A, clip(r, 1 +/- eps) A), with M = exp(log_factor) the
-    (stop-gradient, unclipped) product of the preceding agents' ratios. M > 0, so this is PPO-clip
-    on the advantages M * A."""
-    factor = jax.lax.stop_gradient(jnp.exp(log_factor))
+    (stop-gradient, unclipped but for :data:`LOG_PRODUCT_BOUND`) product of the preceding agents'
+    ratios. M > 0, so this is PPO-clip on the advantages M * A."""
+    factor = jax.lax.stop_gradient(bounded_exp(log_factor))
     return ppo_clip_objective(log_ratio, factor * advantages, clip_eps, mask)
 
 
@@ -108,7 +120,7 @@ def fp3o_guard(log_mid, advantages, mask, tol: float = 1e-5):
     log_mid [..., K] every agent's middle log ratio, advantages [..., K] as the surrogate sees them
     (normalised)."""
     mask = jnp.broadcast_to(mask, log_mid.shape).astype(log_mid.dtype)
-    joint = jnp.exp(jnp.sum(jnp.where(mask > 0, log_mid, 0.0), axis=-1, keepdims=True))
+    joint = bounded_exp(jnp.sum(jnp.where(mask > 0, log_mid, 0.0), axis=-1, keepdims=True))
     return jnp.sum(joint * advantages * mask) + tol >= jnp.sum(jnp.exp(log_mid) * advantages * mask)
 
 

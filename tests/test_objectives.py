@@ -216,3 +216,34 @@ def test_adaptive_clip_schedule():
     values = [float(adaptive_clip(eps, k, n)) for k in range(1, n + 1)]
     np.testing.assert_allclose(values, [0.125, 0.15, 0.175, 0.2], rtol=1e-6)
     assert float(adaptive_clip(eps, 1, n, c=1.0)) == pytest.approx(eps)
+
+
+def test_coppos_inner_clip_is_half_the_clip_by_default_and_the_field_where_set():
+    """The reference CoPPO baseline clips the others' joint ratio to 1 +/- clip_eps / 2: with
+    clip_eps 0.1 (Hopper) that is 0.05, not the old constant 0.1."""
+    from jaxseq.algorithms.components import OBJECTIVES
+    from jaxseq.config import Config
+
+    key = jax.random.PRNGKey(0)
+    log_ratio = 0.2 * jax.random.normal(key, (16, 3))
+    u = {"advantages": jax.random.normal(jax.random.PRNGKey(1), (16, 3)), "mask": jnp.ones((16, 3))}
+    others = O.others_log_ratio(log_ratio, u["mask"])
+    for clip_eps, field, inner in ((0.1, 0.0, 0.05), (0.2, 0.0, 0.1), (0.1, 0.3, 0.3)):
+        got = OBJECTIVES["coppo"](log_ratio, u, clip_eps, Config(clip_eps=clip_eps, coppo_clip_others=field))
+        want = O.coppo_objective(log_ratio, others, u["advantages"], clip_eps, inner, u["mask"])
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert not np.isclose(
+        O.coppo_objective(log_ratio, others, u["advantages"], 0.1, 0.05, u["mask"]),
+        O.coppo_objective(log_ratio, others, u["advantages"], 0.1, 0.1, u["mask"]),
+    )
+
+
+def test_a_product_of_many_agents_ratios_cannot_overflow_the_factor():
+    """27 agents' log ratios of 4 each sum to 104 > log(float32 max): HAPPO's factor and FP3O's R
+    stay finite (bounded at e^20) instead of stopping the run with an inf."""
+    log_mid = jnp.full((8, 27), 4.0)
+    adv, mask = jnp.ones((8, 27)), jnp.ones((8, 27))
+    assert not np.isfinite(np.exp(np.float32(104.0)))
+    assert np.isfinite(O.happo_objective(jnp.zeros((8, 27)), jnp.full((8, 27), 104.0), adv, 0.2, mask))
+    assert np.isfinite(O.fp3o_objective(jnp.zeros((8, 27)), log_mid, adv, 0.2, mask))
+    np.testing.assert_allclose(O.bounded_exp(jnp.array([-100.0, 0.5, 100.0])), np.exp([-20.0, 0.5, 20.0]), rtol=1e-6)

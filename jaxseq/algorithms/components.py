@@ -19,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+import jax.numpy as jnp
+
 from jaxseq import estimators, objectives
 
 
@@ -60,9 +62,11 @@ def _ppo(log_ratio, u, clip_eps, cfg):
 
 
 def _coppo(log_ratio, u, clip_eps, cfg):
-    """The unit is every agent at once (simultaneous scheme): each agent's others are the unit's other members."""
+    """The unit is every agent at once (simultaneous scheme): each agent's others are the unit's
+    other members, their joint ratio clipped to 1 +/- coppo_clip_others (0: clip_eps / 2)."""
     others = objectives.others_log_ratio(log_ratio, u["mask"])
-    return objectives.coppo_objective(log_ratio, others, u["advantages"], clip_eps, cfg.coppo_clip_others, u["mask"])
+    inner = jnp.where(cfg.coppo_clip_others > 0, cfg.coppo_clip_others, clip_eps / 2)  # may be traced (sweeps)
+    return objectives.coppo_objective(log_ratio, others, u["advantages"], clip_eps, inner, u["mask"])
 
 
 def _fp3o(log_ratio, u, clip_eps, cfg):

@@ -136,7 +136,8 @@ def sequential(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.
     def unit(carry, xs):
         params, opt, moved, remaining, log_factor, current, targets, weight_nets, critic = carry
         start, size, k = xs
-        k_pick, k_fit, k_weights, k_critic = jax.random.split(k, 4)
+        k_pick, k_fit, k_weights = jax.random.split(k, 3)
+        k_critic = jax.random.fold_in(k, 3)  # a key of its own, leaving the others as without the refit
         log_rho = objectives.others_log_ratio(current, moved)  # [T, B, N]: log rho_{-i}
         unit_critic = ts.replace(critic_params=critic[0], critic_opt=critic[1], value_norm=critic[2])
         unit_est = eng.refit_values(est, unit_critic, data) if per_unit_critic else est

@@ -184,8 +184,11 @@ def sequential(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.
                 "critic_params": unit_critic.critic_params,
                 "value_norm": unit_critic.value_norm,
                 "values": unit_est["values"],
-                "estimator_log_rho": unit_log_rho,
+                "estimator_log_rho": log_rho,
+                "scores": scores,
                 "advantages": adv_all[..., agents],
+                "clip": jnp.broadcast_to(eps, (width,)),
+                "weights": weights,
             }
         carry = (new_params, opt, moved | members, remaining, log_factor, after_all, targets, weight_nets, critic)
         return carry, info

@@ -1,4 +1,5 @@
-"""Conformance: the ratios each update unit is given, recomputed from scratch.
+"""Conformance: the ratios each update unit is given, and what the unit does with them, recomputed
+from scratch.
 
 For every sequential algorithm x sharing mode x loop order (with discrete and continuous actions,
 MLP and GRU, agent blocks spread over the cases), several agents and a learning rate large enough
@@ -16,6 +17,14 @@ ratio"):
 - the joint ratio reported after the last unit (``preceding_ratio_mean``): the final parameters'
   joint ratio over the behaviour policy;
 - FP3O: R_j's middle log ratios recomputed from the middle parameters, in every sharing mode.
+
+Past the ratio (issue 27), from what each unit recorded and NumPy loops written from the papers:
+every agent's advantages under its own rho_{-i} (GAE, PreOPC, V-trace), the selection scores
+E|A_i| and the picks (greedy positions take the largest remaining score), each member's clip
+(A2PO's C(eps, k) at its position), OPSPO's step-wise weighted IS state weights under sharing,
+and with ``critic_fit = "per-unit"`` the critic each unit's values came from. Checked once by
+mutation: an adaptive clip one position off, argmin for argmax in the greedy rule, the refit
+disabled and the advantages' agent column shifted each fail here.
 """
 
 import math
@@ -29,7 +38,7 @@ from jaxseq.train import make_train
 
 from helpers import BASE, FP3O_CASES, SHARING, case_label, sequential_cases, tiny, update_configs
 from helpers import traced_update as _traced_update
-from test_estimators import numpy_preopc, numpy_vtrace
+from test_estimators import numpy_gae, numpy_preopc, numpy_vtrace
 
 _APPLY = {}  # the jitted actor of each traced trainer (they live on in _traced_update's cache)
 
@@ -164,12 +173,14 @@ def test_every_algorithm_and_preset_uses_the_joint_density_ratio_of_continuous_a
 
 
 #: Per-unit critic cases (A2PO Alg. 1-2 line 12, OPSPO Alg. 1 line 11): Algorithm 2 under sharing as
-#: the SMAX presets run it, a V-trace case, and agent blocks under agents-outer.
+#: the SMAX presets run it, a V-trace case, and agent blocks under agents-outer. Each compiles a
+#: program of its own, so the last two run with -m slow (the suite's budget).
 PER_UNIT_CASES = (
     ("a2po", "fups", "epochs-outer", {"network": "gru"}),
     ("opspo", "fups", "agents-outer", {"env": "mpe:spread?actions=continuous"}),
     ("happo_preopc", "nops", "agents-outer", {"env": "mpe:spread?n=4", "agent_blocks": 2}),
 )
+_SLOW_PER_UNIT = ("opspo", "happo_preopc")
 
 
 def _denormalize(value_norm, x):
@@ -204,7 +215,11 @@ def _critic_values(trainer, params, batch, ts):
 
 
 @pytest.mark.parametrize(
-    "algo, sharing, loop_order, extra", PER_UNIT_CASES, ids=[case_label(*c[:3], extra=c[3]) for c in PER_UNIT_CASES]
+    "algo, sharing, loop_order, extra",
+    [
+        pytest.param(*c, id=case_label(*c[:3], extra=c[3]), marks=pytest.mark.slow if c[0] in _SLOW_PER_UNIT else ())
+        for c in PER_UNIT_CASES
+    ],
 )
 def test_each_units_advantages_come_from_the_critic_refit_after_the_unit_before(algo, sharing, loop_order, extra):
     """With ``critic_fit = "per-unit"``: each unit's values are the critic it started from (the
@@ -232,7 +247,7 @@ def test_each_units_advantages_come_from_the_critic_refit_after_the_unit_before(
         first = values if first is None else first
         for slot in np.flatnonzero(valid[p, u]):
             i = agents[p, u, slot]
-            given = np.asarray(trace["estimator_log_rho"][p, u][..., slot], np.float64)  # HAPPO's factor aside
+            given = np.asarray(trace["estimator_log_rho"][p, u][..., i], np.float64)  # HAPPO's factor aside
             args = (batch.rewards[..., i], values[..., i], next_values[..., i], discounts[..., i], ends[..., i])
             if algo == "opspo":
                 rho, c = cfg.vtrace_clip_rho, cfg.vtrace_clip_c
@@ -247,3 +262,76 @@ def test_each_units_advantages_come_from_the_critic_refit_after_the_unit_before(
             )
     # The critic moved between the first unit and the last: the check tells a refit from none.
     assert np.abs(values - first).max() > 1e-2
+
+
+def _numpy_weighted_is(log_rho, starts):
+    """Step-wise weighted IS (OPSPO App. B.2, the reading in docs/design.md) as a loop: w_b(t) the
+    product of env b's joint ratios over its episode's steps before t, over its mean across envs."""
+    w = np.ones_like(log_rho)
+    for b in range(log_rho.shape[1]):
+        log_w = 0.0
+        for t in range(log_rho.shape[0]):
+            log_w = 0.0 if starts[t, b] else log_w
+            w[t, b] = math.exp(log_w)
+            log_w += log_rho[t, b]
+    return w / w.mean(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("algo, sharing, loop_order, extra", _cases())
+def test_each_units_estimates_picks_clips_and_state_weights_are_recomputed(algo, sharing, loop_order, extra):
+    """Past the ratio, per unit (the once-per-update critic): the values are the rollout's; every
+    agent's advantages under its own rho_{-i} are the paper's estimator (NumPy loops: GAE, PreOPC,
+    V-trace) and E|A_i| over its live samples is the selection score; a greedy position picks the
+    remaining agent with the largest score and every pick is a remaining agent; each member's clip is
+    A2PO's C(eps, k) at its position k (eps elsewhere); OPSPO's state weights under sharing are
+    min(step-wise weighted IS, 1) of the member's rho_{-i}."""
+    from jaxseq.ordering import block_sizes
+
+    cfg = tiny(**{**BASE, "algo": algo, "sharing": sharing, "loop_order": loop_order, **extra})
+    trainer, batch, metrics, _, _ = _traced_update(cfg)
+    trace, n = metrics["trace"], trainer.env.spec.num_agents
+    ts = jax.tree.map(lambda x: x[0], trainer.init(jax.random.PRNGKey(1)))
+    terminated = np.broadcast_to(np.asarray(batch.terminated)[..., None], batch.rewards.shape)
+    ends = terminated | np.asarray(batch.truncated)[..., None]
+    discounts = cfg.gamma * (1.0 - terminated)
+    values = _denormalize(ts.value_norm, np.asarray(batch.value_preds, np.float64))
+    next_values = _denormalize(ts.value_norm, np.asarray(batch.next_value_preds, np.float64))
+    alive = np.asarray(batch.obs.alive, np.float64)
+    rule = {"a2po": cfg.selection_rule, "opspo": cfg.selection_rule}.get(algo, "random")
+    sizes = block_sizes(n, cfg.agent_blocks)
+    agents, valid = trace["agents"], trace["valid"]
+    for p in range(agents.shape[0]):
+        remaining = set(range(n))
+        for u in range(agents.shape[1]):
+            np.testing.assert_allclose(trace["values"][p, u], values, atol=2e-4, err_msg=f"values, unit {u}")
+            log_rho = np.asarray(trace["estimator_log_rho"][p, u], np.float64)  # [T, B, N]
+            adv = np.zeros_like(values)
+            for i in range(n):
+                args = (batch.rewards[..., i], values[..., i], next_values[..., i], discounts[..., i], ends[..., i])
+                if algo == "happo":
+                    adv[..., i] = numpy_gae(*args, cfg.gae_lambda)
+                elif algo == "opspo":
+                    rho, c = cfg.vtrace_clip_rho, cfg.vtrace_clip_c
+                    adv[..., i] = numpy_vtrace(*args, cfg.gae_lambda, log_rho[..., i], clip_rho=rho, clip_c=c)[1]
+                else:
+                    adv[..., i] = numpy_preopc(*args, cfg.gae_lambda, log_rho[..., i])
+            scores = (np.abs(adv) * alive).sum((0, 1)) / np.maximum(alive.sum((0, 1)), 1)
+            np.testing.assert_allclose(trace["scores"][p, u], scores, rtol=1e-3, atol=1e-4, err_msg=f"scores, unit {u}")
+            for slot in np.flatnonzero(valid[p, u]):
+                i, k = int(agents[p, u, slot]), sum(sizes[:u]) + slot  # k: the 0-based position in the order
+                got = trace["advantages"][p, u][..., slot]
+                np.testing.assert_allclose(got, adv[..., i], atol=5e-4, err_msg=f"advantages, unit {u} agent {i}")
+                assert i in remaining, (u, i, remaining)
+                if rule == "greedy" or (rule == "semi-greedy" and k % 2 == 0):
+                    assert i == max(remaining, key=lambda j: scores[j]), (u, i, scores)
+                remaining.discard(i)
+                adaptive = algo == "a2po" and cfg.adaptive_clip
+                eps = cfg.clip_eps * (cfg.clip_c + (1 - cfg.clip_c) * (k + 1) / n) if adaptive else cfg.clip_eps
+                np.testing.assert_allclose(trace["clip"][p, u][slot], eps, rtol=1e-6, err_msg=f"clip, agent {i}")
+                weights = trace["weights"][p, u]
+                if algo == "opspo" and sharing != "nops":  # step-wise weighted IS (learned nets under NoPS)
+                    want = np.minimum(_numpy_weighted_is(log_rho[..., i], np.asarray(batch.start)), 1.0)
+                    np.testing.assert_allclose(weights[..., slot], want, rtol=1e-4, err_msg=f"weights, agent {i}")
+                elif algo != "opspo":
+                    np.testing.assert_array_equal(weights, 1.0)
+        assert not remaining  # every agent was picked once in the pass

@@ -290,12 +290,12 @@ def test_each_units_estimates_picks_clips_and_state_weights_are_recomputed(algo,
     cfg = tiny(**{**BASE, "algo": algo, "sharing": sharing, "loop_order": loop_order, **extra})
     trainer, batch, metrics, _, _ = _traced_update(cfg)
     trace, n = metrics["trace"], trainer.env.spec.num_agents
-    ts = jax.tree.map(lambda x: x[0], trainer.init(jax.random.PRNGKey(1)))
+    value_norm = jax.tree.map(lambda x: x[0, 0], trace["value_norm"])  # the update's: one critic fit, after the units
     terminated = np.broadcast_to(np.asarray(batch.terminated)[..., None], batch.rewards.shape)
     ends = terminated | np.asarray(batch.truncated)[..., None]
     discounts = cfg.gamma * (1.0 - terminated)
-    values = _denormalize(ts.value_norm, np.asarray(batch.value_preds, np.float64))
-    next_values = _denormalize(ts.value_norm, np.asarray(batch.next_value_preds, np.float64))
+    values = _denormalize(value_norm, np.asarray(batch.value_preds, np.float64))
+    next_values = _denormalize(value_norm, np.asarray(batch.next_value_preds, np.float64))
     alive = np.asarray(batch.obs.alive, np.float64)
     rule = {"a2po": cfg.selection_rule, "opspo": cfg.selection_rule}.get(algo, "random")
     sizes = block_sizes(n, cfg.agent_blocks)

@@ -296,6 +296,7 @@ def test_a_full_disk_and_interrupts_are_one_line_and_keep_what_was_written(tmp_p
     def interrupted(*args):
         raise KeyboardInterrupt
 
+    monkeypatch.setattr(run_mod, "_compile", lambda trainer: None)  # nothing runs: no program needed
     monkeypatch.setattr(run_mod, "_run_chunk", interrupted)
     assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 130
     assert capfd.readouterr().err == (

@@ -31,7 +31,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import types
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +86,7 @@ def read_config(run_dir: Path) -> dict:
 
 def sweep_grid(config: dict) -> list[dict[str, float]]:
     """The grid points of a config.json's ``sweep`` ([{}] without one)."""
-    return sweep.grid(types.SimpleNamespace(sweep=sweep.normalize(config.get("sweep") or ())))
+    return sweep.grid_of(config.get("sweep") or ())
 
 
 def point_values(run_dir: Path, config: dict) -> dict[str, float] | None:

@@ -94,9 +94,15 @@ def check(config) -> None:
 
 
 def grid(config) -> list[dict[str, float]]:
-    """The grid points, each {field: value}; [{}] without a sweep."""
-    names = [name for name, _ in config.sweep]
-    return [dict(zip(names, map(float, point))) for point in itertools.product(*(v for _, v in config.sweep))]
+    """The grid points of ``config.sweep``, each {field: value}; [{}] without a sweep."""
+    return grid_of(config.sweep)
+
+
+def grid_of(pairs) -> list[dict[str, float]]:
+    """The grid points of sweep ``pairs`` ((field, values), ...; as in a config or its JSON)."""
+    pairs = normalize(pairs)
+    names = [name for name, _ in pairs]
+    return [dict(zip(names, map(float, point))) for point in itertools.product(*(v for _, v in pairs))]
 
 
 def point_configs(config) -> list:

@@ -9,3 +9,8 @@ __version__ = "0.1.0"
 # Set the flag in XLA_FLAGS yourself before importing jaxseq to override.
 if "xla_cpu_multi_thread_eigen" not in _os.environ.get("XLA_FLAGS", ""):
     _os.environ["XLA_FLAGS"] = (_os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+
+# JAX's persistent compilation cache, on unless switched off (jaxseq/compile_cache.py).
+from jaxseq import compile_cache as _compile_cache  # noqa: E402
+
+_compile_cache.enable()

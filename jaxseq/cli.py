@@ -25,6 +25,7 @@ import time
 import warnings
 from pathlib import Path
 
+from jaxseq import compile_cache
 from jaxseq.config import PRESETS, field_docs, field_types, make_config, parse_value
 from jaxseq.errors import ConfigError, RunDiverged, RunInterrupted
 
@@ -127,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--out", help="the GIF to write (default: RUN_DIR/episode.gif)")
     ren.add_argument("--checkpoint", default="best", help="best (default), last, or a stored chunk number")
     ren.add_argument("--seed-index", type=int, default=0, help="which seed's policy (default 0, the first)")
+    for compiling in (train, ev, ren):
+        compiling.add_argument(
+            "--no-compile-cache",
+            action="store_true",
+            help=f"compile every program afresh, without JAX's compilation cache (or set {compile_cache.SWITCH}=off)",
+        )
     rep = sub.add_parser(
         "report",
         help="IQM, median, mean (optimality gap for scores of a known range) with 95%% intervals over run "
@@ -277,8 +284,11 @@ def _join_processes(args: argparse.Namespace) -> None:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    """Warnings as one line each (a checkpoint fallback is news, not a stack trace)."""
-    print(f"jaxseq: warning: {message}", file=sys.stderr)
+    """Warnings as one line each (a checkpoint fallback is news, not a stack trace); JAX's warnings
+    about compile cache entries once per kind (:func:`jaxseq.compile_cache.summarise`)."""
+    text = compile_cache.summarise(str(message))
+    if text is not None:
+        print(f"jaxseq: warning: {text}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -290,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     """Run the command; every failure a user can cause is one line on standard error and an exit status."""
+    if getattr(args, "no_compile_cache", False):
+        compile_cache.disable()
     try:
         if args.command == "envs":
             from jaxseq.envs import list_envs

@@ -23,7 +23,7 @@ from typing import Any
 
 import jax
 
-from jaxseq import checkpoint, distributed, sweep
+from jaxseq import checkpoint, compile_cache, distributed, sweep
 from jaxseq.config import Config
 from jaxseq.errors import ConfigError, RunDiverged, RunInterrupted
 from jaxseq.metrics import FINITE, finite_or_none, metrics_line, nanmean_or_none, non_finite, summarize
@@ -251,10 +251,12 @@ def _initial_state(trainer, run_dir: Path, key) -> tuple[int, Any]:
 
 
 def _compile(trainer):
-    """The chunk compiled for the run's state (its shapes and shardings); its memory per member
-    printed, and a run that cannot fit one device's memory refused (ConfigError naming ``sweep``
-    or ``num_seeds``)."""
+    """The chunk compiled for the run's state (its shapes and shardings); where compiled programs
+    are kept and its memory per member printed, and a run that cannot fit one device's memory
+    refused (ConfigError naming ``sweep`` or ``num_seeds``)."""
     config = trainer.config
+    if distributed.is_main_process():
+        compile_cache.announce()
     compiled = trainer.compile_chunk(trainer.abstract_state(jax.random.PRNGKey(config.seed)))
     devices = 1 if trainer.mesh is None else trainer.mesh.size
     per_device = config.num_members // devices if config.shard == "members" else config.num_members

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -61,16 +61,21 @@ class Trainer:
         return self.engine.algorithm.state_weights
 
     # -- construction -------------------------------------------------------------------------
-    def init_one(self, key: jax.Array) -> TrainState:
-        eng, cfg = self.engine, self.config
-        k_actor, k_critic, k_env, key = jax.random.split(key, 4)
+    def init_networks(self, key: jax.Array) -> tuple[Any, Any, dict]:
+        """(actor params, critic params, the state weights' extras) of one member from its key: every
+        part of the initial state that the orthogonal initialiser's host QR (a callback) touches."""
+        eng = self.engine
+        k_actor, k_critic, _, key = jax.random.split(key, 4)
         actor_params = eng.actor.init(k_actor, eng.spec.obs_dim)
         critic_params = eng.critic.init(k_critic, eng.critic_in_dim)
+        return actor_params, critic_params, eng.state_weights.init(jax.random.fold_in(key, 1), actor_params)
+
+    def init_one(self, key: jax.Array, networks: tuple[Any, Any, dict] | None = None) -> TrainState:
+        """One member's initial state from its key (``networks``: :meth:`init_networks` of the same key)."""
+        eng, cfg = self.engine, self.config
+        actor_params, critic_params, weights = self.init_networks(key) if networks is None else networks
+        _, _, k_env, key = jax.random.split(key, 4)
         env_state, obs = jax.vmap(self.env.reset)(jax.random.split(k_env, cfg.num_envs))
-        extra = {
-            **self.engine.algorithm.scheme.init_extra(eng.num_agents),
-            **eng.state_weights.init(jax.random.fold_in(key, 1), actor_params),
-        }
         return TrainState(
             actor_params=actor_params,
             critic_params=critic_params,
@@ -84,7 +89,7 @@ class Trainer:
             critic_carry=eng.critic.init_carry((cfg.num_envs,)),
             key=key,
             update=jnp.zeros((), jnp.int32),
-            extra=extra,
+            extra={**eng.algorithm.scheme.init_extra(eng.num_agents), **weights},
             hyper={},
         )
 
@@ -93,18 +98,24 @@ class Trainer:
         from ``key``, repeated for every grid point of the sweep, with the points' values in
         ``hyper`` (member g * S + s = seed s of grid point g; :mod:`jaxseq.sweep`).
 
-        One compiled program (op by op, a fresh configuration's initial state took 4-5 s of tiny
-        compilations on a CPU, an MJX reset about 25 s); the orthogonal initialiser's QR runs on the
-        host (:func:`jaxseq.nets.orthogonal`).
+        Two compiled programs (op by op, a fresh configuration's initial state took 4-5 s of tiny
+        compilations on a CPU, an MJX reset about 25 s): the networks, whose orthogonal initialiser
+        runs its QR on the host (:func:`jaxseq.nets.orthogonal`), and the rest (the env reset,
+        optimiser states), which has no host callback and so is kept by the compilation cache.
         """
         return self._compiled_init(key)
 
     @functools.cached_property
     def _compiled_init(self) -> Callable[[jax.Array], TrainState]:
-        return jax.jit(self._stacked_init)
+        networks = jax.jit(lambda key: jax.vmap(self.init_networks)(self._member_keys(key)))
+        rest = jax.jit(self._stacked_init)
+        return lambda key: rest(key, networks(key))
 
-    def _stacked_init(self, key: jax.Array) -> TrainState:
-        state = jax.vmap(self.init_one)(jax.random.split(key, self.config.num_seeds))
+    def _member_keys(self, key: jax.Array) -> jax.Array:
+        return jax.random.split(key, self.config.num_seeds)
+
+    def _stacked_init(self, key: jax.Array, networks: tuple) -> TrainState:
+        state = jax.vmap(self.init_one)(self._member_keys(key), networks)
         # Strong dtypes everywhere (JaxMARL's reset leaves weakly typed ints), so the state the chunk
         # returns has the same types as this one and the chunk compiles once.
         state = jax.tree.map(lambda x: x.astype(x.dtype), state)

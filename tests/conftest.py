@@ -1,15 +1,17 @@
 import os
-import tempfile
+from pathlib import Path
 
 # Tests run on CPU, deterministic and quiet.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-# One persistent XLA compilation cache per test session (a fresh directory, so nothing carries
-# over between runs): tests that build the same program again (resume, the CLI subprocesses,
-# repeated trainer configurations) load it instead of compiling it. The environment carries it to
-# subprocesses; jax.config sets it here in case a plugin imported jax before this file.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jaxseq-xla-cache-"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+# The suite's own persistent XLA compilation cache, kept between runs in the repository's ignored
+# .cache/ (delete it to start cold, as CI does): tests that build the same program again (resume,
+# the CLI subprocesses, repeated trainer configurations) load it instead of compiling it, and a
+# second run of the suite loads what the first compiled. A cached program is the program XLA would
+# compile (tests/test_compile_cache.py). The environment carries the folder to subprocesses;
+# jax.config sets it here in case a plugin imported jax before this file.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(__file__).parent.parent / ".cache" / "xla-tests"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 # Compiling is most of the suite's time and the programs run tiny batches: XLA's CPU backend without
 # its LLVM optimisations compiled two typical test files in 111 s instead of 157 s. Comparisons
 # are between programs built the same way (or against NumPy with tolerances), so they hold.

@@ -8,7 +8,7 @@ import itertools
 import jax
 import numpy as np
 
-from jaxseq.config import make_config
+from jaxseq.config import Config, make_config
 from jaxseq.train import make_train
 
 
@@ -34,6 +34,17 @@ def tiny(**overrides):
     )
     base.update(overrides)
     return make_config(**base)
+
+
+def cli_args(config) -> list[str]:
+    """``jaxseq train`` arguments that build ``config`` (every field that differs from the default)."""
+    defaults = Config()
+    argv = ["--no-progress"]
+    for name in config.__dataclass_fields__:
+        value = getattr(config, name)
+        if value != getattr(defaults, name):
+            argv += ["--set", f"{name}={value}"]
+    return argv
 
 
 SEQUENTIAL = ("happo", "happo_preopc", "a2po", "opspo")

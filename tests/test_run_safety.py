@@ -25,7 +25,7 @@ from jaxseq.metrics import non_finite
 from jaxseq.run import _run_chunk, train_run
 from jaxseq.train import make_train
 
-from helpers import tiny
+from helpers import cli_args, tiny
 
 # The configuration of test_train's resume test (4 chunks, 2 seeds): its programs are compiled once.
 FOUR_CHUNKS = dict(total_steps=4 * 8 * 2 * 4)
@@ -193,17 +193,6 @@ def test_path_and_late_config_errors_leave_no_folder(tmp_path, capsys):
     assert "is not a readable jaxseq config" in capsys.readouterr().err
 
 
-def _cli_args(config):
-    """``jaxseq train`` arguments that build ``config`` (every field that differs from the default)."""
-    defaults = Config()
-    argv = ["--no-progress"]
-    for name in config.__dataclass_fields__:
-        value = getattr(config, name)
-        if value != getattr(defaults, name):
-            argv += ["--set", f"{name}={value}"]
-    return argv
-
-
 @pytest.mark.parametrize(
     "flags, words",
     [
@@ -275,7 +264,7 @@ def test_a_full_disk_and_interrupts_are_one_line_and_keep_what_was_written(tmp_p
     chunk 1's checkpoint and both metrics lines kept. Ctrl-C says what the folder holds."""
     import jaxseq.run as run_mod
 
-    argv = ["train", "--out", str(tmp_path / "runs"), *_cli_args(tiny(**FOUR_CHUNKS))]
+    argv = ["train", "--out", str(tmp_path / "runs"), *cli_args(tiny(**FOUR_CHUNKS))]
     save, calls = ocp.StandardCheckpointer.save, []
 
     def full_after_one(self, *args, **kwargs):

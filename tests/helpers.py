@@ -50,12 +50,15 @@ def cli_args(config) -> list[str]:
 SEQUENTIAL = ("happo", "happo_preopc", "a2po", "opspo")
 SHARING = ("nops", "fups", "paps")
 LOOP_ORDERS = ("agents-outer", "epochs-outer")
-# Spread over the cases: continuous actions (5 dims), GRU, and agent blocks (4 agents in 2 blocks).
+# Spread over the cases so that each meets both loop orders and every sharing mode: continuous
+# actions (5 dims), GRU, agent blocks (4 agents in 2 blocks of 2) and unequal blocks (5 agents in
+# blocks of 3 and 2, the second padded with an empty slot).
 EXTRAS = (
     {},
     {"env": "mpe:spread?actions=continuous"},
     {"network": "gru"},
     {"env": "mpe:spread?n=4", "agent_blocks": 2},
+    {"env": "mpe:spread?n=5", "agent_blocks": 2},
 )
 # epochs 4 over 3 units: Alg. 2 makes 2 passes, so the second pass is checked too; a large
 # learning rate moves every policy well past float noise.
@@ -75,9 +78,13 @@ OTHER_CASES = (
 
 def sequential_cases():
     """(algo, sharing, loop_order, extra) for every sequential algorithm x sharing x loop order,
-    the extras spread over them."""
+    the extras spread over them: the g-th (algo, sharing) pair takes extra g under agents-outer and
+    g + 1 under epochs-outer (modulo their number), so every extra meets both orders."""
     grid = itertools.product(SEQUENTIAL, SHARING, LOOP_ORDERS)
-    return [(algo, sharing, order, EXTRAS[i % len(EXTRAS)]) for i, (algo, sharing, order) in enumerate(grid)]
+    return [
+        (algo, sharing, order, EXTRAS[(i // len(LOOP_ORDERS) + LOOP_ORDERS.index(order)) % len(EXTRAS)])
+        for i, (algo, sharing, order) in enumerate(grid)
+    ]
 
 
 def case_label(*parts: str, extra: dict) -> str:

@@ -9,7 +9,10 @@ were recorded again (2026-12-04) when the orthogonal initialiser's QR moved to t
 moved 31 configurations by a median 1.3e-6 and at most 1.6e-5 relative, and the chaotic one below
 by 9e-4. The six OPSPO ones were recorded again (2026-12-06, issue 27) when OPSPO's agent order
 became A2PO's selection rule (semi-greedy) instead of random: their orders, so their updates,
-changed; no other entry moved. They were recorded with jaxmarl's env package imported before the first computation, as
+changed; no other entry moved. Eighteen were recorded (2026-12-06, issue 27) when the extras were
+spread anew so that each meets both loop orders (``helpers.sequential_cases``) and unequal agent
+blocks joined them: those labels are new configurations, recorded from the code whose
+conformance tests they pass; the other 14 entries are unchanged. They were recorded with jaxmarl's env package imported before the first computation, as
 tests/conftest.py does: whether it is imported first changed 21 of these 32 results (every one
 with shared parameters) by up to 2e-3 relative on this machine, for a reason not found. The
 comparison allows float noise (:data:`RTOL`; a parameter sum within 1e-4 of its absolute sum), so

@@ -12,12 +12,13 @@ became A2PO's selection rule (semi-greedy) instead of random: their orders, so t
 changed; no other entry moved. Eighteen were recorded (2026-12-06, issue 27) when the extras were
 spread anew so that each meets both loop orders (``helpers.sequential_cases``) and unequal agent
 blocks joined them: those labels are new configurations, recorded from the code whose
-conformance tests they pass; the other 14 entries are unchanged. They were recorded with jaxmarl's env package imported before the first computation, as
-tests/conftest.py does: whether it is imported first changed 21 of these 32 results (every one
-with shared parameters) by up to 2e-3 relative on this machine, for a reason not found. The
-comparison allows float noise (:data:`RTOL`; a parameter sum within 1e-4 of its absolute sum), so
-a CPU with other vector units still passes. The runs are the conformance tests' traced updates
-(``helpers.traced_update``), so this adds few compilations. They run as one-point sweeps
+conformance tests they pass; the other 14 entries are unchanged. They were recorded with
+jaxmarl's env package imported before the first computation, as tests/conftest.py does: whether it
+is imported first changed 21 of these 32 results (every one with shared parameters) by up to 2e-3
+relative on this machine, for a reason not found. The comparison allows float noise (:data:`RTOL`; a
+parameter sum within 1e-4 of its absolute sum), so a CPU with other vector units still passes. The
+runs are the conformance tests' traced updates (``helpers.traced_update``), so this adds few
+compilations. They run as one-point sweeps
 (``helpers.swept``): every sweepable field the update reads is a traced value in
 ``TrainState.hyper`` and the config's own constant for it is another number, so the recorded values
 also show that a sweep's values reach every scheme (a value some code path ignored would give the

@@ -216,13 +216,20 @@ def test_bad_multi_process_flags_are_one_line_before_jax_starts(flags, words, ca
 def test_a_process_without_its_coordinator_says_what_it_waits_for_times_out_and_honours_ctrl_c(tmp_path):
     """Process 1 of 2 with no process 0: one line says what it waits for; --init-timeout ends the wait
     with a one-line error, and Ctrl-C ends it at once. Without a cluster, --distributed says what is missing."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     base = [sys.executable, "-m", "jaxseq", "train", "--no-progress", "--out", str(tmp_path)]
     wait = ["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "1"]
+    # Ctrl-C's default action in the children: a child inherits an ignored SIGINT, and in the full
+    # suite the xdist worker's SIGINT was found ignored (SigIgn in /proc), so the child never saw it.
+    kw = dict(
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     procs = {
-        "timeout": subprocess.Popen([*base, *wait, "--init-timeout", "2"], stderr=subprocess.PIPE, text=True, env=env),
-        "ctrl-c": subprocess.Popen([*base, *wait], stderr=subprocess.PIPE, text=True, env=env),
-        "no cluster": subprocess.Popen([*base, "--distributed"], stderr=subprocess.PIPE, text=True, env=env),
+        "timeout": subprocess.Popen([*base, *wait, "--init-timeout", "2"], **kw),
+        "ctrl-c": subprocess.Popen([*base, *wait], **kw),
+        "no cluster": subprocess.Popen([*base, "--distributed"], **kw),
     }
     first = procs["ctrl-c"].stderr.readline()
     assert first == "jaxseq: joining as process 1 of 2: waiting up to 300 s for the coordinator at 127.0.0.1:1\n"

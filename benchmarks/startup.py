@@ -118,8 +118,9 @@ def table(results: dict) -> str:
     ]
     for task, r in results.items():
         cold, warm = r["runs"]["cold"], r["runs"]["warm"]
+        name = task.replace("|", "\\|")  # a markdown table cell
         lines.append(
-            f"| {task} | {cold['first_line']:.1f} | {warm['first_line']:.1f} | "
+            f"| {name} | {cold['first_line']:.1f} | {warm['first_line']:.1f} | "
             f"{cold['first_line'] / warm['first_line']:.2f}x | {cold['total']:.1f} | {warm['total']:.1f} | "
             f"{cold['total'] / warm['total']:.2f}x | {r['same_metrics']} | {r['cache_mb']:.1f} |"
         )
@@ -127,7 +128,8 @@ def table(results: dict) -> str:
     lines += ["", "Warm start-up, in process, to the first chunk's metrics (s):", ""]
     lines += ["| task | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for task, r in results.items():
-        lines.append(f"| {task} | " + " | ".join(f"{r['phases'][n]:.2f}" for n in names) + " |")
+        name = task.replace("|", "\\|")
+        lines.append(f"| {name} | " + " | ".join(f"{r['phases'][n]:.2f}" for n in names) + " |")
     return "\n".join(lines) + "\n\n"
 
 

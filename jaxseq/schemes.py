@@ -153,8 +153,9 @@ def sequential(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.
         position = start + jnp.arange(width)  # 0-based positions of the unit's slots in the order
         eps = ordering.adaptive_clip(cfg.clip_eps, position + 1, n, cfg.clip_c) if alg.adaptive_clip else cfg.clip_eps
         given = log_factor[..., None] if incremental else unit_log_rho
+        unit_adv = adv_all[..., agents]  # [T, B, K]: what the objective gets, as the trace records it
         new_params, opt, info = eng.fit_unit(
-            params, opt, data, agents, valid, adv_all[..., agents], given, weights, eps, k_fit, epochs
+            params, opt, data, agents, valid, unit_adv, given, weights, eps, k_fit, epochs
         )
         if shared:
             after_all = eng.agent_log_ratios(new_params, data, all_agents)  # [T, B, N]
@@ -186,7 +187,7 @@ def sequential(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.
                 "values": unit_est["values"],
                 "estimator_log_rho": log_rho,
                 "scores": scores,
-                "advantages": adv_all[..., agents],
+                "advantages": unit_adv,
                 "clip": jnp.broadcast_to(eps, (width,)),
                 "weights": weights,
             }

@@ -24,7 +24,10 @@ E|A_i| and the picks (greedy positions take the largest remaining score), each m
 (A2PO's C(eps, k) at its position), OPSPO's step-wise weighted IS state weights under sharing,
 and with ``critic_fit = "per-unit"`` the critic each unit's values came from. Checked once by
 mutation: an adaptive clip one position off, argmin for argmax in the greedy rule, the refit
-disabled and the advantages' agent column shifted each fail here.
+disabled and the advantages' agent column shifted each fail here. The traced advantages are the
+ones the unit's objective receives (one variable): with the column shifted only in what the
+objective got, the trace used to show the right column and 24 of 24 cases passed; now 12 of 12
+checked fail (2026-12-06). With the per-unit refit disabled, 3 of 3 per-unit cases fail.
 """
 
 import math

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 #: The environment variable that turns the cache off or names its folder.
@@ -54,15 +54,15 @@ def default_folder(environ: Mapping[str, str] = os.environ, platform: str = sys.
 def choose(environ: Mapping[str, str], users_folder: str | None) -> tuple[str | None, str]:
     """(folder or None, where the choice came from: "off", "yours", "JAXSEQ_COMPILE_CACHE" or "default").
 
-    ``users_folder`` is the JAX cache folder already configured when jaxseq is imported (or None)."""
+    ``users_folder`` is the JAX cache folder already configured when jaxseq is imported (or None);
+    one equal to jaxseq's own choice (a process started by a jaxseq process inherits it) is jaxseq's."""
     switch = environ.get(SWITCH, "").strip()
     if switch.lower() in OFF:
         return None, "off"
-    if users_folder:
+    ours = switch or str(default_folder(environ))
+    if users_folder and users_folder != ours:
         return users_folder, "yours"
-    if switch:
-        return switch, SWITCH
-    return str(default_folder(environ)), "default"
+    return ours, SWITCH if switch else "default"
 
 
 def _usable(folder: str) -> str | None:
@@ -79,32 +79,40 @@ def _usable(folder: str) -> str | None:
 _STATE = {"folder": None, "origin": "off", "problem": None, "set": None, "told": set()}
 
 
-def enable(environ: Mapping[str, str] = os.environ) -> str | None:
+def _configure(environ: MutableMapping[str, str], **values) -> None:
+    """Set JAX config options (``jax_`` names): through ``jax.config`` once JAX is imported, else as
+    the environment variables JAX reads when it is (so importing jaxseq does not import JAX: the
+    host-env workers are NumPy-only processes)."""
+    jax = sys.modules.get("jax")
+    for name, value in values.items():
+        if jax is not None:
+            jax.config.update(name, value)
+        else:
+            environ[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def enable(environ: MutableMapping[str, str] = os.environ) -> str | None:
     """Turn the cache on as :func:`choose` decides; returns the folder (None when off or unusable; an
     unusable folder is reported by :func:`announce` when a run starts, so importing stays quiet).
 
     Called by ``import jaxseq``; it may be called again, or :func:`disable` may be, before anything
     compiles (JAX opens the folder at the first compilation)."""
-    import jax
-
-    configured = jax.config.jax_compilation_cache_dir
+    jax = sys.modules.get("jax")
+    configured = jax.config.jax_compilation_cache_dir if jax is not None else environ.get("JAX_COMPILATION_CACHE_DIR")
     folder, origin = choose(environ, configured if configured != _STATE["set"] else None)
     problem = _usable(folder) if origin not in ("off", "yours") else None
     _STATE.update(folder=folder, origin=origin, problem=problem)
-    jax.config.update("jax_enable_compilation_cache", folder is not None and not problem)
+    _configure(environ, jax_enable_compilation_cache=folder is not None and not problem)
     if origin in ("off", "yours") or problem:
         return None if problem else folder
-    jax.config.update("jax_compilation_cache_dir", folder)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECS)
+    _configure(environ, jax_compilation_cache_dir=folder, jax_persistent_cache_min_compile_time_secs=MIN_COMPILE_SECS)
     _STATE["set"] = folder
     return folder
 
 
-def disable() -> None:
+def disable(environ: MutableMapping[str, str] = os.environ) -> None:
     """No cache for the rest of this process (call before anything compiles)."""
-    import jax
-
-    jax.config.update("jax_enable_compilation_cache", False)
+    _configure(environ, jax_enable_compilation_cache=False)
     _STATE.update(folder=None, origin="off", problem=None)
 
 

@@ -125,3 +125,10 @@ def test_the_switch_and_the_flag_turn_it_off(monkeypatch):
     monkeypatch.setattr(compile_cache, "disable", lambda: turned_off.append(True))
     assert main(["train", "--no-compile-cache", "--set", "num_envs=0"]) == 2  # refused before compiling
     assert turned_off == [True]
+
+
+def test_importing_jaxseq_leaves_jax_unimported_so_host_env_workers_stay_numpy_only(tmp_path):
+    imports = "import os, sys, jaxseq.hostenv.worker\n"
+    script = imports + "print('jax' in sys.modules, os.getenv('JAX_COMPILATION_CACHE_DIR'))"
+    proc = subprocess.run([sys.executable, "-c", script], env=_env(tmp_path / "xla"), capture_output=True, text=True)
+    assert proc.stdout.split() == ["False", str(tmp_path / "xla")], proc.stderr

@@ -12,7 +12,7 @@ next time the same program is built (same code, shapes, config, XLA flags and ja
 A cached program is the program XLA would compile: metrics are bit-identical (tests/test_compile_cache.py).
 Entries are files named by a hash of the program; nothing bounds the folder's size (JAX's optional bound,
 ``jax_compilation_cache_max_size``, rescans every entry on each write and holds a file lock), so clear it
-with ``rm -rf`` when it grows (docs/performance.md gives sizes). JAX writes entries from process 0 of a
+with ``rm -rf`` when it grows (docs/compile-cache.md gives sizes). JAX writes entries from process 0 of a
 multi-process run only; processes that share the folder can write the same entry at once (tested). An
 unusable folder is reported once and the run compiles without it; an unreadable entry is compiled again
 (JAX warns, per entry).
@@ -121,7 +121,7 @@ def describe() -> str:
     if _STATE["problem"]:
         folder, problem = _STATE["folder"], _STATE["problem"]
         return f"compile cache off: {folder} is not usable ({problem}); set {SWITCH} to another folder"
-    if _STATE["folder"] is None or _STATE["origin"] == "off":
+    if _STATE["folder"] is None:
         return "compile cache off"
     whose = " (JAX_COMPILATION_CACHE_DIR)" if _STATE["origin"] == "yours" else ""
     return f"compile cache: {_STATE['folder']}{whose}; --no-compile-cache or {SWITCH}=off turns it off"

@@ -61,20 +61,25 @@ class Trainer:
         return self.engine.algorithm.state_weights
 
     # -- construction -------------------------------------------------------------------------
+    @staticmethod
+    def _init_keys(key: jax.Array) -> jax.Array:
+        """A member's key split into (actor, critic, env, the state's own key)."""
+        return jax.random.split(key, 4)
+
     def init_networks(self, key: jax.Array) -> tuple[Any, Any, dict]:
         """(actor params, critic params, the state weights' extras) of one member from its key: every
         part of the initial state that the orthogonal initialiser's host QR (a callback) touches."""
         eng = self.engine
-        k_actor, k_critic, _, key = jax.random.split(key, 4)
+        k_actor, k_critic, _, key = self._init_keys(key)
         actor_params = eng.actor.init(k_actor, eng.spec.obs_dim)
         critic_params = eng.critic.init(k_critic, eng.critic_in_dim)
         return actor_params, critic_params, eng.state_weights.init(jax.random.fold_in(key, 1), actor_params)
 
-    def init_one(self, key: jax.Array, networks: tuple[Any, Any, dict] | None = None) -> TrainState:
-        """One member's initial state from its key (``networks``: :meth:`init_networks` of the same key)."""
+    def init_one(self, key: jax.Array, networks: tuple[Any, Any, dict]) -> TrainState:
+        """One member's initial state from its key and :meth:`init_networks` of the same key."""
         eng, cfg = self.engine, self.config
-        actor_params, critic_params, weights = self.init_networks(key) if networks is None else networks
-        _, _, k_env, key = jax.random.split(key, 4)
+        actor_params, critic_params, weights = networks
+        _, _, k_env, key = self._init_keys(key)
         env_state, obs = jax.vmap(self.env.reset)(jax.random.split(k_env, cfg.num_envs))
         return TrainState(
             actor_params=actor_params,

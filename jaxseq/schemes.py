@@ -190,6 +190,7 @@ def sequential(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.
                 "advantages": unit_adv,
                 "clip": jnp.broadcast_to(eps, (width,)),
                 "weights": weights,
+                "weight_nets": weight_nets,  # OPSPO's learned omega-nets after this unit's fit (else ())
             }
         carry = (new_params, opt, moved | members, remaining, log_factor, after_all, targets, weight_nets, critic)
         return carry, info

@@ -76,15 +76,22 @@ OTHER_CASES = (
 )
 
 
+#: SMAX with dead agents: A2PO's SMAX preset's loop (Alg. 2 under FuPS); with random actions against
+#: the heuristic enemy, allies die from step 12-15 on (seeds 0-2), so 16 steps hold dead agents
+#: (whose only available action is no-op: log-prob 0, ratio 1) beside live ones.
+SMAX_CASE = ("a2po", "fups", "epochs-outer", {"env": "smax:3m", "rollout_length": 16})
+
+
 def sequential_cases():
     """(algo, sharing, loop_order, extra) for every sequential algorithm x sharing x loop order,
     the extras spread over them: the g-th (algo, sharing) pair takes extra g under agents-outer and
-    g + 1 under epochs-outer (modulo their number), so every extra meets both orders."""
+    g + 1 under epochs-outer (modulo their number), so every extra meets both orders; then
+    :data:`SMAX_CASE`."""
     grid = itertools.product(SEQUENTIAL, SHARING, LOOP_ORDERS)
     return [
         (algo, sharing, order, EXTRAS[(i // len(LOOP_ORDERS) + LOOP_ORDERS.index(order)) % len(EXTRAS)])
         for i, (algo, sharing, order) in enumerate(grid)
-    ]
+    ] + [SMAX_CASE]
 
 
 def case_label(*parts: str, extra: dict) -> str:

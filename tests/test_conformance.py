@@ -21,10 +21,14 @@ ratio"):
 Past the ratio (issue 27), from what each unit recorded and NumPy loops written from the papers:
 every agent's advantages under its own rho_{-i} (GAE, PreOPC, V-trace), the selection scores
 E|A_i| and the picks (greedy positions take the largest remaining score), each member's clip
-(A2PO's C(eps, k) at its position), OPSPO's step-wise weighted IS state weights under sharing,
-and with ``critic_fit = "per-unit"`` the critic each unit's values came from. Checked once by
-mutation: an adaptive clip one position off, argmin for argmax in the greedy rule, the refit
-disabled and the advantages' agent column shifted each fail here. The traced advantages are the
+(A2PO's C(eps, k) at its position), OPSPO's step-wise weighted IS state weights under sharing and
+its learned omega-net weights under NoPS (the nets applied in NumPy from the parameters each unit
+recorded), and with ``critic_fit = "per-unit"`` the critic each unit's values came from (one case
+per sharing mode). One SMAX case has agents dying within the batch. Checked once by mutation: an
+adaptive clip one position off, argmin for argmax in the greedy rule, the refit disabled and the
+advantages' agent column shifted each fail here; so do (2026-12-06) the learned weights' two
+omega-nets swapped (2 of 2 OPSPO NoPS cases) and selection scores that count dead agents' samples
+(the SMAX case). The traced advantages are the
 ones the unit's objective receives (one variable): with the column shifted only in what the
 objective got, the trace used to show the right column and 24 of 24 cases passed; now 12 of 12
 checked fail (2026-12-06). With the per-unit refit disabled, 3 of 3 per-unit cases fail.
@@ -89,6 +93,9 @@ def test_each_unit_gets_the_ratio_recomputed_from_the_parameters_it_starts_from(
         (p, u): _log_probs(trainer, unit_params(p, u), batch) - behaviour for p in range(passes) for u in range(units)
     }
     log_final = _log_probs(trainer, final, batch) - behaviour
+    if cfg.env.startswith("smax"):  # the dead-agent case: some agents die within the batch
+        alive = np.asarray(batch.obs.alive)
+        assert alive.any() and not alive.all(), "no agent died in the batch: the case would not test dead agents"
     moved = np.full(n, sharing != "nops")
     incremental = algo in ("happo", "happo_preopc")
     largest = 0.0
@@ -175,12 +182,13 @@ def test_every_algorithm_and_preset_uses_the_joint_density_ratio_of_continuous_a
         np.testing.assert_allclose(ratio, want, rtol=1e-4, err_msg=algo)
 
 
-#: Per-unit critic cases (A2PO Alg. 1-2 line 12, OPSPO Alg. 1 line 11): Algorithm 2 under sharing as
-#: the SMAX presets run it, a V-trace case, and agent blocks under agents-outer. Each compiles a
+#: Per-unit critic cases (A2PO Alg. 1-2 line 12, OPSPO Alg. 1 line 11), one per sharing mode:
+#: Algorithm 2 under FuPS as the SMAX presets run it, a V-trace case under PaPS, and agent blocks
+#: under NoPS and agents-outer. Each compiles a
 #: program of its own, so the last two run with -m slow (the suite's budget).
 PER_UNIT_CASES = (
     ("a2po", "fups", "epochs-outer", {"network": "gru"}),
-    ("opspo", "fups", "agents-outer", {"env": "mpe:spread?actions=continuous"}),
+    ("opspo", "paps", "agents-outer", {"env": "mpe:spread?actions=continuous"}),
     ("happo_preopc", "nops", "agents-outer", {"env": "mpe:spread?n=4", "agent_blocks": 2}),
 )
 _SLOW_PER_UNIT = ("opspo", "happo_preopc")
@@ -267,6 +275,17 @@ def test_each_units_advantages_come_from_the_critic_refit_after_the_unit_before(
     assert np.abs(values - first).max() > 1e-2
 
 
+def _numpy_omega(params, states):
+    """OPSPO's omega-net (``jaxseq.density.RatioMLP``, positive) written out: two tanh layers, then
+    softplus(x + log(e - 1)), so that a zero pre-activation gives 1. ``states`` [..., D] -> [...]."""
+    layers = params["params"]
+    x = states
+    for name in ("Dense_0", "Dense_1"):
+        x = np.tanh(x @ np.asarray(layers[name]["kernel"], np.float64) + np.asarray(layers[name]["bias"]))
+    out = (x @ np.asarray(layers["Dense_2"]["kernel"], np.float64) + np.asarray(layers["Dense_2"]["bias"]))[..., 0]
+    return np.logaddexp(0.0, out + math.log(math.e - 1.0))
+
+
 def _numpy_weighted_is(log_rho, starts):
     """Step-wise weighted IS (OPSPO App. B.2, the reading in docs/design.md) as a loop: w_b(t) the
     product of env b's joint ratios over its episode's steps before t, over its mean across envs."""
@@ -303,6 +322,7 @@ def test_each_units_estimates_picks_clips_and_state_weights_are_recomputed(algo,
     rule = {"a2po": cfg.selection_rule, "opspo": cfg.selection_rule}.get(algo, "random")
     sizes = block_sizes(n, cfg.agent_blocks)
     agents, valid = trace["agents"], trace["valid"]
+    below_one = 0  # learned state weights below 1 (OPSPO under NoPS)
     for p in range(agents.shape[0]):
         remaining = set(range(n))
         for u in range(agents.shape[1]):
@@ -332,9 +352,36 @@ def test_each_units_estimates_picks_clips_and_state_weights_are_recomputed(algo,
                 eps = cfg.clip_eps * (cfg.clip_c + (1 - cfg.clip_c) * (k + 1) / n) if adaptive else cfg.clip_eps
                 np.testing.assert_allclose(trace["clip"][p, u][slot], eps, rtol=1e-6, err_msg=f"clip, agent {i}")
                 weights = trace["weights"][p, u]
-                if algo == "opspo" and sharing != "nops":  # step-wise weighted IS (learned nets under NoPS)
+                if algo == "opspo" and sharing != "nops":  # step-wise weighted IS
                     want = np.minimum(_numpy_weighted_is(log_rho[..., i], np.asarray(batch.start)), 1.0)
                     np.testing.assert_allclose(weights[..., slot], want, rtol=1e-4, err_msg=f"weights, agent {i}")
                 elif algo != "opspo":
                     np.testing.assert_array_equal(weights, 1.0)
+            if algo == "opspo" and sharing == "nops":
+                below_one += _check_learned_state_weights(trace, p, u, np.asarray(batch.obs.state[:, :, 0], np.float64))
         assert not remaining  # every agent was picked once in the pass
+    if algo == "opspo" and sharing == "nops":
+        assert below_one > 0, "every learned weight was 1: the check would not tell a weighting from none"
+
+
+def _check_learned_state_weights(trace, p, u, states) -> int:
+    """OPSPO under NoPS (learned omega-nets, OPSPO Alg. 1-2): unit (p, u)'s state weights are
+    min((omega^{i-1}(s) / scale^{i-1}) / (omega_k(s) / scale_k), 1) on the batch's states ``states``
+    [T, B, D] (agent 0's), the omega-nets applied in NumPy from the parameters the unit recorded;
+    omega_k (the behaviour's, fitted once per update) is the same in every unit; ones while no
+    earlier unit's agent has moved (the preceding policy is the behaviour). Returns how many
+    weights are below 1."""
+    (behaviour, scale_k), (preceding, scale_p) = jax.tree.map(lambda x: x[p, u], trace["weight_nets"])
+    (first, _), _ = jax.tree.map(lambda x: x[0, 0], trace["weight_nets"])
+    for a, b in zip(jax.tree.leaves(behaviour), jax.tree.leaves(first)):
+        np.testing.assert_array_equal(a, b, err_msg="omega_k changed between units")
+    members = np.zeros_like(trace["moved"][p, u])
+    members[trace["agents"][p, u][trace["valid"][p, u]]] = True
+    weights = trace["weights"][p, u][..., 0]  # one column: the unit's preceding policy's states
+    if not (trace["moved"][p, u] & ~members).any():
+        np.testing.assert_array_equal(weights, 1.0, err_msg=f"unit {u} of pass {p}: no agent has moved")
+        return 0
+    ratio = (_numpy_omega(preceding.omega, states) / scale_p) / (_numpy_omega(behaviour.omega, states) / scale_k)
+    want = np.minimum(ratio, 1.0)
+    np.testing.assert_allclose(weights, want, rtol=1e-4, err_msg=f"learned weights, pass {p} unit {u}")
+    return int((want < 1.0 - 1e-6).sum())

@@ -12,7 +12,8 @@ became A2PO's selection rule (semi-greedy) instead of random: their orders, so t
 changed; no other entry moved. Eighteen were recorded (2026-12-06, issue 27) when the extras were
 spread anew so that each meets both loop orders (``helpers.sequential_cases``) and unequal agent
 blocks joined them: those labels are new configurations, recorded from the code whose
-conformance tests they pass; the other 14 entries are unchanged. They were recorded with
+conformance tests they pass; the other 14 entries are unchanged. The SMAX case with dead agents
+(``helpers.SMAX_CASE``) was added the same way (2026-12-06); no other entry moved. They were recorded with
 jaxmarl's env package imported before the first computation, as tests/conftest.py does: whether it
 is imported first changed 21 of these 32 results (every one with shared parameters) by up to 2e-3
 relative on this machine, for a reason not found. The comparison allows float noise (:data:`RTOL`; a

@@ -190,15 +190,21 @@ def field_types() -> dict[str, type]:
 
 
 def field_docs() -> dict[str, str]:
-    """The ``#:`` comment of every field, read from this file, for ``--help`` and docs."""
+    """The ``#:`` comment of every field, read from this file's tokens (a comment belongs to the
+    field whose definition it sits in, also where the formatter wrapped the value), for ``--help``
+    and docs."""
     import inspect
+    import io
+    import tokenize
 
-    docs = {}
-    for line in inspect.getsource(Config).splitlines():
-        line = line.strip()
-        if "#:" in line and ":" in line.split("#:")[0]:
-            name = line.split(":")[0].strip()
-            docs[name] = line.split("#:", 1)[1].strip()
+    names = {f.name for f in dataclasses.fields(Config)}
+    docs, field, line_start = {}, None, True
+    for tok in tokenize.generate_tokens(io.StringIO(inspect.getsource(Config)).readline):
+        if tok.type == tokenize.NAME and line_start and tok.string in names:
+            field = tok.string
+        elif tok.type == tokenize.COMMENT and tok.string.startswith("#:") and field is not None:
+            docs[field] = tok.string[2:].strip()
+        line_start = tok.type in (tokenize.NEWLINE, tokenize.NL, tokenize.INDENT, tokenize.DEDENT, tokenize.COMMENT)
     return docs
 
 

@@ -244,9 +244,9 @@ def fp3o(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.Array)
     optimiser state, ``epochs`` more epochs of Eq. 10 (:func:`objectives.fp3o_objective`), agent j
     with R_j = the other agents' middle ratios, computed once after the independence step (both
     steps run ``epochs``, as the public code's two stages each run ppo_epoch; the critic is
-    fitted once, after the actors). The non-overlapping map (:func:`ordering.fp3o_selection`)
-    assigns agent j_p to pipeline p; since R_j covers every k != j whichever pipeline selected
-    j, the update does not depend on it, and it is not drawn here. With ``fp3o_guard`` the
+    fitted once, after the actors). The paper's non-overlapping map assigns agent j_p to
+    pipeline p; since R_j covers every k != j whichever pipeline selected j, the update does not
+    depend on it, and it is not drawn here. With ``fp3o_guard`` the
     dependence step is skipped (the middle parameters kept) when :func:`objectives.fp3o_guard`
     fails. With one agent R = 1: PPO-clip for 2 x ``epochs`` epochs (tested).
     """

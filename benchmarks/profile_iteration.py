@@ -45,7 +45,7 @@ import optax
 from report import header, load_average, median_seconds, publish
 
 from jaxseq import update
-from jaxseq.config import make_config
+from jaxseq.configure import make_config
 from jaxseq.train import make_train
 
 #: (label, overrides) of MAPPO's whole iteration under --candidates; the first is the reference.

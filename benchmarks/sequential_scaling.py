@@ -23,7 +23,7 @@ import time
 import jax
 from report import header, publish
 
-from jaxseq.config import make_config
+from jaxseq.configure import make_config
 from jaxseq.train import make_train
 
 #: (label, algorithm, overrides) timed in (b); the first is the reference.

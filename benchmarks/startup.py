@@ -65,7 +65,7 @@ def probe(task: str, algo: str, total_steps: int) -> dict:
     import jax
 
     from jaxseq import run
-    from jaxseq.config import make_config
+    from jaxseq.configure import make_config
     from jaxseq.train import make_train
 
     phases = {"imports": time.perf_counter() - t0, **{name: 0.0 for name in EVENTS.values()}}

@@ -29,7 +29,7 @@ def measure(members: int, devices: int, args) -> dict:
     """One (members, devices) cell: seconds per chunk after a warm-up, and env steps per second."""
     import jax
 
-    from jaxseq.config import make_config
+    from jaxseq.configure import make_config
     from jaxseq.train import make_train
 
     seeds = min(members, args.seeds)

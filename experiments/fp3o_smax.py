@@ -24,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxseq.config import PRESETS, Config, make_config, validate
+from jaxseq.config import Config
+from jaxseq.configure import make_config, validate
+from jaxseq.presets import PRESETS
 
 ALGOS = ("fp3o", "happo", "mappo", "ippo")
 SHARINGS = ("fups", "paps", "nops")

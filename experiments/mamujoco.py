@@ -12,7 +12,7 @@ with 95% intervals; `jaxseq.report`) into an experiment folder.
 
 import argparse
 
-from jaxseq.config import make_config
+from jaxseq.configure import make_config
 from jaxseq.experiment import add_sweep_flag, compare
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

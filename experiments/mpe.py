@@ -13,7 +13,7 @@ one results table and the aggregate report (IQM, median, mean with 95% intervals
 
 import argparse
 
-from jaxseq.config import make_config
+from jaxseq.configure import make_config
 from jaxseq.experiment import add_sweep_flag, compare
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

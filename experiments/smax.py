@@ -11,7 +11,7 @@ median, mean and optimality gap of the win rates with 95% intervals; `jaxseq.rep
 
 import argparse
 
-from jaxseq.config import make_config
+from jaxseq.configure import make_config
 from jaxseq.experiment import add_sweep_flag, compare
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

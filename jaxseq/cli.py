@@ -26,8 +26,9 @@ import warnings
 from pathlib import Path
 
 from jaxseq import compile_cache
-from jaxseq.config import PRESETS, field_docs, field_types, make_config, parse_value
+from jaxseq.config import Config, field_docs, field_types, parse_value
 from jaxseq.errors import ConfigError, RunDiverged, RunInterrupted
+from jaxseq.presets import PRESETS
 
 #: CLI flags that map straight onto config fields.
 _FLAGS = {
@@ -185,6 +186,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
 
 
 def config_from_args(args: argparse.Namespace):
+    from jaxseq.configure import make_config  # imports JAX: lazily, so that --help stays fast
+
     return make_config(args.preset, **overrides_from_args(args))  # validated once, by train_run's make_train
 
 
@@ -315,7 +318,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 print(f"{name:14s} {algo.description}")
         elif args.command == "config":
             docs, types_ = field_docs(), field_types()
-            defaults = make_config().to_dict()
+            defaults = Config().to_dict()
             for name, kind in types_.items():
                 print(f"{name:18s} {kind.__name__:5s} = {defaults[name]!r:14}  {docs.get(name, '')}")
             print("\npresets:")

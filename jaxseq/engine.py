@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxseq import nets, normalization, objectives, policies, update
-from jaxseq.algorithms import Resolved
+from jaxseq.algorithms.records import Resolved
 from jaxseq.config import Config
 from jaxseq.envs import EnvSpec, Observation
 from jaxseq.state_weights import LearnedStateWeights, NoStateWeights

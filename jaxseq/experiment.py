@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Sequence
 
 from jaxseq import sweep
-from jaxseq.config import Config, for_algorithm, parse_value, validate
+from jaxseq.config import Config, parse_value
+from jaxseq.configure import for_algorithm, validate
 from jaxseq.errors import ConfigError
 from jaxseq.plotting import plot_runs, read_jsonl
 from jaxseq.report import format_report, report

@@ -15,7 +15,7 @@ from typing import Any
 #: sharing Alg. 2 (App. B: "A2PO in the parameter sharing version is implemented as in Alg. 2"),
 #: ceil(epochs / n) passes over the agents, one epoch each; without sharing Alg. 1, every agent all
 #: its epochs in turn. Both fit the critic after each agent (Alg. 1 and 2, line 12; OPSPO Alg. 1,
-#: line 11). The fields apply to the algorithms that read them (``config.for_algorithm``); the
+#: line 11). The fields apply to the algorithms that read them (``configure.for_algorithm``); the
 #: other loop order is the ablation: ``--set loop_order=agents-outer`` (or ``critic_fit=once``).
 A2PO_SHARED = dict(loop_order="epochs-outer", critic_fit="per-unit")
 A2PO_INDEPENDENT = dict(loop_order="agents-outer", critic_fit="per-unit")

@@ -12,13 +12,14 @@ which ratio each is given.
 - :func:`fp3o` (FP3O paper Alg. 2): an independence step and a dependence step of every agent;
 - :func:`rpisa` (RPISA-PPO): one agent per update, each on a fresh rollout.
 
-A scheme may declare state of its own (``Scheme.init_extra``), kept in ``TrainState.extra``.
+A scheme is registered by name in :data:`jaxseq.algorithms.components.SCHEMES` as a
+:class:`~jaxseq.algorithms.records.Scheme`, which may declare state of its own (``init_extra``), kept
+in ``TrainState.extra``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -33,19 +34,6 @@ LOOP_ORDERS = ("agents-outer", "epochs-outer")
 #: When the critic is fitted: "once" per update after the actors (the learner does it), or
 #: "per-unit" inside a scheme that can (``Scheme.critic_per_unit``), after each unit.
 CRITIC_FITS = ("once", "per-unit")
-
-
-@dataclasses.dataclass(frozen=True)
-class Scheme:
-    #: ``run(engine, ts, data, est, key) -> (ts, targets, info)``
-    run: Callable
-    #: ``init_extra(num_agents) -> dict``: the scheme's entries of ``TrainState.extra``.
-    init_extra: Callable[[int], dict] = lambda n: {}
-    #: Config fields only this scheme reads.
-    fields: tuple[str, ...] = ()
-    #: Whether the scheme can fit the critic after each unit (``Config.critic_fit = "per-unit"``);
-    #: an algorithm may declare the ``critic_fit`` field only on such a scheme.
-    critic_per_unit: bool = False
 
 
 def unit_epochs(loop_order: str, epochs: int, units: int) -> tuple[int, int]:
@@ -318,11 +306,3 @@ def rpisa(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.Array
     )
     extra = {**ts.extra, "stage_remaining": remaining}
     return ts.replace(actor_params=params, actor_opt=opt, extra=extra), targets, info
-
-
-SCHEMES: dict[str, Scheme] = {
-    "simultaneous": Scheme(simultaneous),
-    "sequential": Scheme(sequential, fields=("agent_blocks", "loop_order"), critic_per_unit=True),
-    "fp3o": Scheme(fp3o),
-    "rpisa": Scheme(rpisa, init_extra=lambda n: {"stage_remaining": jnp.ones((n,), bool)}),
-}

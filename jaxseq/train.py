@@ -25,7 +25,8 @@ from jax.sharding import PartitionSpec as P
 
 from jaxseq import distributed, nets, normalization, policies, rollout, state_weights, sweep, update
 from jaxseq.algorithms import ALGORITHMS, Algorithm
-from jaxseq.config import Config, validate_fields
+from jaxseq.config import Config
+from jaxseq.configure import validate_fields
 from jaxseq.engine import Engine
 from jaxseq.envs import make_env
 from jaxseq.errors import ConfigError

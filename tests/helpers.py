@@ -8,7 +8,8 @@ import itertools
 import jax
 import numpy as np
 
-from jaxseq.config import Config, make_config
+from jaxseq.config import Config
+from jaxseq.configure import make_config
 from jaxseq.train import make_train
 
 

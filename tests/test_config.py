@@ -6,7 +6,8 @@ import sys
 import pytest
 
 from jaxseq.cli import main
-from jaxseq.config import Config, make_config, parse_value, validate
+from jaxseq.config import Config, parse_value
+from jaxseq.configure import make_config, validate
 from jaxseq.errors import ConfigError
 from jaxseq.train import make_train
 
@@ -79,7 +80,7 @@ def test_parse_value_types():
 
 
 def test_every_preset_is_valid():
-    from jaxseq.config import PRESETS
+    from jaxseq.presets import PRESETS
 
     for name in PRESETS:
         validate(make_config(name))
@@ -198,7 +199,7 @@ def test_experiment_variants_parse_and_bad_ones_name_the_field():
 
 
 def test_fp3o_smac_presets_follow_seed_002_tables_6_and_7():
-    from jaxseq.config import PRESETS
+    from jaxseq.presets import PRESETS
 
     cfg = make_config("fp3o-smax-5m_vs_6m-paps")  # Tab. 7: clip 0.05, rnn, 10e6 steps under PaPS
     assert (cfg.algo, cfg.env, cfg.sharing, cfg.clip_eps, cfg.network, cfg.total_steps) == (
@@ -237,7 +238,7 @@ def test_opspo_eps2_is_checked_for_opspo_only():
 
 
 def test_mamujoco_presets_follow_the_papers_tables():
-    from jaxseq.config import PRESETS
+    from jaxseq.presets import PRESETS
 
     # A2PO paper Tab. 8-9: A2PO, parameter-independent, batch 4000, entropy 0; Hopper 8 epochs,
     # lr 1e-4, lambda 0.95, eps 0.1; Humanoid 17x1 in blocks of 5.
@@ -312,8 +313,8 @@ PAPER_LOOPS = {
 
 
 def test_every_a2po_and_opspo_preset_runs_the_papers_loop_and_critic():
-    from jaxseq.config import PRESETS
     from jaxseq.ordering import block_sizes
+    from jaxseq.presets import PRESETS
     from jaxseq.schemes import unit_epochs
 
     for name in [p for p in PRESETS if p.startswith(("a2po", "opspo"))]:
@@ -335,3 +336,11 @@ def test_every_a2po_and_opspo_preset_runs_the_papers_loop_and_critic():
     with pytest.raises(ConfigError, match="critic_fit: applies to a2po, happo_preopc, opspo only, got algo=mappo"):
         validate(make_config("a2po-smax", algo="mappo", critic_fit="per-unit"))  # set by the user: refused
     assert make_config("opspo-mamujoco-Ant-8x1").agent_blocks == 4  # as A2PO (Tab. 9's agent block row)
+
+
+def test_the_functions_that_moved_to_configure_say_where():
+    import jaxseq.config
+
+    for name in ("make_config", "validate"):
+        with pytest.raises(AttributeError, match=f"jaxseq.configure.{name}"):
+            getattr(jaxseq.config, name)

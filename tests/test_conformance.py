@@ -162,7 +162,8 @@ def test_every_algorithm_and_preset_uses_the_joint_density_ratio_of_continuous_a
     from scipy import stats
 
     from jaxseq.algorithms import ALGORITHMS
-    from jaxseq.config import PRESETS, make_config
+    from jaxseq.configure import make_config
+    from jaxseq.presets import PRESETS
 
     assert all(make_config(name).log_prob_reduce == "sum" for name in PRESETS)
     rng = np.random.default_rng(0)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxseq.config import make_config
+from jaxseq.configure import make_config
 from jaxseq.metrics import metrics_line, summarize
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxseq.config import make_config
+from jaxseq.configure import make_config
 from jaxseq.train import make_train
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import pytest
 
 from jaxseq import policies
 from jaxseq.algorithms import ALGORITHMS
-from jaxseq.config import make_config
+from jaxseq.configure import make_config
 from jaxseq.envs import Observation, make_env, parse_env_id
 from jaxseq.envs.mamujoco import ROBOTS, features, task_names
 from jaxseq.errors import ConfigError

@@ -110,7 +110,7 @@ def test_parameter_shapes_follow_the_sharing_mode():
 
 def test_jaxmarl_network_preset_is_dense_gru_dense_without_layer_norm():
     """JaxMARL's MAPPO-RNN network (the like-for-like preset): Dense 128, GRU 128, Dense 128, output."""
-    from jaxseq.config import make_config
+    from jaxseq.configure import make_config
     from jaxseq.train import make_train
 
     trainer = make_train(make_config("jaxmarl-mappo-smax", num_envs=4, rollout_length=8, chunk_length=8))

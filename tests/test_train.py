@@ -8,7 +8,7 @@ import pytest
 
 import jaxseq.run as run_mod
 from jaxseq import checkpoint
-from jaxseq.config import make_config
+from jaxseq.configure import make_config
 from jaxseq.errors import ConfigError
 from jaxseq.metrics import METRIC_KEYS
 from jaxseq.run import train_run

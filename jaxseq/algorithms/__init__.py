@@ -2,7 +2,7 @@
 which agent order, and which capabilities. No algorithm has a training loop of its own.
 
 A declaration names its pieces (keys of :data:`~jaxseq.algorithms.components.ESTIMATORS`,
-:data:`~jaxseq.algorithms.components.OBJECTIVES` and :data:`jaxseq.schemes.SCHEMES`) or passes the
+:data:`~jaxseq.algorithms.components.OBJECTIVES` and :data:`~jaxseq.algorithms.components.SCHEMES`) or passes the
 functions themselves; :meth:`Algorithm.resolve` turns it, for one config, into the
 :class:`Resolved` algorithm the engine runs (ablation switches applied, names looked up).
 
@@ -18,8 +18,8 @@ import dataclasses
 from typing import TYPE_CHECKING, Callable
 
 from jaxseq import ordering
-from jaxseq.algorithms.components import ESTIMATORS, OBJECTIVES, Estimator
-from jaxseq.schemes import SCHEMES, Scheme
+from jaxseq.algorithms.components import ESTIMATORS, OBJECTIVES, SCHEMES
+from jaxseq.algorithms.records import Estimator, Resolved, Scheme
 
 if TYPE_CHECKING:
     from jaxseq.config import Config
@@ -38,7 +38,7 @@ class Algorithm:
     description: str
     #: "state": centralised critic on the agent-specific global state; "obs": local critic.
     critic_input: str = "state"
-    #: update scheme (key of jaxseq.schemes.SCHEMES, or a Scheme): "simultaneous", "sequential",
+    #: update scheme (key of components.SCHEMES, or a Scheme): "simultaneous", "sequential",
     #: "rpisa", "fp3o".
     scheme: str | Scheme = "simultaneous"
     #: advantage estimator (key of components.ESTIMATORS, an Estimator, or a function, taken as off-policy).
@@ -68,7 +68,7 @@ class Algorithm:
         if self.critic_input not in CRITIC_INPUTS:
             bad("critic_input", self.critic_input, CRITIC_INPUTS)
         if not isinstance(self.scheme, Scheme) and self.scheme not in SCHEMES:
-            bad("scheme", self.scheme, sorted(SCHEMES) + ["a jaxseq.schemes.Scheme"])
+            bad("scheme", self.scheme, sorted(SCHEMES) + ["a jaxseq.algorithms.Scheme"])
         if (
             not callable(self.estimator)
             and not isinstance(self.estimator, Estimator)
@@ -110,21 +110,6 @@ class Algorithm:
             adaptive_clip=alg.adaptive_clip and config.adaptive_clip,
             state_weights=alg.state_weights,
         )
-
-
-@dataclasses.dataclass(frozen=True)
-class Resolved:
-    """An algorithm for one config, as the engine and the schemes read it."""
-
-    name: str
-    critic_input: str
-    scheme: Scheme
-    estimator: Estimator
-    objective: Callable
-    order: str
-    preceding: str
-    adaptive_clip: bool
-    state_weights: str
 
 
 def _opspo_switches(alg: Algorithm, cfg: "Config") -> Algorithm:

@@ -1,5 +1,5 @@
-"""The named pieces an algorithm declaration refers to: estimators and surrogate objectives, each
-adapted to one calling convention so the update engine never asks which one it runs.
+"""The named pieces an algorithm declaration refers to: estimators, surrogate objectives and update
+schemes, each adapted to one calling convention so the update engine never asks which one it runs.
 
 Estimator: ``fn(est, log_rho, config) -> (advantages, value_targets)``, all ``[T, B, N]`` (or
 ``[T, B, K]``); ``est`` is :meth:`jaxseq.engine.Engine.returns_inputs` (rewards, values,
@@ -16,19 +16,12 @@ real unit member), ``log_rho`` (the preceding joint log ratio, or HAPPO's log fa
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable
 
 import jax.numpy as jnp
 
-from jaxseq import estimators, objectives
-
-
-@dataclasses.dataclass(frozen=True)
-class Estimator:
-    fn: Callable
-    #: True when the estimate depends on the log ratio it is given.
-    off_policy: bool
+from jaxseq import estimators, objectives, schemes
+from jaxseq.algorithms.records import Estimator, Scheme
 
 
 def _gae(est, log_rho, cfg):
@@ -94,4 +87,12 @@ OBJECTIVES: dict[str, Callable] = {
     "happo": _happo,
     "a2po": _a2po,
     "opspo": _opspo,
+}
+
+#: The update schemes by name (:mod:`jaxseq.schemes`).
+SCHEMES: dict[str, Scheme] = {
+    "simultaneous": Scheme(schemes.simultaneous),
+    "sequential": Scheme(schemes.sequential, fields=("agent_blocks", "loop_order"), critic_per_unit=True),
+    "fp3o": Scheme(schemes.fp3o),
+    "rpisa": Scheme(schemes.rpisa, init_extra=lambda n: {"stage_remaining": jnp.ones((n,), bool)}),
 }

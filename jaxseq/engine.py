@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import optax
 
 from jaxseq import nets, normalization, objectives, policies, update
-from jaxseq.algorithms.records import Resolved
 from jaxseq.config import Config
+from jaxseq.contracts import UNIT_INPUTS, Resolved, UnitInputs
 from jaxseq.envs import EnvSpec, Observation
 from jaxseq.state_weights import LearnedStateWeights, NoStateWeights
 from jaxseq.types import Rollout, TrainState
@@ -161,8 +161,7 @@ class Engine:
         of an update unit (the last axis).
 
         mb: obs (avail), actions, log_probs (behaviour), advantages, mask (alive and a real unit
-        member), log_rho (the preceding joint log ratio, or HAPPO's factor), state_weights and, in
-        FP3O's dependence step, log_mid (each agent's middle log ratio), all [..., K]."""
+        member) and the optional inputs the scheme provides (``contracts.UnitInputs``), all [..., K]."""
         log_ratio = self.policy.log_prob(logits, mb["obs"].avail, mb["actions"]) - mb["log_probs"]
         mask = mb["mask"]
         surrogate = self.algorithm.objective(log_ratio, mb, clip_eps, self.config)
@@ -171,41 +170,30 @@ class Engine:
         return loss, {"loss_actor": loss, "entropy": ent, **objectives.policy_diagnostics(log_ratio, clip_eps, mask)}
 
     def fit_unit(
-        self,
-        params,
-        opt,
-        data: dict,
-        agents: jax.Array,
-        valid: jax.Array,
-        advantages: jax.Array,
-        log_rho: jax.Array,
-        weights: jax.Array,
-        clip_eps,
-        key: jax.Array,
-        epochs: int,
+        self, params, opt, data: dict, agents: jax.Array, valid: jax.Array, inputs: UnitInputs, key, epochs: int
     ):
         """Update the agents ``agents`` [K] (``valid`` [K]: real members, not padding) as one unit.
 
-        data: sequences of every agent ([L, S, N, ...]); advantages [T, B, K] of the unit's agents;
-        log_rho [T, B, K] (or [T, B, 1]) each member's preceding joint log ratio (HAPPO: its factor);
-        weights [T, B, K] (or [T, B, 1]) OPSPO's state weights (ones elsewhere); clip_eps a scalar or
-        one per member [K]. Only the members' parameters and optimiser states move. Returns (params,
-        opt, info averaged over the gradient steps).
+        data: sequences of every agent ([L, S, N, ...]); ``inputs`` what the scheme gives the unit
+        ([T, B, K] or [T, B, 1]: advantages, and the optional inputs it provides; the clip, a scalar
+        or [K]). Only the members' parameters and optimiser states move. Returns (params, opt, info
+        averaged over the gradient steps).
         """
         unit = jax.tree.map(lambda x: jnp.take(x, agents, axis=2), {k: v for k, v in data.items() if k != "start"})
         mask = self.mask(unit["obs"].alive) * valid
         per_step = lambda x: jnp.broadcast_to(self.sequences(x), mask.shape)  # noqa: E731  [T, B, K] -> [L, S, K]
         unit.update(
+            {name: per_step(getattr(inputs, name)) for name in UNIT_INPUTS if getattr(inputs, name) is not None}
+        )
+        unit.update(
             start=data["start"],
             mask=mask,
-            log_rho=per_step(log_rho),
-            state_weights=per_step(weights),
-            advantages=self.normalize_advantages(self.sequences(advantages), mask),
+            advantages=self.normalize_advantages(self.sequences(inputs.advantages), mask),
         )
 
         def loss(p, mb):
             logits = self.replay(self.actor, p, agents, mb["actor_carry"][0], mb["obs"].obs, mb["start"])
-            return self.policy_loss(logits, mb, clip_eps)
+            return self.policy_loss(logits, mb, inputs.clip_eps)
 
         members = jnp.zeros((self.num_agents,), bool).at[agents].max(valid)
         return update.fit(

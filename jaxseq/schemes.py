@@ -13,18 +13,19 @@ which ratio each is given.
 - :func:`rpisa` (RPISA-PPO): one agent per update, each on a fresh rollout.
 
 A scheme is registered by name in :data:`jaxseq.algorithms.components.SCHEMES` as a
-:class:`~jaxseq.algorithms.records.Scheme`, which may declare state of its own (``init_extra``), kept
+:class:`~jaxseq.contracts.Scheme`, which may declare state of its own (``init_extra``), kept
 in ``TrainState.extra``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from jaxseq import objectives, ordering
+from jaxseq.contracts import UnitInputs
 
 if TYPE_CHECKING:
     from jaxseq.engine import Engine
@@ -64,9 +65,7 @@ def simultaneous(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: ja
             ..., None
         ]
         adv, targets = eng.estimate(est, log_rho)
-        params, opt, info = eng.fit_unit(
-            params, opt, data, agents, valid, adv, log_rho, jnp.ones_like(log_rho), cfg.clip_eps, k, epochs
-        )
+        params, opt, info = eng.fit_unit(params, opt, data, agents, valid, UnitInputs(adv, cfg.clip_eps), k, epochs)
         return (params, opt, targets), info
 
     init = (ts.actor_params, ts.actor_opt, jnp.zeros_like(est["values"]))
@@ -112,7 +111,6 @@ def sequential(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.
     passes, epochs = unit_epochs(cfg.loop_order, cfg.epochs, units)
     alive = eng.unsequences(data["obs"].alive)  # [T, B, N]
     episode_starts = eng.unsequences(data["start"])  # [T, B]
-    all_agents = jnp.arange(n)
     incremental = alg.preceding == "incremental"
     shared = eng.actor.sharing != "nops"  # every unit moves every agent's policy
     per_unit_critic = cfg.critic_fit == "per-unit"
@@ -121,38 +119,32 @@ def sequential(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.
     extra, weight_nets = eng.state_weights.begin(ts.extra, ts.actor_params, k_density)
     ts = ts.replace(extra=extra)
 
-    def unit(carry, xs):
-        params, opt, moved, remaining, log_factor, current, targets, weight_nets, critic = carry
+    def unit(c: SequentialCarry, xs):
         start, size, k = xs
         k_pick, k_fit, k_weights = jax.random.split(k, 3)
         k_critic = jax.random.fold_in(k, 3)  # a key of its own, leaving the others as without the refit
-        log_rho = objectives.others_log_ratio(current, moved)  # [T, B, N]: log rho_{-i}
-        unit_critic = ts.replace(critic_params=critic[0], critic_opt=critic[1], value_norm=critic[2])
+        log_rho = objectives.others_log_ratio(c.current, c.moved)  # [T, B, N]: log rho_{-i}
+        unit_critic = ts.replace(critic_params=c.critic_params, critic_opt=c.critic_opt, value_norm=c.value_norm)
         unit_est = eng.refit_values(est, unit_critic, data) if per_unit_critic else est
         adv_all, targets_all = eng.estimate(unit_est, log_rho)
         scores = eng.abs_advantage(adv_all, alive)
-        agents, valid, remaining = ordering.pick_block(alg.order, start, size, width, scores, remaining, k_pick)
+        agents, valid, remaining = ordering.pick_block(alg.order, start, size, width, scores, c.remaining, k_pick)
         members = jnp.zeros((n,), bool).at[agents].max(valid)
-        targets = targets.at[..., agents].set(targets_all[..., agents])
         unit_log_rho = log_rho[..., agents]  # [T, B, K]
+        preceding = c.moved & ~members  # the moved agents whose policies the state weights correct for
         weights, weight_nets, info_w = eng.state_weights.unit(
-            ts.extra, weight_nets, unit_log_rho, episode_starts, ts.actor_params, params, moved & ~members, k_weights
+            ts.extra, c.weight_nets, unit_log_rho, episode_starts, ts.actor_params, c.params, preceding, k_weights
         )
-        position = start + jnp.arange(width)  # 0-based positions of the unit's slots in the order
-        eps = ordering.adaptive_clip(cfg.clip_eps, position + 1, n, cfg.clip_c) if alg.adaptive_clip else cfg.clip_eps
-        given = log_factor[..., None] if incremental else unit_log_rho
+        position, eps = _unit_clip(eng, start, width)
+        given = c.log_factor[..., None] if incremental else unit_log_rho
         unit_adv = adv_all[..., agents]  # [T, B, K]: what the objective gets, as the trace records it
-        new_params, opt, info = eng.fit_unit(
-            params, opt, data, agents, valid, unit_adv, given, weights, eps, k_fit, epochs
-        )
-        if shared:
-            after_all = eng.agent_log_ratios(new_params, data, all_agents)  # [T, B, N]
-            after = after_all[..., agents]
-        else:
-            after = eng.agent_log_ratios(new_params, data, agents)  # [T, B, K]
-            after_all = current.at[..., agents].set(after)  # padding slots repeat a member's value
+        inputs = UnitInputs(unit_adv, eps, log_rho=given, state_weights=weights)
+        params, opt, info = eng.fit_unit(c.params, c.opt, data, agents, valid, inputs, k_fit, epochs)
+        current, after = _refresh_ratios(eng, params, data, c.current, agents, shared)
+        log_factor = c.log_factor
         if incremental:
-            log_factor = log_factor + jnp.sum((after - current[..., agents]) * valid, axis=-1)
+            log_factor = log_factor + jnp.sum((after - c.current[..., agents]) * valid, axis=-1)
+        critic = (c.critic_params, c.critic_opt, c.value_norm)
         if per_unit_critic:
             refit, info_c = eng.fit_critic(unit_critic, data, est["values"], targets_all, k_critic, epochs, members)
             critic, info = (refit.critic_params, refit.critic_opt, refit.value_norm), {**info, **info_c}
@@ -167,8 +159,8 @@ def sequential(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.
         )
         if eng.trace_units:
             info["trace"] = {
-                "params": params,
-                "moved": moved,
+                "params": c.params,
+                "moved": c.moved,
                 "log_rho": given,
                 "critic_params": unit_critic.critic_params,
                 "value_norm": unit_critic.value_norm,
@@ -180,24 +172,79 @@ def sequential(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.
                 "weights": weights,
                 "weight_nets": weight_nets,  # OPSPO's learned omega-nets after this unit's fit (else ())
             }
-        carry = (new_params, opt, moved | members, remaining, log_factor, after_all, targets, weight_nets, critic)
-        return carry, info
+        c = SequentialCarry(
+            params,
+            opt,
+            c.moved | members,
+            current,
+            c.targets.at[..., agents].set(targets_all[..., agents]),
+            weight_nets,
+            *critic,
+            remaining,
+            log_factor,
+        )
+        return c, info
 
-    def one_pass(carry, k):
-        params, opt, moved, current, targets, weight_nets, critic = carry
+    def one_pass(c: SequentialCarry, k):
         xs = (jnp.array(starts), jnp.array(sizes), jax.random.split(k, units))
-        fresh = (jnp.ones((n,), bool), jnp.zeros(alive.shape[:2]))  # this pass's remaining agents, HAPPO's factor
-        init = (params, opt, moved, *fresh, current, targets, weight_nets, critic)
-        (params, opt, moved, _, _, current, targets, weight_nets, critic), infos = jax.lax.scan(unit, init, xs)
-        return (params, opt, moved, current, targets, weight_nets, critic), infos
+        # every agent remains to be picked in this pass; HAPPO's factor starts again at 1
+        return jax.lax.scan(unit, c._replace(remaining=jnp.ones((n,), bool), log_factor=zeros[..., 0]), xs)
 
     zeros = jnp.zeros_like(est["values"])
-    critic = (ts.critic_params, ts.critic_opt, ts.value_norm)
-    init = (ts.actor_params, ts.actor_opt, jnp.full((n,), shared), zeros, zeros, weight_nets, critic)
-    (params, opt, _, current, targets, _, critic), infos = jax.lax.scan(one_pass, init, jax.random.split(key, passes))
-    ts = ts.replace(actor_params=params, actor_opt=opt)
-    ts = ts.replace(critic_params=critic[0], critic_opt=critic[1], value_norm=critic[2])
-    return ts, targets, _sequential_metrics(eng, current, infos)
+    init = SequentialCarry(
+        ts.actor_params,
+        ts.actor_opt,
+        jnp.full((n,), shared),
+        zeros,
+        zeros,
+        weight_nets,
+        ts.critic_params,
+        ts.critic_opt,
+        ts.value_norm,
+        jnp.ones((n,), bool),
+        zeros[..., 0],
+    )
+    c, infos = jax.lax.scan(one_pass, init, jax.random.split(key, passes))
+    ts = ts.replace(actor_params=c.params, actor_opt=c.opt)
+    ts = ts.replace(critic_params=c.critic_params, critic_opt=c.critic_opt, value_norm=c.value_norm)
+    return ts, c.targets, _sequential_metrics(eng, c.current, infos)
+
+
+class SequentialCarry(NamedTuple):
+    """What :func:`sequential` carries from unit to unit (and from pass to pass)."""
+
+    params: Any  #: the actor
+    opt: Any  #: its optimiser state
+    moved: jax.Array  #: [N] the agents whose current policy may differ from the behaviour
+    current: jax.Array  #: [T, B, N] every agent's log ratio over the behaviour at ``params``
+    targets: jax.Array  #: [T, B, N] value targets, each agent's from its latest unit
+    weight_nets: Any  #: OPSPO's learned omega-nets (() for the other state weights)
+    critic_params: Any  #: the critic: refit after each unit with ``critic_fit = "per-unit"``
+    critic_opt: Any
+    value_norm: Any
+    remaining: jax.Array  #: [N] the agents not yet picked in this pass
+    log_factor: jax.Array  #: [T, B] HAPPO's log factor over this pass's earlier units
+
+
+def _unit_clip(eng: "Engine", start, width: int):
+    """The 0-based positions [K] of a unit's slots in the order, and each slot's clip: A2PO's
+    C(eps, k) at its position with adaptive clipping, else ``clip_eps``."""
+    cfg = eng.config
+    position = start + jnp.arange(width)
+    if eng.algorithm.adaptive_clip:
+        return position, ordering.adaptive_clip(cfg.clip_eps, position + 1, eng.num_agents, cfg.clip_c)
+    return position, cfg.clip_eps
+
+
+def _refresh_ratios(eng: "Engine", params, data: dict, current: jax.Array, agents: jax.Array, shared: bool):
+    """After a unit: every agent's log ratio over the behaviour at the new ``params`` ([T, B, N];
+    under FuPS and PaPS all re-evaluated, the unit moved the shared weights; under NoPS only the
+    members', the others' unchanged from ``current``), and the members' ([T, B, K])."""
+    if shared:
+        after_all = eng.agent_log_ratios(params, data, jnp.arange(eng.num_agents))
+        return after_all, after_all[..., agents]
+    after = eng.agent_log_ratios(params, data, agents)
+    return current.at[..., agents].set(after), after  # padding slots repeat a member's value
 
 
 def _sequential_metrics(eng: "Engine", log_ratios: jax.Array, infos: dict) -> dict:
@@ -246,17 +293,7 @@ def fp3o(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.Array)
 
     def step(params, opt, log_mid, k):
         return eng.fit_unit(
-            params,
-            opt,
-            {**data, "log_mid": eng.sequences(log_mid)},
-            agents,
-            valid,
-            adv,
-            no_rho,
-            jnp.ones_like(no_rho),
-            cfg.clip_eps,
-            k,
-            cfg.epochs,
+            params, opt, data, agents, valid, UnitInputs(adv, cfg.clip_eps, log_mid=log_mid), k, cfg.epochs
         )
 
     mid, mid_opt, info_ind = step(ts.actor_params, ts.actor_opt, jnp.zeros_like(adv), k_ind)
@@ -291,18 +328,7 @@ def rpisa(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.Array
     agents, valid, remaining = ordering.pick_block(
         eng.algorithm.order, n - remaining.sum(), 1, 1, scores, remaining, k_pick
     )
-    params, opt, info = eng.fit_unit(
-        ts.actor_params,
-        ts.actor_opt,
-        data,
-        agents,
-        valid,
-        adv[..., agents],
-        no_rho,
-        jnp.ones_like(no_rho),
-        cfg.clip_eps,
-        k_fit,
-        cfg.epochs,
-    )
+    inputs = UnitInputs(adv[..., agents], cfg.clip_eps)
+    params, opt, info = eng.fit_unit(ts.actor_params, ts.actor_opt, data, agents, valid, inputs, k_fit, cfg.epochs)
     extra = {**ts.extra, "stage_remaining": remaining}
     return ts.replace(actor_params=params, actor_opt=opt, extra=extra), targets, info

@@ -229,7 +229,7 @@ def test_coppos_inner_clip_is_half_the_clip_by_default_and_the_field_where_set()
     u = {"advantages": jax.random.normal(jax.random.PRNGKey(1), (16, 3)), "mask": jnp.ones((16, 3))}
     others = O.others_log_ratio(log_ratio, u["mask"])
     for clip_eps, field, inner in ((0.1, 0.0, 0.05), (0.2, 0.0, 0.1), (0.1, 0.3, 0.3)):
-        got = OBJECTIVES["coppo"](log_ratio, u, clip_eps, Config(clip_eps=clip_eps, coppo_clip_others=field))
+        got = OBJECTIVES["coppo"].fn(log_ratio, u, clip_eps, Config(clip_eps=clip_eps, coppo_clip_others=field))
         want = O.coppo_objective(log_ratio, others, u["advantages"], clip_eps, inner, u["mask"])
         np.testing.assert_allclose(got, want, rtol=1e-6)
     assert not np.isclose(

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from jaxseq import objectives
-from jaxseq.algorithms import ALGORITHMS, Algorithm, register
+from jaxseq.algorithms import ALGORITHMS, Algorithm, Objective, register
 from jaxseq.cli import main
 from jaxseq.train import make_train
 
@@ -25,7 +25,7 @@ def clipped_factor(bound: float):
         log_factor = jnp.clip(unit["log_rho"], -bound, bound)
         return objectives.happo_objective(log_ratio, log_factor, unit["advantages"], clip_eps, unit["mask"])
 
-    return objective
+    return Objective(objective, reads=("log_rho",))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -59,6 +59,25 @@ def test_registered_algorithm_is_listed_and_validated():
         register(Algorithm("broken", "a typo", objective="ppp"))
     with pytest.raises(ValueError, match="registered already"):
         register(ALGORITHMS["happo"])
+
+
+@pytest.mark.parametrize(
+    "objective, scheme, missing",
+    [
+        ("fp3o", "sequential", "log_mid"),  # FP3O's middle ratios come from FP3O's scheme only
+        ("a2po", "simultaneous", "log_rho"),  # no preceding ratio without a sequence of units
+        ("opspo", "fp3o", "log_rho', 'state_weights"),
+        (Objective(lambda *a: 0.0, reads=("state_weights",)), "rpisa", "state_weights"),
+    ],
+)
+def test_register_refuses_an_objective_whose_inputs_the_scheme_does_not_provide(objective, scheme, missing):
+    """Before, ``objective="fp3o"`` with ``scheme="sequential"`` registered and failed at trace
+    time with ``KeyError: 'log_mid'``."""
+    with pytest.raises(ValueError, match=rf"reads \['{missing}'\], which scheme='{scheme}' does not provide"):
+        register(Algorithm("mismatched", "an objective its scheme cannot feed", scheme=scheme, objective=objective))
+    assert "mismatched" not in ALGORITHMS
+    with pytest.raises(ValueError, match="unit inputs of"):
+        register(Algorithm("typo", "a misspelt input", objective=Objective(lambda *a: 0.0, reads=("log_rhoo",))))
 
 
 def test_cli_lists_a_registered_algorithm(capsys):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable
 
 from jaxseq import ordering
 from jaxseq.algorithms.components import ESTIMATORS, OBJECTIVES, SCHEMES
-from jaxseq.algorithms.records import Estimator, Resolved, Scheme
+from jaxseq.contracts import UNIT_INPUTS, Estimator, Objective, Resolved, Scheme
 
 if TYPE_CHECKING:
     from jaxseq.config import Config
@@ -43,8 +43,9 @@ class Algorithm:
     scheme: str | Scheme = "simultaneous"
     #: advantage estimator (key of components.ESTIMATORS, an Estimator, or a function, taken as off-policy).
     estimator: str | Estimator | Callable = "gae"
-    #: surrogate objective (key of components.OBJECTIVES or a function with their signature).
-    objective: str | Callable = "ppo"
+    #: surrogate objective (key of components.OBJECTIVES, an Objective declaring the unit inputs
+    #: it reads, or a function with their signature, taken to read none of the optional ones).
+    objective: str | Objective | Callable = "ppo"
     #: agent order of the schemes that have one: "config" (Config.selection_rule) or a fixed rule of
     #: jaxseq.ordering.SELECTION_RULES; "" for the schemes without one.
     order: str = ""
@@ -75,8 +76,17 @@ class Algorithm:
             and self.estimator not in ESTIMATORS
         ):
             bad("estimator", self.estimator, sorted(ESTIMATORS) + ["an Estimator or a function"])
-        if not callable(self.objective) and self.objective not in OBJECTIVES:
-            bad("objective", self.objective, sorted(OBJECTIVES) + ["a function"])
+        if not isinstance(self.objective, Objective) and not callable(self.objective):
+            if self.objective not in OBJECTIVES:
+                bad("objective", self.objective, sorted(OBJECTIVES) + ["an Objective or a function"])
+        reads, provides = self.objective_of.reads, self.scheme_of.provides
+        if set(reads) - set(UNIT_INPUTS):
+            bad("objective", self.objective, f"an objective reading only unit inputs of {list(UNIT_INPUTS)}")
+        if set(reads) - set(provides):
+            raise ValueError(
+                f"algorithm {self.name!r}: objective={self.objective!r} reads {sorted(set(reads) - set(provides))}, "
+                f"which scheme={self.scheme!r} does not provide (it provides {list(provides) or 'none'})"
+            )
         if self.order not in ("", "config", *ordering.SELECTION_RULES):
             bad("order", self.order, ["", "config", *ordering.SELECTION_RULES])
         if self.preceding not in PRECEDING:
@@ -85,6 +95,12 @@ class Algorithm:
             bad("state_weights", self.state_weights, STATE_WEIGHTS)
         if "critic_fit" in self.fields and not self.scheme_of.critic_per_unit:
             bad("fields", self.fields, "critic_fit only with a scheme that has critic_per_unit (the sequential one)")
+
+    @property
+    def objective_of(self) -> Objective:
+        if isinstance(self.objective, str):
+            return OBJECTIVES[self.objective]
+        return self.objective if isinstance(self.objective, Objective) else Objective(self.objective)
 
     @property
     def scheme_of(self) -> Scheme:
@@ -97,14 +113,13 @@ class Algorithm:
         est = alg.estimator
         if not isinstance(est, Estimator):
             est = ESTIMATORS[est] if isinstance(est, str) else Estimator(est, off_policy=True)
-        objective = OBJECTIVES[alg.objective] if isinstance(alg.objective, str) else alg.objective
         order = config.selection_rule if alg.order == "config" else alg.order
         return Resolved(
             name=alg.name,
             critic_input=alg.critic_input,
             scheme=alg.scheme_of,
             estimator=est,
-            objective=objective,
+            objective=alg.objective_of.fn,
             order=order,
             preceding=alg.preceding,
             adaptive_clip=alg.adaptive_clip and config.adaptive_clip,

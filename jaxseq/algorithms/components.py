@@ -10,18 +10,18 @@ joint ratio each agent's trace corrects for. ``off_policy`` says whether the est
 Objective: ``fn(log_ratio, unit, clip_eps, config) -> surrogate`` (a scalar to maximise), with
 ``log_ratio [..., K]`` the unit's agents' log pi_new - log pi_behaviour of the taken actions and
 ``unit`` the minibatch, each ``[..., K]`` (or broadcastable): ``advantages``, ``mask`` (alive and a
-real unit member), ``log_rho`` (the preceding joint log ratio, or HAPPO's log factor),
-``state_weights`` (OPSPO's, ones elsewhere) and, in FP3O's scheme, ``log_mid``.
+real unit member), and the optional inputs the scheme provides and the objective declares it reads
+(:class:`~jaxseq.contracts.UnitInputs`): ``log_rho`` (the preceding joint log ratio, or
+HAPPO's log factor; the sequential scheme), ``state_weights`` (OPSPO's; the sequential scheme) and
+``log_mid`` (FP3O's scheme).
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 import jax.numpy as jnp
 
 from jaxseq import estimators, objectives, schemes
-from jaxseq.algorithms.records import Estimator, Scheme
+from jaxseq.contracts import Estimator, Objective, Scheme
 
 
 def _gae(est, log_rho, cfg):
@@ -80,19 +80,24 @@ def _opspo(log_ratio, u, clip_eps, cfg):
     )
 
 
-OBJECTIVES: dict[str, Callable] = {
-    "ppo": _ppo,
-    "coppo": _coppo,
-    "fp3o": _fp3o,
-    "happo": _happo,
-    "a2po": _a2po,
-    "opspo": _opspo,
+OBJECTIVES: dict[str, Objective] = {
+    "ppo": Objective(_ppo),
+    "coppo": Objective(_coppo),
+    "fp3o": Objective(_fp3o, reads=("log_mid",)),
+    "happo": Objective(_happo, reads=("log_rho",)),
+    "a2po": Objective(_a2po, reads=("log_rho",)),
+    "opspo": Objective(_opspo, reads=("log_rho", "state_weights")),
 }
 
 #: The update schemes by name (:mod:`jaxseq.schemes`).
 SCHEMES: dict[str, Scheme] = {
     "simultaneous": Scheme(schemes.simultaneous),
-    "sequential": Scheme(schemes.sequential, fields=("agent_blocks", "loop_order"), critic_per_unit=True),
-    "fp3o": Scheme(schemes.fp3o),
+    "sequential": Scheme(
+        schemes.sequential,
+        fields=("agent_blocks", "loop_order"),
+        critic_per_unit=True,
+        provides=("log_rho", "state_weights"),
+    ),
+    "fp3o": Scheme(schemes.fp3o, provides=("log_mid",)),
     "rpisa": Scheme(schemes.rpisa, init_extra=lambda n: {"stage_remaining": jnp.ones((n,), bool)}),
 }

@@ -19,6 +19,7 @@ in ``TrainState.extra``.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
@@ -104,110 +105,93 @@ def sequential(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.
     (:meth:`Engine.refit_values`). Returns the state with the new actor (and critic), the value
     targets [T, B, N] and metrics.
     """
-    cfg, alg, n = eng.config, eng.algorithm, eng.num_agents
-    sizes = ordering.block_sizes(n, cfg.agent_blocks)
-    units, width = len(sizes), max(sizes)
-    starts = [sum(sizes[:u]) for u in range(units)]
-    passes, epochs = unit_epochs(cfg.loop_order, cfg.epochs, units)
-    alive = eng.unsequences(data["obs"].alive)  # [T, B, N]
-    episode_starts = eng.unsequences(data["start"])  # [T, B]
-    incremental = alg.preceding == "incremental"
-    shared = eng.actor.sharing != "nops"  # every unit moves every agent's policy
-    per_unit_critic = cfg.critic_fit == "per-unit"
-
+    n = eng.num_agents
+    sizes = ordering.block_sizes(n, eng.config.agent_blocks)
+    units = len(sizes)
+    passes, epochs = unit_epochs(eng.config.loop_order, eng.config.epochs, units)
     k_density, key = jax.random.split(key)
     extra, weight_nets = eng.state_weights.begin(ts.extra, ts.actor_params, k_density)
     ts = ts.replace(extra=extra)
-
-    def unit(c: SequentialCarry, xs):
-        start, size, k = xs
-        k_pick, k_fit, k_weights = jax.random.split(k, 3)
-        k_critic = jax.random.fold_in(k, 3)  # a key of its own, leaving the others as without the refit
-        log_rho = objectives.others_log_ratio(c.current, c.moved)  # [T, B, N]: log rho_{-i}
-        unit_critic = ts.replace(critic_params=c.critic_params, critic_opt=c.critic_opt, value_norm=c.value_norm)
-        unit_est = eng.refit_values(est, unit_critic, data) if per_unit_critic else est
-        adv_all, targets_all = eng.estimate(unit_est, log_rho)
-        scores = eng.abs_advantage(adv_all, alive)
-        agents, valid, remaining = ordering.pick_block(alg.order, start, size, width, scores, c.remaining, k_pick)
-        members = jnp.zeros((n,), bool).at[agents].max(valid)
-        unit_log_rho = log_rho[..., agents]  # [T, B, K]
-        preceding = c.moved & ~members  # the moved agents whose policies the state weights correct for
-        weights, weight_nets, info_w = eng.state_weights.unit(
-            ts.extra, c.weight_nets, unit_log_rho, episode_starts, ts.actor_params, c.params, preceding, k_weights
-        )
-        position, eps = _unit_clip(eng, start, width)
-        given = c.log_factor[..., None] if incremental else unit_log_rho
-        unit_adv = adv_all[..., agents]  # [T, B, K]: what the objective gets, as the trace records it
-        inputs = UnitInputs(unit_adv, eps, log_rho=given, state_weights=weights)
-        params, opt, info = eng.fit_unit(c.params, c.opt, data, agents, valid, inputs, k_fit, epochs)
-        current, after = _refresh_ratios(eng, params, data, c.current, agents, shared)
-        log_factor = c.log_factor
-        if incremental:
-            log_factor = log_factor + jnp.sum((after - c.current[..., agents]) * valid, axis=-1)
-        critic = (c.critic_params, c.critic_opt, c.value_norm)
-        if per_unit_critic:
-            refit, info_c = eng.fit_critic(unit_critic, data, est["values"], targets_all, k_critic, epochs, members)
-            critic, info = (refit.critic_params, refit.critic_opt, refit.value_norm), {**info, **info_c}
-        info.update(
-            agents=agents,
-            valid=valid,
-            position=position,
-            abs_adv=scores[agents],
-            state_weight_mean=weights.mean(),
-            state_weight_min=weights.min(),
-            **info_w,
-        )
-        if eng.trace_units:
-            info["trace"] = {
-                "params": c.params,
-                "moved": c.moved,
-                "log_rho": given,
-                "critic_params": unit_critic.critic_params,
-                "value_norm": unit_critic.value_norm,
-                "values": unit_est["values"],
-                "estimator_log_rho": log_rho,
-                "scores": scores,
-                "advantages": unit_adv,
-                "clip": jnp.broadcast_to(eps, (width,)),
-                "weights": weights,
-                "weight_nets": weight_nets,  # OPSPO's learned omega-nets after this unit's fit (else ())
-            }
-        c = SequentialCarry(
-            params,
-            opt,
-            c.moved | members,
-            current,
-            c.targets.at[..., agents].set(targets_all[..., agents]),
-            weight_nets,
-            *critic,
-            remaining,
-            log_factor,
-        )
-        return c, info
+    alive, episode_starts = eng.unsequences(data["obs"].alive), eng.unsequences(data["start"])  # [T, B, N], [T, B]
+    context = _UnitContext(eng, ts, data, est, max(sizes), epochs, alive, episode_starts)
+    unit = functools.partial(_sequential_unit, context)
+    zeros = jnp.zeros_like(est["values"])
 
     def one_pass(c: SequentialCarry, k):
-        xs = (jnp.array(starts), jnp.array(sizes), jax.random.split(k, units))
+        xs = (jnp.array([sum(sizes[:u]) for u in range(units)]), jnp.array(sizes), jax.random.split(k, units))
         # every agent remains to be picked in this pass; HAPPO's factor starts again at 1
         return jax.lax.scan(unit, c._replace(remaining=jnp.ones((n,), bool), log_factor=zeros[..., 0]), xs)
 
-    zeros = jnp.zeros_like(est["values"])
-    init = SequentialCarry(
-        ts.actor_params,
-        ts.actor_opt,
-        jnp.full((n,), shared),
-        zeros,
-        zeros,
-        weight_nets,
-        ts.critic_params,
-        ts.critic_opt,
-        ts.value_norm,
-        jnp.ones((n,), bool),
-        zeros[..., 0],
-    )
+    moved = jnp.full((n,), eng.actor.sharing != "nops")  # under sharing every unit moves every agent's policy
+    critic = (ts.critic_params, ts.critic_opt, ts.value_norm)
+    fresh = (jnp.ones((n,), bool), zeros[..., 0])  # remaining, log_factor: set again by every pass
+    init = SequentialCarry(ts.actor_params, ts.actor_opt, moved, zeros, zeros, weight_nets, *critic, *fresh)
     c, infos = jax.lax.scan(one_pass, init, jax.random.split(key, passes))
     ts = ts.replace(actor_params=c.params, actor_opt=c.opt)
     ts = ts.replace(critic_params=c.critic_params, critic_opt=c.critic_opt, value_norm=c.value_norm)
     return ts, c.targets, _sequential_metrics(eng, c.current, infos)
+
+
+class _UnitContext(NamedTuple):
+    """What every unit of one :func:`sequential` update reads: the engine, the state the update
+    started from, the batch (sequences) and the estimators' inputs, the slots per unit, the epochs
+    per unit, and the batch's alive flags [T, B, N] and episode starts [T, B]."""
+
+    eng: "Engine"
+    ts: "TrainState"
+    data: dict
+    est: dict
+    width: int
+    epochs: int
+    alive: jax.Array
+    episode_starts: jax.Array
+
+
+def _sequential_unit(ctx: _UnitContext, c: "SequentialCarry", xs):
+    """One unit of :func:`sequential`: ``xs`` = (its first position in the order, its size, a key)."""
+    eng, ts, data, est = ctx.eng, ctx.ts, ctx.data, ctx.est
+    alg, n, per_unit_critic = eng.algorithm, eng.num_agents, eng.config.critic_fit == "per-unit"
+    start, size, k = xs
+    k_pick, k_fit, k_weights = jax.random.split(k, 3)
+    k_critic = jax.random.fold_in(k, 3)  # a key of its own, leaving the others as without the refit
+    log_rho = objectives.others_log_ratio(c.current, c.moved)  # [T, B, N]: log rho_{-i}
+    unit_critic = ts.replace(critic_params=c.critic_params, critic_opt=c.critic_opt, value_norm=c.value_norm)
+    unit_est = eng.refit_values(est, unit_critic, data) if per_unit_critic else est
+    adv_all, targets_all = eng.estimate(unit_est, log_rho)
+    scores = eng.abs_advantage(adv_all, ctx.alive)
+    agents, valid, remaining = ordering.pick_block(alg.order, start, size, ctx.width, scores, c.remaining, k_pick)
+    members = jnp.zeros((n,), bool).at[agents].max(valid)
+    unit_log_rho = log_rho[..., agents]  # [T, B, K]
+    preceding = c.moved & ~members  # the moved agents whose policies the state weights correct for
+    weights, weight_nets, info_w = eng.state_weights.unit(
+        ts.extra, c.weight_nets, unit_log_rho, ctx.episode_starts, ts.actor_params, c.params, preceding, k_weights
+    )
+    position, eps = _unit_clip(eng, start, ctx.width)
+    incremental = alg.preceding == "incremental"
+    given = c.log_factor[..., None] if incremental else unit_log_rho
+    unit_adv = adv_all[..., agents]  # [T, B, K]: what the objective gets, as the trace records it
+    inputs = UnitInputs(unit_adv, eps, log_rho=given, state_weights=weights)
+    params, opt, info = eng.fit_unit(c.params, c.opt, data, agents, valid, inputs, k_fit, ctx.epochs)
+    current, after = _refresh_ratios(eng, params, data, c.current, agents, eng.actor.sharing != "nops")
+    log_factor = c.log_factor
+    if incremental:  # HARL's factor: times each member's ratio after its update over before it
+        log_factor = log_factor + jnp.sum((after - c.current[..., agents]) * valid, axis=-1)
+    critic = (c.critic_params, c.critic_opt, c.value_norm)
+    if per_unit_critic:
+        refit, info_c = eng.fit_critic(unit_critic, data, est["values"], targets_all, k_critic, ctx.epochs, members)
+        critic, info = (refit.critic_params, refit.critic_opt, refit.value_norm), {**info, **info_c}
+    info.update(agents=agents, valid=valid, position=position, abs_adv=scores[agents], **info_w)
+    info.update(state_weight_mean=weights.mean(), state_weight_min=weights.min())
+    if eng.trace_units:
+        info["trace"] = {
+            **dict(params=c.params, moved=c.moved, log_rho=given, estimator_log_rho=log_rho, scores=scores),
+            **dict(critic_params=c.critic_params, value_norm=c.value_norm, values=unit_est["values"]),
+            **dict(advantages=unit_adv, clip=jnp.broadcast_to(eps, (ctx.width,)), weights=weights),
+            "weight_nets": weight_nets,  # OPSPO's learned omega-nets after this unit's fit (else ())
+        }
+    targets = c.targets.at[..., agents].set(targets_all[..., agents])
+    moved = c.moved | members
+    return SequentialCarry(params, opt, moved, current, targets, weight_nets, *critic, remaining, log_factor), info
 
 
 class SequentialCarry(NamedTuple):

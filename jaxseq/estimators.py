@@ -8,12 +8,22 @@ Every estimator takes ``rewards, values, next_values, discounts, episode_ends`` 
 - ``discounts[t] = gamma * (1 - terminated[t])``: a termination does not bootstrap, a truncation does;
 - ``episode_ends[t] = terminated[t] | truncated[t]``: the trace is cut there, so nothing of the next
   episode leaks into this one.
+
+Each checks at its entry (at trace time, in the style of rlax) that its float inputs are floats of
+one rank, so an input missing its agent axis fails there instead of broadcasting silently.
 """
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
+
+
+def _check_inputs(*float_inputs) -> None:
+    """The float inputs of an estimator: floating dtypes, all of one rank (broadcastable sizes)."""
+    chex.assert_type(float_inputs, float)
+    chex.assert_equal_rank(float_inputs)
 
 
 def gae(rewards, values, next_values, discounts, episode_ends, lam):
@@ -24,6 +34,7 @@ def gae(rewards, values, next_values, discounts, episode_ends, lam):
 
     Returns advantages with the broadcast shape of the inputs, [T, ...].
     """
+    _check_inputs(rewards, values, next_values, discounts)
     rewards, values, next_values, discounts = jnp.broadcast_arrays(rewards, values, next_values, discounts)
     continues = jnp.broadcast_to(1.0 - jnp.asarray(episode_ends, rewards.dtype), rewards.shape)
     deltas = rewards + discounts * next_values - values
@@ -49,6 +60,7 @@ def preopc(rewards, values, next_values, discounts, episode_ends, lam, log_rhos)
     pi_hat / pi of the preceding agents' taken actions (log_rhos [T, ...]). lambda appears once per
     step, as in the paper (the public code may apply it twice). With log_rhos == 0 this is :func:`gae`.
     """
+    _check_inputs(rewards, values, next_values, discounts, log_rhos)
     rewards, values, next_values, discounts, log_rhos = jnp.broadcast_arrays(
         rewards, values, next_values, discounts, log_rhos
     )
@@ -70,6 +82,7 @@ def vtrace(rewards, values, next_values, discounts, episode_ends, lam, log_rhos,
     Reading of the extracted Eq. 14: the paper's text also puts c_t on delta_t; we follow the
     operator it cites (rho_t on delta_t), which ``rlax.vtrace`` implements and the tests compare to.
     """
+    _check_inputs(rewards, values, next_values, discounts, log_rhos)
     rewards, values, next_values, discounts, log_rhos = jnp.broadcast_arrays(
         rewards, values, next_values, discounts, log_rhos
     )
@@ -95,6 +108,8 @@ def stepwise_weighted_is(log_rhos, episode_starts):
     *states* (the objective applies the step's own ratio separately) and scale to mean 1, the
     scale of a density ratio. Computed in log space.
     """
+    chex.assert_rank(log_rhos, 2)
+    chex.assert_shape(episode_starts, log_rhos.shape)
     starts = jnp.asarray(episode_starts, bool)
 
     def step(log_w, xs):

@@ -1,13 +1,24 @@
 """Surrogate objectives, value loss and masked means. Pure functions of arrays.
 
 Every loss takes a ``mask`` broadcastable to its per-sample terms (the death mask: 1 where the
-agent acted) and averages over the masked entries.
+agent acted) and averages over the masked entries. The surrogates check at their entry (at trace
+time, in the style of rlax) that the per-agent inputs ([..., K], or [..., 1] for one value shared by
+the unit) have one rank, so an input missing its agent axis fails there instead of broadcasting
+silently.
 """
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
+
+
+def _check_ranks(*inputs) -> None:
+    """The per-agent inputs of a surrogate: every one that is not a scalar has the same rank."""
+    arrays = [x for x in inputs if jnp.ndim(x) > 0]
+    if len(arrays) > 1:
+        chex.assert_equal_rank(arrays)
 
 
 def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
@@ -17,6 +28,7 @@ def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
 
 def ppo_clip_objective(log_ratio: jax.Array, advantages: jax.Array, clip_eps: float, mask: jax.Array) -> jax.Array:
     """PPO-clip surrogate (to maximise): mean of min(r A, clip(r, 1 - eps, 1 + eps) A), r = exp(log_ratio)."""
+    _check_ranks(log_ratio, advantages)
     ratio = jnp.exp(log_ratio)
     unclipped = ratio * advantages
     clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantages
@@ -75,6 +87,7 @@ def happo_objective(log_ratio, log_factor, advantages, clip_eps, mask):
     """HAPPO (Kuba et al. 2022): M * min(r A, clip(r, 1 +/- eps) A), with M = exp(log_factor) the
     (stop-gradient, unclipped but for :data:`LOG_PRODUCT_BOUND`) product of the preceding agents'
     ratios. M > 0, so this is PPO-clip on the advantages M * A."""
+    _check_ranks(log_ratio, log_factor, advantages)
     factor = jax.lax.stop_gradient(bounded_exp(log_factor))
     return ppo_clip_objective(log_ratio, factor * advantages, clip_eps, mask)
 
@@ -83,6 +96,7 @@ def a2po_objective(log_ratio, log_rho, advantages, clip_eps, mask):
     """A2PO (A2PO paper Eq. 6): min(l A, clip(l, 1 +/- eps) A), l = r_i * clip(rho, 1 +/- eps / 2),
     rho = exp(log_rho) the preceding agents' joint ratio (no gradient). ``clip_eps`` may be the
     adaptive C(eps, k)."""
+    _check_ranks(log_ratio, log_rho, advantages)
     rho = jax.lax.stop_gradient(jnp.clip(jnp.exp(log_rho), 1.0 - clip_eps / 2, 1.0 + clip_eps / 2))
     return ppo_clip_objective(log_ratio + jnp.log(rho), advantages, clip_eps, mask)
 
@@ -127,6 +141,7 @@ def fp3o_guard(log_mid, advantages, mask, tol: float = 1e-5):
 def coppo_objective(log_ratio, log_others, advantages, clip_eps, clip_others, mask):
     """CoPPO (Wu et al. 2021) without the advantage mix: agent i's ratio times
     sg(clip(prod_{j != i} r_j, 1 +/- clip_others)), clipped as a whole with clip_eps."""
+    _check_ranks(log_ratio, log_others, advantages)
     others = jax.lax.stop_gradient(jnp.clip(jnp.exp(log_others), 1.0 - clip_others, 1.0 + clip_others))
     return ppo_clip_objective(log_ratio + jnp.log(others), advantages, clip_eps, mask)
 
@@ -153,6 +168,7 @@ def opspo_objective(
     the range is the fixed (1 - eps1, 1 + eps1), not scaled by rt (our reading of the ablation: the
     stabilising clips on rho and omega stay); with rho = 1 both are PPO-clip with eps1.
     """
+    _check_ranks(log_ratio, log_rho, advantages, weights)
     rho = jax.lax.stop_gradient(jnp.clip(jnp.exp(log_rho), 1.0 - eps1, 1.0 + eps1))
     weighted = jax.lax.stop_gradient(weights) * advantages
     joint = jnp.exp(log_ratio) * rho

@@ -228,3 +228,15 @@ def test_stepwise_weighted_is_matches_a_numpy_loop(seed, T, B):
     got = stepwise_weighted_is(jnp.asarray(log_rhos), jnp.asarray(starts))
     np.testing.assert_allclose(got, _stepwise_is_numpy(log_rhos, starts), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(np.asarray(got).mean(axis=1), 1.0, rtol=1e-5)
+
+
+def test_an_estimator_refuses_inputs_of_unequal_rank_or_integer_rewards():
+    T, B, N = 5, 2, 3
+    x = jnp.zeros((T, B, N))
+    ends = jnp.zeros((T, B, N), bool)
+    with pytest.raises(AssertionError, match="different rank"):
+        gae(x, jnp.zeros((T, B)), x, x, ends, 0.9)  # values without the agent axis
+    with pytest.raises(AssertionError, match="different rank"):
+        preopc(x, x, x, x, ends, 0.9, jnp.zeros((T, B)))
+    with pytest.raises(AssertionError):
+        vtrace(jnp.zeros((T, B, N), jnp.int32), x, x, x, ends, 0.9, x)

@@ -247,3 +247,14 @@ def test_a_product_of_many_agents_ratios_cannot_overflow_the_factor():
     assert np.isfinite(O.happo_objective(jnp.zeros((8, 27)), jnp.full((8, 27), 104.0), adv, 0.2, mask))
     assert np.isfinite(O.fp3o_objective(jnp.zeros((8, 27)), log_mid, adv, 0.2, mask))
     np.testing.assert_allclose(O.bounded_exp(jnp.array([-100.0, 0.5, 100.0])), np.exp([-20.0, 0.5, 20.0]), rtol=1e-6)
+
+
+def test_a_surrogate_refuses_an_input_missing_its_agent_axis():
+    """[T, K] beside [T] would broadcast into a wrong [T, K] product (a column per agent of the
+    wrong rho); the surrogates refuse unequal ranks at trace time (scalars stay allowed)."""
+    log_ratio, adv = jnp.zeros((4, 3)), jnp.ones((4, 3))
+    with pytest.raises(AssertionError, match="different rank"):
+        O.a2po_objective(log_ratio, jnp.zeros((4,)), adv, 0.2, 1.0)
+    with pytest.raises(AssertionError, match="different rank"):
+        O.opspo_objective(log_ratio, jnp.zeros((4, 1)), adv, jnp.ones((4,)), 0.2, 0.1, True, 1.0)
+    O.a2po_objective(log_ratio, jnp.zeros((4, 1)), adv, 0.2, 1.0)  # [..., 1]: one value for the unit

@@ -28,7 +28,7 @@ from jaxseq.algorithms import ALGORITHMS, Algorithm
 from jaxseq.config import Config
 from jaxseq.configure import validate_fields
 from jaxseq.engine import Engine
-from jaxseq.envs import make_env
+from jaxseq.envs import Env, make_env
 from jaxseq.errors import ConfigError
 from jaxseq.metrics import FINITE
 from jaxseq.types import Rollout, TrainState
@@ -42,7 +42,7 @@ class Trainer:
 
     config: Config
     algorithm: Algorithm
-    env: object  # AutoReset or BridgeEnv
+    env: Env  # AutoReset or BridgeEnv
     engine: Engine
     #: The device mesh the members (or each member's envs) are split over; None on one device.
     mesh: Mesh | None = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Callable
 
-from jaxseq.envs.base import AutoReset, EnvSpec, EnvState, MultiAgentEnv, Observation, Step, Transition
+from jaxseq.envs.base import AutoReset, Env, EnvSpec, EnvState, MultiAgentEnv, Observation, Step, Transition
 from jaxseq.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -29,11 +29,19 @@ __all__ = [
     "make_env",
     "list_envs",
     "parse_env_id",
+    "EnvFamily",
+    "EnvParam",
+    "FAMILIES",
+    "register_env_family",
+    "Env",
 ]
 
 
 @dataclasses.dataclass(frozen=True)
-class _Param:
+class EnvParam:
+    """One ``?key=value`` parameter of a family's env ids: its type, default, allowed values (None:
+    any) and a line of help."""
+
     kind: type
     default: object
     allowed: tuple | None = None
@@ -41,16 +49,33 @@ class _Param:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Family:
+class EnvFamily:
+    """A family of env ids ``family:name?k=v``: its task names, its parameters, and how to build one."""
+
+    #: The task names (called when an id is parsed or the envs are listed, so it may import lazily).
     names: Callable[[], list[str]]
-    params: dict[str, _Param]
-    #: Returns a MultiAgentEnv (wrapped in AutoReset) or, for host families, a BridgeEnv.
+    params: dict[str, EnvParam]
+    #: ``build(env_id, name, params) -> env``: a MultiAgentEnv (wrapped in AutoReset) or, for host
+    #: families, a BridgeEnv.
     build: Callable[[str, str, dict], MultiAgentEnv | BridgeEnv]
     help: str
     #: Extra checks of the parsed parameters (env_id, params), raising ConfigError; run by parse_env_id.
     check: Callable[[str, dict], None] | None = None
     #: Host environments run in worker processes and auto-reset there (jaxseq.envs.bridge).
     host: bool = False
+
+    def validate(self, family: str) -> None:
+        """Raise ValueError naming the field of a malformed declaration."""
+        if not family.isidentifier():
+            raise ValueError(f"env family {family!r}: the name must be an identifier (it is the part before ':')")
+        for field in ("names", "build"):
+            if not callable(getattr(self, field)):
+                raise ValueError(f"env family {family!r}: {field} must be a function")
+        for key, param in self.params.items():
+            if not isinstance(param, EnvParam):
+                raise ValueError(f"env family {family!r}: params[{key!r}] must be an EnvParam, got {param!r}")
+            if not isinstance(param.default, param.kind):
+                raise ValueError(f"env family {family!r}: params[{key!r}].default is not a {param.kind.__name__}")
 
 
 def _jaxmarl_limit(max_steps: int) -> int:
@@ -154,13 +179,13 @@ def _build_mamujoco(env_id: str, name: str, params: dict) -> MultiAgentEnv:
     return MaMuJoCo(env_id, robot, partition, obsk=params["obsk"], max_steps=params["max_steps"])
 
 
-def _host_params(max_steps: int, **params: _Param) -> dict[str, _Param]:
+def _host_params(max_steps: int, **params: EnvParam) -> dict[str, EnvParam]:
     """Parameters of a host family: its own, the step limit and the worker pool's."""
     return {
         **params,
-        "max_steps": _Param(int, max_steps, help="episode step limit (a truncation)"),
-        "workers": _Param(int, 2, help="worker processes stepping the host envs"),
-        "timeout": _Param(float, 60.0, help="seconds a worker may take to answer before it is restarted"),
+        "max_steps": EnvParam(int, max_steps, help="episode step limit (a truncation)"),
+        "workers": EnvParam(int, 2, help="worker processes stepping the host envs"),
+        "timeout": EnvParam(float, 60.0, help="seconds a worker may take to answer before it is restarted"),
     }
 
 
@@ -231,62 +256,63 @@ def _build_sc2(env_id: str, name: str, params: dict) -> BridgeEnv:
     return _bridge(env_id, host_spec, (starcraft.__name__, "StarCraft", {"map_name": name}), params)
 
 
-_FAMILIES: dict[str, _Family] = {
-    "smax": _Family(
+#: Every env family by name (the built-in ones, and any :func:`register_env_family` adds).
+FAMILIES: dict[str, EnvFamily] = {
+    "smax": EnvFamily(
         names=_smax_names,
-        params={"max_steps": _Param(int, 100, help="episode step limit (a truncation)")},
+        params={"max_steps": EnvParam(int, 100, help="episode step limit (a truncation)")},
         build=_build_smax,
         help="JaxMARL SMAX against the heuristic enemy; every map JaxMARL registers",
     ),
-    "mpe": _Family(
+    "mpe": EnvFamily(
         names=lambda: sorted(_MPE_TASKS),
         params={
-            "n": _Param(int, 2, help="agents (and landmarks) in spread; default 3 for spread"),
-            "reward": _Param(str, "shared", ("shared", "general"), "spread: fully cooperative or general-sum"),
-            "actions": _Param(
+            "n": EnvParam(int, 2, help="agents (and landmarks) in spread; default 3 for spread"),
+            "reward": EnvParam(str, "shared", ("shared", "general"), "spread: fully cooperative or general-sum"),
+            "actions": EnvParam(
                 str, "discrete", ("discrete", "continuous"), "spread: 5 discrete moves or 5 forces in [0, 1]"
             ),
-            "max_steps": _Param(int, 25, help="episode step limit (a truncation)"),
+            "max_steps": EnvParam(int, 25, help="episode step limit (a truncation)"),
         },
         build=_build_mpe,
         help="JaxMARL MPE cooperative tasks",
     ),
-    "tabular": _Family(
+    "tabular": EnvFamily(
         names=lambda: ["game"],
         params={
-            "seed": _Param(int, 0, help="draws the random game (jaxseq.envs.tabular.make_game)"),
-            "states": _Param(int, 4, help="number of states"),
-            "agents": _Param(int, 3, help="number of agents"),
-            "actions": _Param(int, 3, help="actions per agent"),
-            "max_steps": _Param(int, 50, help="episode step limit (a truncation: the game never terminates)"),
+            "seed": EnvParam(int, 0, help="draws the random game (jaxseq.envs.tabular.make_game)"),
+            "states": EnvParam(int, 4, help="number of states"),
+            "agents": EnvParam(int, 3, help="number of agents"),
+            "actions": EnvParam(int, 3, help="actions per agent"),
+            "max_steps": EnvParam(int, 50, help="episode step limit (a truncation: the game never terminates)"),
         },
         build=_build_tabular,
         help="a random cooperative tabular game with exact evaluation (jaxseq.envs.tabular)",
         check=_check_tabular,
     ),
-    "mamujoco": _Family(
+    "mamujoco": EnvFamily(
         names=_mamujoco_names,
         params={
-            "obsk": _Param(int, 1, help="observe qpos of the joints within this graph distance of the agent's own"),
-            "max_steps": _Param(int, 1000, help="episode step limit (a truncation, bootstrapped)"),
+            "obsk": EnvParam(int, 1, help="observe qpos of the joints within this graph distance of the agent's own"),
+            "max_steps": EnvParam(int, 1000, help="episode step limit (a truncation, bootstrapped)"),
         },
         build=_build_mamujoco,
         help="multi-agent MuJoCo on MJX (brax's models): Robot-partition, continuous actions",
         check=_check_mamujoco,
     ),
-    "pz": _Family(
+    "pz": EnvFamily(
         names=lambda: ["simple_spread"],
         params=_host_params(
             25,
-            n=_Param(int, 3, help="agents (and landmarks)"),
-            reward=_Param(str, "shared", ("shared", "general"), "fully cooperative or general-sum"),
+            n=EnvParam(int, 3, help="agents (and landmarks)"),
+            reward=EnvParam(str, "shared", ("shared", "general"), "fully cooperative or general-sum"),
         ),
         build=_build_pz,
         help="PettingZoo MPE (package mpe2) in worker processes, through the subprocess bridge",
         check=lambda env_id, params: _check_host(env_id, params, "mpe2", "pip install mpe2"),
         host=True,
     ),
-    "grf": _Family(
+    "grf": EnvFamily(
         names=_grf_names,
         # The full game lasts 3000 steps and ends there (a termination); max_steps truncates earlier.
         params=_host_params(3001),
@@ -295,7 +321,7 @@ _FAMILIES: dict[str, _Family] = {
         check=lambda env_id, params: _check_host(env_id, params, "gfootball", f"run bash {GFOOTBALL_INSTALL}"),
         host=True,
     ),
-    "sc2": _Family(
+    "sc2": EnvFamily(
         names=_sc2_names,
         params=_host_params(10_000),
         build=_build_sc2,
@@ -307,6 +333,20 @@ _FAMILIES: dict[str, _Family] = {
     ),
 }
 
+
+def register_env_family(family: str, declaration: EnvFamily, overwrite: bool = False) -> EnvFamily:
+    """Make the env ids ``family:name?k=v`` available (``Config.env``, ``jaxseq envs``, the run
+    loop), as :func:`jaxseq.algorithms.register` does for algorithms (docs/adding-an-environment.md).
+
+    Checks the declaration first (ValueError naming the bad field). A taken name raises ValueError
+    unless ``overwrite``."""
+    declaration.validate(family)
+    if family in FAMILIES and not overwrite:
+        raise ValueError(f"an env family named {family!r} is registered already (pass overwrite=True)")
+    FAMILIES[family] = declaration
+    return declaration
+
+
 # Spread's natural default is 3 agents; the other MPE tasks have exactly 2.
 _DEFAULT_OVERRIDES = {("mpe", "spread"): {"n": 3}}
 
@@ -314,12 +354,12 @@ _DEFAULT_OVERRIDES = {("mpe", "spread"): {"n": 3}}
 def parse_env_id(env_id: str) -> tuple[str, str, dict]:
     """Split and validate ``family:name?k=v&k=v``; returns (family, name, params with defaults)."""
     if not isinstance(env_id, str) or ":" not in env_id:
-        raise ConfigError("env", f"{env_id!r} is not of the form family:name; families: {sorted(_FAMILIES)}")
+        raise ConfigError("env", f"{env_id!r} is not of the form family:name; families: {sorted(FAMILIES)}")
     family, rest = env_id.split(":", 1)
     name, _, query = rest.partition("?")
-    if family not in _FAMILIES:
-        raise ConfigError("env", f"unknown family {family!r}; allowed: {sorted(_FAMILIES)}")
-    fam = _FAMILIES[family]
+    if family not in FAMILIES:
+        raise ConfigError("env", f"unknown family {family!r}; allowed: {sorted(FAMILIES)}")
+    fam = FAMILIES[family]
     names = fam.names()
     if name not in names:
         raise ConfigError("env", f"unknown {family} task {name!r}; allowed: {names}")
@@ -353,7 +393,7 @@ def parse_env_id(env_id: str) -> tuple[str, str, dict]:
 
 def make_env(env_id: str) -> AutoReset | BridgeEnv:
     family, name, params = parse_env_id(env_id)
-    fam = _FAMILIES[family]
+    fam = FAMILIES[family]
     env = fam.build(env_id, name, params)
     return env if fam.host else AutoReset(env)
 
@@ -361,7 +401,7 @@ def make_env(env_id: str) -> AutoReset | BridgeEnv:
 def list_envs() -> list[tuple[str, str]]:
     """(family:name, description) for every registered env, with its parameters."""
     rows = []
-    for family, fam in _FAMILIES.items():
+    for family, fam in FAMILIES.items():
         opts = ", ".join(
             f"{k}={p.default}" + (f" {list(p.allowed)}" if p.allowed else "") for k, p in fam.params.items()
         )

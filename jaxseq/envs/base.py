@@ -12,7 +12,7 @@ episode in :class:`Step` for bootstrapping, and running episode statistics.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -90,6 +90,31 @@ class MultiAgentEnv:
         raise NotImplementedError
 
 
+class Env(Protocol):
+    """What the trainer and the run loop read of an environment: :class:`AutoReset` around a
+    :class:`MultiAgentEnv`, or a host environment (:class:`jaxseq.envs.bridge.BridgeEnv`).
+
+    ``reset`` and ``step`` run inside compiled code (vmapped over envs); the rest runs in the
+    Python loop between compiled chunks: ``records_episodes`` (the env keeps a record of every
+    ended episode, read by ``take_episodes()``), ``episode_metrics`` (the behaviour metrics named
+    in those records), ``take_failures()`` (worker failures since the last call) and ``close()``.
+    """
+
+    spec: EnvSpec
+    records_episodes: bool
+    episode_metrics: tuple[str, ...]
+
+    def reset(self, key: jax.Array) -> tuple[Any, Observation]: ...
+
+    def step(self, key: jax.Array, state: Any, actions: jax.Array) -> tuple[Any, Step]: ...
+
+    def take_episodes(self) -> list[dict]: ...
+
+    def take_failures(self) -> list[dict]: ...
+
+    def close(self) -> None: ...
+
+
 @struct.dataclass
 class EnvState:
     inner: Any
@@ -124,14 +149,8 @@ def _select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
 
 
 class AutoReset:
-    """Auto-resetting wrapper that keeps the true final observation of each episode.
-
-    Besides ``reset`` and ``step`` it has the run loop's optional hooks, which a host environment
-    (:class:`jaxseq.envs.bridge.BridgeEnv`) fills: ``records_episodes`` (it keeps a record of every
-    ended episode), ``episode_metrics`` (the names of the behaviour metrics in those records),
-    ``take_episodes()`` (the records of the episodes that ended since the last call),
-    ``take_failures()`` (the worker failures since the last call) and ``close()``.
-    """
+    """Auto-resetting wrapper that keeps the true final observation of each episode: an
+    :class:`Env` whose run-loop hooks are empty (a host environment fills them)."""
 
     records_episodes: bool = False
     episode_metrics: tuple[str, ...] = ()

@@ -54,7 +54,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseq.envs.tabular import agent_log_probs, evaluate, joint_action_table, make_game, preopc_expectation
+from jaxseq.envs.tabular import joint_action_table, make_game
+from jaxseq.envs.tabular_exact import agent_log_probs, evaluate, preopc_expectation
 from jaxseq.objectives import a2po_objective, happo_objective, ppo_clip_objective
 from jaxseq.ordering import adaptive_clip
 

@@ -39,7 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 from tabular_improvement import _log_softmax, _pm, _rate, _tv, make_stage, run_stage, run_study, study_parser
 
-from jaxseq.envs.tabular import agent_log_probs, evaluate, joint_action_table
+from jaxseq.envs.tabular import joint_action_table
+from jaxseq.envs.tabular_exact import agent_log_probs, evaluate
 from jaxseq.objectives import fp3o_guard, fp3o_objective
 
 VARIANTS = ("happo", "mappo", "mappo-2x", "fp3o", "fp3o-guard")

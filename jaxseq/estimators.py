@@ -21,9 +21,11 @@ import jax.numpy as jnp
 
 
 def _check_inputs(*float_inputs) -> None:
-    """The float inputs of an estimator: floating dtypes, all of one rank (broadcastable sizes)."""
-    chex.assert_type(float_inputs, float)
-    chex.assert_equal_rank(float_inputs)
+    """The float inputs of an estimator: floating dtypes; all that are not scalars of one rank."""
+    arrays = [x for x in float_inputs if jnp.ndim(x) > 0]
+    chex.assert_type(arrays, float)
+    if len(arrays) > 1:
+        chex.assert_equal_rank(arrays)
 
 
 def gae(rewards, values, next_values, discounts, episode_ends, lam):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxseq import density
-from jaxseq.envs import tabular
+from jaxseq.envs import tabular, tabular_exact
 
 S, N, A, GAMMA = 6, 2, 3, 0.9
 
@@ -22,14 +22,14 @@ def _problem(target_scale: float):
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(N, S, A))
     pi, pi_target = _softmax(logits), _softmax(logits + target_scale * rng.normal(size=(N, S, A)))
-    behaviour = tabular.evaluate(game, pi)
-    return game, pi, pi_target, behaviour.d, tabular.evaluate(game, pi_target).d / behaviour.d
+    behaviour = tabular_exact.evaluate(game, pi)
+    return game, pi, pi_target, behaviour.d, tabular_exact.evaluate(game, pi_target).d / behaviour.d
 
 
 def _exact_batch(game, pi, pi_target, d):
     """Every (s, j, s') with weight d(s) pi(j|s) P(s'|s, j) and every s0 with weight mu0: the batch
     whose weighted means are exact expectations."""
-    b, t = tabular.joint_policy(pi), tabular.joint_policy(pi_target)
+    b, t = tabular_exact.joint_policy(pi), tabular_exact.joint_policy(pi_target)
     s, j, s2 = np.meshgrid(np.arange(S), np.arange(A**N), np.arange(S), indexing="ij")
     eye = np.eye(S, dtype=np.float32)
     return density.TransitionBatch(
@@ -75,7 +75,7 @@ def test_bch_objective_vanishes_exactly_at_the_true_ratio():
 def _sampler(game, pi, pi_target, d, size):
     """Fresh transitions per call: s ~ d, j ~ pi(.|s), s' ~ P(.|s, j); s0 ~ mu0."""
     log = lambda x: jnp.log(jnp.asarray(x, jnp.float32))  # noqa: E731
-    log_d, log_b, log_t = log(d), log(tabular.joint_policy(pi)), log(tabular.joint_policy(pi_target))
+    log_d, log_b, log_t = log(d), log(tabular_exact.joint_policy(pi)), log(tabular_exact.joint_policy(pi_target))
     log_P, log_mu0, eye = log(game.P), log(game.mu0), jnp.eye(S)
 
     def sample(key):

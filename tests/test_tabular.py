@@ -13,16 +13,8 @@ import pytest
 
 from jaxseq import estimators
 from jaxseq.envs import make_env, parse_env_id
-from jaxseq.envs.tabular import (
-    evaluate,
-    joint_action_table,
-    joint_index,
-    joint_policy,
-    make_game,
-    preopc_expectation,
-    sample_chains,
-    vtrace_expectation,
-)
+from jaxseq.envs.tabular import joint_action_table, joint_index, make_game
+from jaxseq.envs.tabular_exact import evaluate, joint_policy, preopc_expectation, sample_chains, vtrace_expectation
 from jaxseq.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

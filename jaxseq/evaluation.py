@@ -19,7 +19,7 @@ from scipy import stats
 from jaxseq import checkpoint, sweep
 from jaxseq.envs import parse_env_id
 from jaxseq.errors import ConfigError
-from jaxseq.run import reading_config
+from jaxseq.run_folder import reading_config
 
 
 def _restore(run_dir: Path, which: str, abstract) -> tuple[int, object]:
@@ -53,7 +53,7 @@ def _interval(values: np.ndarray) -> tuple[float | None, float | None]:
 def load_policy(run_dir: Path | str, which: str = "best") -> tuple[object, int, object]:
     """(trainer, chunk, state) of checkpoint ``which`` ("best", "last" or a chunk number) of the run
     in ``run_dir``: the trainer of the run's own config (on this machine's devices,
-    :func:`jaxseq.run.reading_config`) and its [M]-stacked state. ConfigError when the folder is
+    :func:`jaxseq.run_folder.reading_config`) and its [M]-stacked state. ConfigError when the folder is
     not a run folder or has no such checkpoint."""
     from jaxseq.train import make_train
 

@@ -16,9 +16,10 @@ from jaxseq import sweep
 from jaxseq.config import Config, parse_value
 from jaxseq.configure import for_algorithm, validate
 from jaxseq.errors import ConfigError
-from jaxseq.plotting import plot_runs, read_jsonl
+from jaxseq.plotting import plot_runs
 from jaxseq.report import format_report, report
 from jaxseq.run import train_run
+from jaxseq.run_folder import read_jsonl
 
 
 def parse_variant(spec: str) -> dict:

@@ -57,9 +57,3 @@ def plot_runs(runs: Mapping[str, Sequence[Mapping]], path: Path, title: str = ""
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    import json
-
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

@@ -34,7 +34,7 @@ import numpy as np
 
 from jaxseq.errors import ConfigError
 from jaxseq.paths import check_output_file
-from jaxseq.run import reading_config
+from jaxseq.run_folder import reading_config
 
 #: Why a family has no renderer.
 NOT_RENDERED = {

@@ -37,7 +37,7 @@ import numpy as np
 
 from jaxseq import sweep
 from jaxseq.errors import ConfigError
-from jaxseq.plotting import read_jsonl
+from jaxseq.run_folder import read_jsonl
 
 AGGREGATES = ("IQM", "Median", "Mean", "Optimality gap")
 

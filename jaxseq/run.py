@@ -28,7 +28,8 @@ from jaxseq.config import Config
 from jaxseq.errors import ConfigError, RunDiverged, RunInterrupted
 from jaxseq.metrics import FINITE, finite_or_none, metrics_line, nanmean_or_none, non_finite, summarize
 from jaxseq.paths import check_output_folder
-from jaxseq.plotting import plot_runs, read_jsonl
+from jaxseq.plotting import plot_runs
+from jaxseq.run_folder import load_config, read_jsonl
 from jaxseq.sweep_folder import PointStreams, format_table, write_table
 
 
@@ -46,25 +47,6 @@ def _new_run_dir(out: Path, config: Config) -> Path:
     except OSError as err:
         raise ConfigError("out", f"cannot create a run folder under {out}: {err.strerror or err}") from None
     return path
-
-
-def load_config(run_dir: Path, field: str = "resume") -> Config:
-    """The config of the run folder ``run_dir``; ConfigError naming ``field`` (the option that gave
-    the folder) if it has none or it is damaged."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise ConfigError(field, f"{run_dir} is not a run folder (no config.json)")
-    try:
-        return Config(**json.loads(path.read_text()))
-    except (ValueError, TypeError) as err:
-        raise ConfigError(field, f"{path} is not a readable jaxseq config ({err})") from None
-
-
-def reading_config(run_dir: Path) -> Config:
-    """The config to read a saved run with (``eval``, ``render``): the run's own, on the devices of
-    this machine rather than those the run was trained on (``devices`` 0: all that divide the
-    members), since a checkpoint restores onto any layout."""
-    return load_config(run_dir, "run_dir").replace(devices=0, shard="members")
 
 
 #: Fields a resumed run may change: its length, its evaluation and checkpoint cadence, the

@@ -18,7 +18,7 @@ from scipy import stats
 
 from jaxseq import sweep
 from jaxseq.metrics import metrics_line, summarize
-from jaxseq.plotting import read_jsonl
+from jaxseq.run_folder import read_jsonl
 
 
 def mean_interval(values, level: float = 0.95) -> tuple[float | None, float | None, float | None]:

@@ -15,8 +15,8 @@ import numpy as np
 
 from jaxseq import checkpoint
 from jaxseq.cli import build_parser, config_from_args
-from jaxseq.plotting import read_jsonl
 from jaxseq.run import train_run
+from jaxseq.run_folder import read_jsonl
 from jaxseq.train import make_train
 
 ARGS = ["--env", "mpe:spread?n=2", "--algo", "mappo", "--num-seeds", "2", "--sweep", "actor_lr=5e-4,3e-3"]

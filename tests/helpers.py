@@ -37,6 +37,27 @@ def tiny(**overrides):
     return make_config(**base)
 
 
+def tiny_net(**overrides):
+    """A small multi-agent network (``jaxseq.nets.make_network``): 3 agents under FuPS, one hidden
+    layer of 8, an MLP with layer norm and orthogonal init, 3 outputs; ``overrides`` change any
+    keyword."""
+    from jaxseq import nets
+
+    base = dict(
+        out_dim=3,
+        out_gain=0.01,
+        sharing="fups",
+        num_agents=3,
+        hidden=8,
+        num_layers=1,
+        recurrent=False,
+        layer_norm=True,
+        orthogonal=True,
+        activation="relu",
+    )
+    return nets.make_network(**{**base, **overrides})
+
+
 def cli_args(config) -> list[str]:
     """``jaxseq train`` arguments that build ``config`` (every field that differs from the default)."""
     defaults = Config()

@@ -7,23 +7,13 @@ import pytest
 
 from jaxseq import nets
 
+from helpers import tiny_net
+
 N, D, A = 3, 5, 4
 
 
 def _net(sharing, recurrent=True, out_dim=A, post_layers=0):
-    return nets.make_network(
-        out_dim=out_dim,
-        out_gain=0.01,
-        sharing=sharing,
-        num_agents=N,
-        hidden=8,
-        num_layers=1,
-        recurrent=recurrent,
-        layer_norm=True,
-        orthogonal=True,
-        activation="relu",
-        post_layers=post_layers,
-    )
+    return tiny_net(sharing=sharing, num_agents=N, recurrent=recurrent, out_dim=out_dim, post_layers=post_layers)
 
 
 @pytest.mark.parametrize("sharing", nets.SHARING_MODES)

@@ -5,7 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from jaxseq import nets, policies
+from jaxseq import policies
+
+from helpers import tiny_net
 
 
 def test_masked_categorical_never_picks_unavailable_actions():
@@ -77,19 +79,7 @@ def test_gaussian_samples_match_mean_and_std_and_leave_padding_zero():
 
 
 def test_gaussian_head_has_tanh_mean_and_per_agent_log_std():
-    net = nets.make_network(
-        out_dim=3,
-        out_gain=0.01,
-        sharing="paps",
-        num_agents=2,
-        hidden=8,
-        num_layers=1,
-        recurrent=False,
-        layer_norm=False,
-        orthogonal=True,
-        activation="relu",
-        log_std_init=-0.5,
-    )
+    net = tiny_net(sharing="paps", num_agents=2, layer_norm=False, log_std_init=-0.5)
     params = net.init(jax.random.PRNGKey(0), 5)
     assert params["params"]["head"]["log_std"].shape == (2, 3)  # a head per agent under PaPS
     x = 100.0 * jax.random.normal(jax.random.PRNGKey(1), (7, 2, 5))

@@ -6,22 +6,13 @@ import numpy as np
 import optax
 import pytest
 
-from jaxseq import nets, update
+from jaxseq import update
+
+from helpers import tiny_net
 
 
 def _net(sharing):
-    return nets.make_network(
-        out_dim=3,
-        out_gain=0.01,
-        sharing=sharing,
-        num_agents=3,
-        hidden=8,
-        num_layers=1,
-        recurrent=False,
-        layer_norm=True,
-        orthogonal=False,
-        activation="relu",
-    )
+    return tiny_net(sharing=sharing, orthogonal=False)
 
 
 @pytest.mark.parametrize("sharing, per_agent_shared", [("fups", True), ("fups", False), ("paps", True), ("nops", True)])

@@ -64,13 +64,7 @@ def rollout(eng: "Engine", env, ts: TrainState) -> tuple[TrainState, Rollout, di
             actor_carry=ts.actor_carry,
             critic_carry=ts.critic_carry,
         )
-        done = out.done.astype(jnp.float32)
-        stats = {
-            "episodes": stats["episodes"] + done.sum(),
-            "return_sum": stats["return_sum"] + (done * out.episode_return).sum(),
-            "length_sum": stats["length_sum"] + (done * out.episode_length).sum(),
-            "win_sum": stats["win_sum"] + (done * out.won).sum(),
-        }
+        stats = _add_ended_episodes(stats, out)
         ts = ts.replace(
             env_state=env_state,
             obs=out.obs,
@@ -86,6 +80,18 @@ def rollout(eng: "Engine", env, ts: TrainState) -> tuple[TrainState, Rollout, di
     following = jnp.concatenate([batch.value_preds[1:], value(ts.critic_carry, ts.obs)[None]])
     next_values = jnp.where(batch.truncated[..., None], batch.next_value_preds, following)
     return ts, batch.replace(next_value_preds=next_values), stats
+
+
+def _add_ended_episodes(stats: dict, out) -> dict:
+    """:data:`EPISODE_SUMS` ``stats`` plus the episodes that ended at this step (``out``: the
+    envs' :class:`~jaxseq.envs.base.Step`, [B])."""
+    done = out.done.astype(jnp.float32)
+    return {
+        "episodes": stats["episodes"] + done.sum(),
+        "return_sum": stats["return_sum"] + (done * out.episode_return).sum(),
+        "length_sum": stats["length_sum"] + (done * out.episode_length).sum(),
+        "win_sum": stats["win_sum"] + (done * out.won).sum(),
+    }
 
 
 def episode_quotas(episodes: int, num_envs: int) -> tuple[int, ...]:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from jaxseq import compile_cache
 from jaxseq.cli import build_parser, main
 
@@ -78,6 +80,7 @@ def _entries(folder: Path) -> dict[str, bytes]:
     return {p.name.removesuffix("-cache"): p.read_bytes() for p in folder.glob("*-cache")}
 
 
+@pytest.mark.slow  # 35 s of subprocess runs; CI runs it in its slow step
 def test_a_warm_run_reads_its_programs_gives_the_same_numbers_and_a_damaged_entry_only_costs_time(tmp_path):
     folder = tmp_path / "xla"
     # Two cold runs at once, writing the same entries into one folder.

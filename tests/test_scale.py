@@ -17,6 +17,9 @@ TESTS = Path(__file__).parent
 # Sharded and one-device programs are different XLA programs (per-device batch widths, partitioned
 # reductions), so they agree to float32 rounding, not bit for bit; this bounds it.
 RTOL, ATOL = 1e-4, 1e-6
+# Fresh processes with forced devices compile everything anew (about 110 s of the suite's time on
+# 2 cores): CI runs these in its slow step.
+pytestmark = pytest.mark.slow
 
 
 def _env(devices: int) -> dict:

@@ -35,6 +35,7 @@ def _two_chunks(config):
     return trainer, jax.device_get(state), {k: np.stack([r[k] for r in rows]) for k in KEYS}
 
 
+@pytest.mark.slow  # 38 s: five programs (the sweep and its four runs); CI runs it in its slow step
 def test_a_2x2_sweep_equals_its_four_separate_runs_and_compiles_once():
     trainer, state, swept = _two_chunks(tiny(sweep=GRID, **SMALL))
     assert trainer.trace_counter[0] == 1  # two chunks, one program for the four members

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from report import header, publish
 
 from jaxseq.envs import make_env
-from jaxseq.envs.mamujoco import task_names
+from jaxseq.envs.mamujoco_robots import task_names
 
 
 def steps_per_second(env_id: str, num_envs: int, steps: int, repeats: int) -> float:

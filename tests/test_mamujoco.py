@@ -11,7 +11,8 @@ from jaxseq import policies
 from jaxseq.algorithms import ALGORITHMS
 from jaxseq.configure import make_config
 from jaxseq.envs import Observation, make_env, parse_env_id
-from jaxseq.envs.mamujoco import ROBOTS, features, task_names
+from jaxseq.envs.mamujoco import features
+from jaxseq.envs.mamujoco_robots import ROBOTS, task_names
 from jaxseq.errors import ConfigError
 from jaxseq.train import make_train
 

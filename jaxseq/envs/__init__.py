@@ -158,7 +158,7 @@ def _build_tabular(env_id: str, name: str, params: dict) -> MultiAgentEnv:
 
 
 def _mamujoco_names() -> list[str]:
-    from jaxseq.envs.mamujoco import task_names
+    from jaxseq.envs.mamujoco_robots import task_names
 
     return task_names()
 

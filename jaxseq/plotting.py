@@ -1,4 +1,5 @@
-"""Learning-curve PNGs from ``metrics.jsonl`` rows (matplotlib, headless)."""
+"""The PNGs jaxseq draws (matplotlib, headless): learning curves from ``metrics.jsonl`` rows, and a
+report's performance profiles and IQM sample-efficiency curves (rliable, :mod:`jaxseq.report`)."""
 
 from __future__ import annotations
 
@@ -57,3 +58,48 @@ def plot_runs(runs: Mapping[str, Sequence[Mapping]], path: Path, title: str = ""
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_performance_profile(matrices: dict, path: Path, reps: int) -> None:
+    """Performance profiles with 95% interval bands (rliable): ``matrices`` {algo: [seeds, tasks]}."""
+    from rliable import library as rly
+
+    everything = np.concatenate([m.ravel() for m in matrices.values()])
+    taus = np.linspace(np.nanmin(everything), np.nanmax(everything), 51)
+    profiles, cis = rly.create_performance_profile(matrices, taus, reps=reps)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for algo in matrices:
+        ax.plot(taus, profiles[algo], label=algo)
+        ax.fill_between(taus, cis[algo][0], cis[algo][1], alpha=0.2)
+    ax.set(xlabel="score", ylabel="fraction of runs with score > tau", title="performance profile")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_sample_efficiency(runs: Sequence, path: Path, reps: int) -> None:
+    """IQM over seeds of each run's evaluation curve, with 95% interval bands (rliable), one panel per
+    task: ``runs`` are :class:`jaxseq.report.RunScores` (algo, env, metric, steps [K], curve [K, S])."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    envs = sorted({r.env for r in runs})
+    fig, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 3.5), squeeze=False)
+    for ax, env in zip(axes[0], envs):
+        for algo in sorted({r.algo for r in runs if r.env == env}):
+            group = [r for r in runs if r.env == env and r.algo == algo]
+            k = min(len(r.steps) for r in group)
+            curve = np.concatenate([r.curve[:k] for r in group], axis=1).T  # [seeds, K]
+            point, ci = rly.get_interval_estimates(
+                {algo: curve[:, None, :]},
+                lambda x: np.array([metrics.aggregate_iqm(x[:, :, j]) for j in range(x.shape[-1])]),
+                reps=reps,
+            )
+            ax.plot(group[0].steps[:k], point[algo], label=algo)
+            ax.fill_between(group[0].steps[:k], ci[algo][0], ci[algo][1], alpha=0.2)
+        ax.set(xlabel="env steps per seed", ylabel=f"IQM {group[0].metric}", title=env)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

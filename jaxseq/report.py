@@ -300,50 +300,6 @@ def marl_eval_json(runs: list[RunScores]) -> dict:
     return out
 
 
-def _plots(runs: list[RunScores], matrices: dict, out: Path, reps: int) -> None:
-    """Performance profiles and IQM sample-efficiency curves with 95% interval bands (rliable)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from rliable import library as rly
-    from rliable import metrics
-
-    everything = np.concatenate([m.ravel() for m in matrices.values()])
-    taus = np.linspace(np.nanmin(everything), np.nanmax(everything), 51)
-    profiles, cis = rly.create_performance_profile(matrices, taus, reps=reps)
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for algo in matrices:
-        ax.plot(taus, profiles[algo], label=algo)
-        ax.fill_between(taus, cis[algo][0], cis[algo][1], alpha=0.2)
-    ax.set(xlabel="score", ylabel="fraction of runs with score > tau", title="performance profile")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "performance_profile.png", dpi=120)
-    plt.close(fig)
-
-    fig, axes = plt.subplots(
-        1, len({r.env for r in runs}), figsize=(5 * len({r.env for r in runs}), 3.5), squeeze=False
-    )
-    for ax, env in zip(axes[0], sorted({r.env for r in runs})):
-        for algo in sorted({r.algo for r in runs if r.env == env}):
-            group = [r for r in runs if r.env == env and r.algo == algo]
-            k = min(len(r.steps) for r in group)
-            curve = np.concatenate([r.curve[:k] for r in group], axis=1).T  # [seeds, K]
-            point, ci = rly.get_interval_estimates(
-                {algo: curve[:, None, :]},
-                lambda x: np.array([metrics.aggregate_iqm(x[:, :, j]) for j in range(x.shape[-1])]),
-                reps=reps,
-            )
-            ax.plot(group[0].steps[:k], point[algo], label=algo)
-            ax.fill_between(group[0].steps[:k], ci[algo][0], ci[algo][1], alpha=0.2)
-        ax.set(xlabel="env steps per seed", ylabel=f"IQM {group[0].metric}", title=env)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "sample_efficiency.png", dpi=120)
-    plt.close(fig)
-
-
 def parse_score_ranges(texts: list[str] | None) -> dict[str, tuple[float, float]]:
     """The CLI's ``--score-range TASK=MIN,MAX`` (repeatable) -> {task: (min, max)}; the task is
     everything before the last ``=`` (task ids may hold one: ``mpe:spread?n=5=-60,-20``)."""
@@ -412,8 +368,11 @@ def report(
     }
     (out / "report.json").write_text(json.dumps(result, indent=2))
     (out / "report.md").write_text(format_report(result))
+    from jaxseq import plotting  # matplotlib and rliable's plotting: only where a report is drawn
+
     with seeded_numpy(seed):
-        _plots(runs, matrices, out, reps)
+        plotting.plot_performance_profile(matrices, out / "performance_profile.png", reps)
+        plotting.plot_sample_efficiency(runs, out / "sample_efficiency.png", reps)
     if marl_eval is not None:
         Path(marl_eval).write_text(json.dumps(marl_eval_json(runs), indent=1))
     return result

@@ -185,3 +185,22 @@ def _check_sweep(config: Config) -> None:
     if config.sweep:
         for point in sweep.point_configs(config):
             validate_fields(point)
+
+
+#: Fields only continuous-action envs read.
+CONTINUOUS_FIELDS = ("log_prob_reduce", "log_std_init", "ent_coef_continuous")
+
+
+def check_env_fields(config: Config, spec) -> None:
+    """The checks that need the env: blocks within the agent count, continuous-action fields set
+    only for continuous-action envs."""
+    if config.agent_blocks > spec.num_agents:
+        raise ConfigError(
+            "agent_blocks",
+            f"must be at most the number of agents of {config.env} ({spec.num_agents}), got {config.agent_blocks}",
+        )
+    if not spec.continuous:
+        defaults = Config()
+        for name in CONTINUOUS_FIELDS:
+            if getattr(config, name) != getattr(defaults, name):
+                raise ConfigError(name, f"applies to continuous-action envs only; {config.env} has discrete actions")

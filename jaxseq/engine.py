@@ -1,8 +1,8 @@
 """What every update scheme shares: the batch layout, the estimators' inputs, the K-agent policy
 loss, fitting one unit of agents, log ratios over the batch, and the critic fit.
 
-An :class:`Engine` is built once per config by :func:`jaxseq.train.make_train`; the schemes
-(:mod:`jaxseq.schemes`) are functions of it. Nothing here asks which algorithm runs: the resolved
+An :class:`Engine` is built once per config by :func:`make_engine` (called by
+:func:`jaxseq.train.make_train`); the schemes (:mod:`jaxseq.schemes`) are functions of it. Nothing here asks which algorithm runs: the resolved
 algorithm's estimator and objective are functions (:mod:`jaxseq.algorithms`).
 
 Training data are *sequences*: :meth:`Engine.sequences` cuts the rollout's time axis into
@@ -22,7 +22,7 @@ from jaxseq import nets, normalization, objectives, policies, update
 from jaxseq.config import Config
 from jaxseq.contracts import UNIT_INPUTS, Resolved, UnitInputs
 from jaxseq.envs import EnvSpec, Observation
-from jaxseq.state_weights import LearnedStateWeights, NoStateWeights
+from jaxseq.state_weights import LearnedStateWeights, NoStateWeights, make_state_weights
 from jaxseq.types import Rollout, TrainState
 
 
@@ -273,3 +273,51 @@ class Engine:
         following = jnp.concatenate([values[1:], self.denorm(ts.value_norm, last)[None]])
         truncated = est["episode_ends"] & (est["discounts"] > 0)  # where V(s_{t+1}) counts and is the final obs'
         return {**est, "values": values, "next_values": jnp.where(truncated, est["next_values"], following)}
+
+
+def make_engine(config: Config, spec, resolved, trace_units: bool, clip_grads: bool) -> Engine:
+    """The engine of ``config``: its networks, policy, optimisers and state weights. Its numeric fields may be
+    traced scalars (a sweep member's values); ``clip_grads`` is the one code switch they decide,
+    given concretely."""
+    common = dict(
+        sharing=config.sharing,
+        num_agents=spec.num_agents,
+        hidden=config.hidden_size,
+        num_layers=config.num_layers,
+        post_layers=config.post_layers,
+        recurrent=config.network == "gru",
+        layer_norm=config.layer_norm,
+        orthogonal=config.orthogonal_init,
+        activation=config.activation,
+    )
+    actor = nets.make_network(
+        out_dim=spec.num_actions, out_gain=0.01, log_std_init=config.log_std_init if spec.continuous else None, **common
+    )
+    critic = nets.make_network(out_dim=1, out_gain=1.0, **common)
+    policy = policies.make_policy(spec.continuous, config.log_prob_reduce)
+    actor_optimizer = update.AgentOptimizer(
+        _optimizer(config.actor_lr, config, clip_grads),
+        actor.param_axes,
+        spec.num_agents,
+        per_agent_shared=config.shared_optimizer == "per-agent",
+    )
+    weights = make_state_weights(resolved.state_weights, actor, policy, spec, config)
+    return Engine(
+        config,
+        spec,
+        resolved,
+        actor,
+        critic,
+        policy,
+        actor_optimizer,
+        _optimizer(config.critic_lr, config, clip_grads),
+        weights,
+        trace_units=trace_units,
+    )
+
+
+def _optimizer(lr: float, config: Config, clip_grads: bool) -> optax.GradientTransformation:
+    adam = optax.adam(lr, eps=config.adam_eps)
+    if clip_grads:
+        return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), adam)
+    return adam

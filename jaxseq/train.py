@@ -19,17 +19,15 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import optax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from jaxseq import distributed, nets, normalization, policies, rollout, state_weights, sweep, update
+from jaxseq import distributed, normalization, rollout, sweep, update
 from jaxseq.algorithms import ALGORITHMS, Algorithm
 from jaxseq.config import Config
-from jaxseq.configure import validate_fields
-from jaxseq.engine import Engine
+from jaxseq.configure import check_env_fields, validate_fields
+from jaxseq.engine import Engine, make_engine
 from jaxseq.envs import Env, make_env
-from jaxseq.errors import ConfigError
 from jaxseq.metrics import FINITE
 from jaxseq.types import Rollout, TrainState
 
@@ -158,7 +156,7 @@ class Trainer:
             return self
         config = self.config.replace(**values)
         eng = self.engine
-        engine = _engine(config, eng.spec, eng.algorithm, eng.trace_units, clip_grads=self.config.max_grad_norm > 0)
+        engine = make_engine(config, eng.spec, eng.algorithm, eng.trace_units, clip_grads=self.config.max_grad_norm > 0)
         return dataclasses.replace(self, config=config, engine=engine)
 
     # -- one update ---------------------------------------------------------------------------
@@ -224,7 +222,7 @@ class Trainer:
     def over_members(self, fn: Callable) -> Callable:
         """``fn`` of one member's state -> the same of the [M]-stacked state: vmapped, and on a mesh
         sharded (``shard_map`` over the member axis, or the env axis split for XLA to partition)."""
-        batched = _member_map(fn)
+        batched = distributed.member_map(fn)
         if self.mesh is None:
             return batched
         if self.config.shard == "members":
@@ -283,46 +281,6 @@ class Trainer:
         return jax.jit(run)(self.init(key))
 
 
-#: Fields only continuous-action envs read.
-CONTINUOUS_FIELDS = ("log_prob_reduce", "log_std_init", "ent_coef_continuous")
-
-
-def _check_env_fields(config: Config, spec) -> None:
-    """The checks that need the env: blocks within the agent count, continuous-action fields set
-    only for continuous-action envs."""
-    if config.agent_blocks > spec.num_agents:
-        raise ConfigError(
-            "agent_blocks",
-            f"must be at most the number of agents of {config.env} ({spec.num_agents}), got {config.agent_blocks}",
-        )
-    if not spec.continuous:
-        defaults = Config()
-        for name in CONTINUOUS_FIELDS:
-            if getattr(config, name) != getattr(defaults, name):
-                raise ConfigError(name, f"applies to continuous-action envs only; {config.env} has discrete actions")
-
-
-def _member_map(fn: Callable) -> Callable:
-    """``fn`` of one member's state over a stacked state [M, ...]: ``jax.vmap(fn)``, or where M = 1
-    (one seed, or one member per device) ``fn`` on the member itself, its outputs given the axis
-    back. The same numbers up to float rounding; on CPU the vmap over an axis of one made the SMAX
-    2s3z iteration 1.17x slower (docs/performance.md, second round)."""
-    batched = jax.vmap(fn)
-
-    def mapped(ts):
-        if jax.tree.leaves(ts)[0].shape[0] != 1:
-            return batched(ts)
-        return jax.tree.map(lambda x: x[None], fn(jax.tree.map(lambda x: x[0], ts)))
-
-    return mapped
-
-
-def _all_finite(tree) -> jax.Array:
-    """One bool: every float leaf of ``tree`` is finite (True for a tree without one)."""
-    checks = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
-    return jnp.all(jnp.stack(checks)) if checks else jnp.bool_(True)
-
-
 def make_train(config: Config, *, trace_units: bool = False) -> Trainer:
     """Validate ``config`` (before anything compiles; the env id is parsed once, here) and assemble
     the trainer. ``trace_units`` turns on the schemes' conformance hook (:attr:`Engine.trace_units`)."""
@@ -330,55 +288,13 @@ def make_train(config: Config, *, trace_units: bool = False) -> Trainer:
     algorithm = ALGORITHMS[config.algo]
     resolved = algorithm.resolve(config)
     env = make_env(config.env)
-    _check_env_fields(config, env.spec)
+    check_env_fields(config, env.spec)
     mesh = distributed.make_mesh(config)
-    engine = _engine(config, env.spec, resolved, trace_units, clip_grads=config.max_grad_norm > 0)
+    engine = make_engine(config, env.spec, resolved, trace_units, clip_grads=config.max_grad_norm > 0)
     return Trainer(config, algorithm, env, engine, mesh)
 
 
-def _engine(config: Config, spec, resolved, trace_units: bool, clip_grads: bool) -> Engine:
-    """The networks, policy, optimisers and state weights of ``config``. Its numeric fields may be
-    traced scalars (a sweep member's values); ``clip_grads`` is the one code switch they decide,
-    given concretely."""
-    common = dict(
-        sharing=config.sharing,
-        num_agents=spec.num_agents,
-        hidden=config.hidden_size,
-        num_layers=config.num_layers,
-        post_layers=config.post_layers,
-        recurrent=config.network == "gru",
-        layer_norm=config.layer_norm,
-        orthogonal=config.orthogonal_init,
-        activation=config.activation,
-    )
-    actor = nets.make_network(
-        out_dim=spec.num_actions, out_gain=0.01, log_std_init=config.log_std_init if spec.continuous else None, **common
-    )
-    critic = nets.make_network(out_dim=1, out_gain=1.0, **common)
-    policy = policies.make_policy(spec.continuous, config.log_prob_reduce)
-    actor_optimizer = update.AgentOptimizer(
-        _optimizer(config.actor_lr, config, clip_grads),
-        actor.param_axes,
-        spec.num_agents,
-        per_agent_shared=config.shared_optimizer == "per-agent",
-    )
-    weights = state_weights.make_state_weights(resolved.state_weights, actor, policy, spec, config)
-    return Engine(
-        config,
-        spec,
-        resolved,
-        actor,
-        critic,
-        policy,
-        actor_optimizer,
-        _optimizer(config.critic_lr, config, clip_grads),
-        weights,
-        trace_units=trace_units,
-    )
-
-
-def _optimizer(lr: float, config: Config, clip_grads: bool) -> optax.GradientTransformation:
-    adam = optax.adam(lr, eps=config.adam_eps)
-    if clip_grads:
-        return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), adam)
-    return adam
+def _all_finite(tree) -> jax.Array:
+    """One bool: every float leaf of ``tree`` is finite (True for a tree without one)."""
+    checks = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(checks)) if checks else jnp.bool_(True)

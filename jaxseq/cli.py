@@ -301,6 +301,39 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(args)
 
 
+def _print_config() -> None:
+    """``jaxseq config``: every field with its type, default and help, then the presets."""
+    docs, types_ = field_docs(), field_types()
+    defaults = Config().to_dict()
+    for name, kind in types_.items():
+        print(f"{name:18s} {kind.__name__:5s} = {defaults[name]!r:14}  {docs.get(name, '')}")
+    print("\npresets:")
+    for name, values in PRESETS.items():
+        print(f"  {name}: {values}")
+
+
+def _train(args: argparse.Namespace) -> None:
+    """``jaxseq train``: a new run, or ``--resume`` one (which keeps its config and its folder)."""
+    from jaxseq.run import train_run
+
+    _join_processes(args)
+    if not args.resume:
+        out = "runs" if args.out is None else args.out
+        train_run(config_from_args(args), out=out, use_wandb=args.wandb, progress=not args.no_progress)
+        return
+    if args.preset != "default":
+        raise ConfigError("preset", "cannot be given with --resume (the run keeps its config)")
+    if args.out is not None:
+        raise ConfigError("out", "cannot be given with --resume (the run continues in its own folder)")
+    train_run(
+        resume=args.resume,
+        overrides=overrides_from_args(args),
+        start_over=args.start_over,
+        use_wandb=args.wandb,
+        progress=not args.no_progress,
+    )
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     """Run the command; every failure a user can cause is one line on standard error and an exit status."""
     if getattr(args, "no_compile_cache", False):
@@ -317,13 +350,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             for name, algo in ALGORITHMS.items():
                 print(f"{name:14s} {algo.description}")
         elif args.command == "config":
-            docs, types_ = field_docs(), field_types()
-            defaults = Config().to_dict()
-            for name, kind in types_.items():
-                print(f"{name:18s} {kind.__name__:5s} = {defaults[name]!r:14}  {docs.get(name, '')}")
-            print("\npresets:")
-            for name, values in PRESETS.items():
-                print(f"  {name}: {values}")
+            _print_config()
         elif args.command == "eval":
             _evaluate(args)
         elif args.command == "render":
@@ -335,25 +362,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             result = report(args.run_dirs, args.out, args.labels, args.reps, args.marl_eval, score_ranges=ranges)
             print(format_report(result))
         elif args.command == "train":
-            from jaxseq.run import train_run
-
-            _join_processes(args)
-
-            if args.resume:
-                if args.preset != "default":
-                    raise ConfigError("preset", "cannot be given with --resume (the run keeps its config)")
-                if args.out is not None:
-                    raise ConfigError("out", "cannot be given with --resume (the run continues in its own folder)")
-                train_run(
-                    resume=args.resume,
-                    overrides=overrides_from_args(args),
-                    start_over=args.start_over,
-                    use_wandb=args.wandb,
-                    progress=not args.no_progress,
-                )
-            else:
-                out = "runs" if args.out is None else args.out
-                train_run(config_from_args(args), out=out, use_wandb=args.wandb, progress=not args.no_progress)
+            _train(args)
     except ConfigError as err:
         print(f"jaxseq: error: {err}", file=sys.stderr)
         return 2

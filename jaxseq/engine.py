@@ -2,8 +2,9 @@
 loss, fitting one unit of agents, log ratios over the batch, and the critic fit.
 
 An :class:`Engine` is built once per config by :func:`make_engine` (called by
-:func:`jaxseq.train.make_train`); the schemes (:mod:`jaxseq.schemes`) are functions of it. Nothing here asks which algorithm runs: the resolved
-algorithm's estimator and objective are functions (:mod:`jaxseq.algorithms`).
+:func:`jaxseq.train.make_train`); the schemes (:mod:`jaxseq.schemes`) are functions of it. Nothing
+here asks which algorithm runs: the resolved algorithm's estimator and objective are functions
+(:mod:`jaxseq.algorithms`).
 
 Training data are *sequences*: :meth:`Engine.sequences` cuts the rollout's time axis into
 ``chunk_length`` pieces, ``[T, B, ...] -> [L, S, ...]`` with S = (T / L) * B; minibatches split S

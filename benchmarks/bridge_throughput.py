@@ -22,9 +22,10 @@ import time
 
 import jax
 import numpy as np
-from report import header, publish
 
 from jaxseq.envs import make_env
+
+from harness import header, publish
 
 
 def _raw_loop(factory, max_steps, count, steps, num_actions, seed, barrier, results):

@@ -16,10 +16,11 @@ import time
 
 import jax
 import jax.numpy as jnp
-from report import header, publish
 
 from jaxseq.envs import make_env
 from jaxseq.envs.mamujoco_robots import task_names
+
+from harness import header, publish
 
 
 def steps_per_second(env_id: str, num_envs: int, steps: int, repeats: int) -> float:

@@ -42,11 +42,12 @@ from pathlib import Path
 
 import jax
 import yaml
-from profile_iteration import issue_config
-from report import header, load_average, publish, seconds
 
 from jaxseq.presets import JAXMARL_NETWORK
 from jaxseq.train import make_train
+
+from harness import header, load_average, publish, seconds
+from profile_iteration import issue_config
 
 #: Per environment: the baseline file, its config, and jaxseq's env id and overrides for the same
 #: settings. JaxMARL's env with ``max_steps=m`` plays m + 1 transitions per episode, so jaxseq's

@@ -42,11 +42,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from report import header, load_average, median_seconds, publish
 
 from jaxseq import update
 from jaxseq.configure import make_config
 from jaxseq.train import make_train
+
+from harness import header, load_average, median_seconds, publish
 
 #: (label, overrides) of MAPPO's whole iteration under --candidates; the first is the reference.
 CANDIDATES = (

@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 
 import jax
-from report import header, publish
 
+from harness import header, publish
 from sequential_scaling import add_timing_args, chosen, make_trainer, relative_update_times
 
 #: (label, algorithm, overrides); the first is the reference of the ratios.

@@ -21,10 +21,11 @@ import argparse
 import time
 
 import jax
-from report import header, publish
 
 from jaxseq.configure import make_config
 from jaxseq.train import make_train
+
+from harness import header, publish
 
 #: (label, algorithm, overrides) timed in (b); the first is the reference.
 VARIANTS = (

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.probe:
         print(json.dumps(probe(args.probe, args.algo, args.total_steps)))
         return
-    from report import header, publish
+    from harness import header, publish
 
     results = {}
     for task in args.tasks:

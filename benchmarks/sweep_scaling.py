@@ -104,7 +104,7 @@ def main(argv=None) -> None:
         _worker(args)
         return
 
-    from report import header, publish
+    from harness import header, publish
 
     raw = sys.argv[1:] if argv is None else argv
     cells = {(r["members"], r["devices"]): r for d in args.devices for r in _run_device_count(d, raw)}

@@ -67,7 +67,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return z / z.sum(-1, keepdims=True)
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
+def log_softmax(logits: np.ndarray) -> np.ndarray:
     return np.log(_softmax(logits))
 
 
@@ -105,7 +105,7 @@ def _ascent(surrogate, theta, log_old, table_i, log_pre, adv, weights, eps, lr, 
     return jax.lax.fori_loop(0, steps, lambda _, th: th + lr * grad(th), theta)
 
 
-def _tv(p: np.ndarray, q: np.ndarray, d: np.ndarray) -> float:
+def expected_tv(p: np.ndarray, q: np.ndarray, d: np.ndarray) -> float:
     """E_{s ~ d} TV(p(.|s), q(.|s)) for [S, A] policies."""
     return float(d @ (0.5 * np.abs(p - q).sum(-1)))
 
@@ -132,7 +132,7 @@ def run_stage(
     """
     n = game.num_agents
     table = joint_action_table(n, game.num_actions)
-    log_pi = _log_softmax(logits)  # behaviour, [n, S, A]
+    log_pi = log_softmax(logits)  # behaviour, [n, S, A]
     base = evaluate(game, np.exp(log_pi))
     weights = base.d[:, None] * base.pi  # d^pi(s) pi(a|s), [S, J]
     log_hat = log_pi.copy()  # pi_hat^{k}, updated agent by agent
@@ -155,12 +155,12 @@ def run_stage(
             lr,
             steps,
         )
-        log_hat[i] = _log_softmax(np.asarray(theta, np.float64))
+        log_hat[i] = log_softmax(np.asarray(theta, np.float64))
         new = evaluate(game, np.exp(log_hat))
         dj = new.J - prev.J
         sampled = weights * np.exp(log_pre + agent_log_probs(log_hat, table)[i] - agent_log_probs(log_pi, table)[i])
         out["dJ"].append(dj)
-        out["tv"].append(_tv(np.exp(log_hat[i]), np.exp(log_pi[i]), base.d))
+        out["tv"].append(expected_tv(np.exp(log_hat[i]), np.exp(log_pi[i]), base.d))
         # E_{d^pi, pi_hat^i}[A] / (1 - gamma): the surrogates' predicted gain over J(pi_hat^{i-1}).
         gain_intuitive = (sampled * base.A).sum() / (1 - game.gamma)
         offset = (weights * np.exp(log_pre) * base.A).sum() / (1 - game.gamma)  # L^I - J before agent i moves
@@ -171,7 +171,7 @@ def run_stage(
     return {**{key: np.array(v) for key, v in out.items()}, "stage_dJ": prev.J - base.J}
 
 
-def _rate(x: np.ndarray) -> tuple[float, float]:
+def mean_and_se(x: np.ndarray) -> tuple[float, float]:
     """Mean and standard error across stages of per-stage values x [m]."""
     se = float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
     return float(x.mean()), se
@@ -182,15 +182,15 @@ def summarise(results: list[dict]) -> dict:
     dj = np.stack([r["dJ"] for r in results])  # [m, n]
     stage = np.array([r["stage_dJ"] for r in results])
     return {
-        "agent_improved": _rate((dj > 0).mean(1)),
-        "later_improved": _rate((dj[:, 1:] > 0).mean(1)) if dj.shape[1] > 1 else (float("nan"), float("nan")),
-        "stage_improved": _rate((stage > 0).astype(float)),
-        "stage_dJ": _rate(stage),
+        "agent_improved": mean_and_se((dj > 0).mean(1)),
+        "later_improved": mean_and_se((dj[:, 1:] > 0).mean(1)) if dj.shape[1] > 1 else (float("nan"), float("nan")),
+        "stage_improved": mean_and_se((stage > 0).astype(float)),
+        "stage_dJ": mean_and_se(stage),
         "worst_agent_dJ": float(dj.min()),
-        "tv": _rate(np.stack([r["tv"] for r in results]).mean(1)),
-        "err_intuitive": _rate(np.stack([r["err_intuitive"][1:] for r in results]).mean(1)),
-        "err_intuitive_diff": _rate(np.stack([r["err_intuitive_diff"][1:] for r in results]).mean(1)),
-        "err_corrected": _rate(np.stack([r["err_corrected"][1:] for r in results]).mean(1)),
+        "tv": mean_and_se(np.stack([r["tv"] for r in results]).mean(1)),
+        "err_intuitive": mean_and_se(np.stack([r["err_intuitive"][1:] for r in results]).mean(1)),
+        "err_intuitive_diff": mean_and_se(np.stack([r["err_intuitive_diff"][1:] for r in results]).mean(1)),
+        "err_corrected": mean_and_se(np.stack([r["err_corrected"][1:] for r in results]).mean(1)),
     }
 
 
@@ -219,7 +219,7 @@ def study(
     return rows
 
 
-def _pm(x: tuple[float, float], digits: int = 3) -> str:
+def plus_minus(x: tuple[float, float], digits: int = 3) -> str:
     return f"{x[0]:.{digits}f} ± {x[1]:.{digits}f}"
 
 
@@ -234,9 +234,9 @@ def format_table(rows: list[dict]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['n']} | {r['lr']:g} | {r['eps']:g} | {r['variant']} | {_pm(r['agent_improved'])} | "
-            f"{_pm(r['later_improved'])} | {_pm(r['stage_improved'])} | {_pm(r['stage_dJ'])} | "
-            f"{r['worst_agent_dJ']:.3f} | {_pm(r['tv'])} |"
+            f"| {r['n']} | {r['lr']:g} | {r['eps']:g} | {r['variant']} | {plus_minus(r['agent_improved'])} | "
+            f"{plus_minus(r['later_improved'])} | {plus_minus(r['stage_improved'])} | {plus_minus(r['stage_dJ'])} | "
+            f"{r['worst_agent_dJ']:.3f} | {plus_minus(r['tv'])} |"
         )
     lines += [
         "",
@@ -249,8 +249,8 @@ def format_table(rows: list[dict]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['n']} | {r['lr']:g} | {r['eps']:g} | {r['variant']} | {_pm(r['err_intuitive'], 4)} | "
-            f"{_pm(r['err_intuitive_diff'], 4)} | {_pm(r['err_corrected'], 4)} |"
+            f"| {r['n']} | {r['lr']:g} | {r['eps']:g} | {r['variant']} | {plus_minus(r['err_intuitive'], 4)} | "
+            f"{plus_minus(r['err_intuitive_diff'], 4)} | {plus_minus(r['err_corrected'], 4)} |"
         )
     return "\n".join(lines)
 
@@ -275,7 +275,7 @@ def study_parser(doc: str, configs: list[str], stages: int, steps_help: str) -> 
 def run_study(script: str, argv, args, rows_fn, describe, table_fn) -> None:
     """Time ``rows_fn(configs)``, then publish ``table_fn(rows)`` under a header that says
     ``describe(seconds)``, into ``benchmarks/results/<script stem>.md`` (and JSON with --json)."""
-    from report import header, publish
+    from harness import header, publish
 
     configs = [tuple(float(v) for v in c.split(":")) for c in args.configs]
     t0 = time.perf_counter()

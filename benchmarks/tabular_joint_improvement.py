@@ -37,11 +37,21 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tabular_improvement import _log_softmax, _pm, _rate, _tv, make_stage, run_stage, run_study, study_parser
 
 from jaxseq.envs.tabular import joint_action_table
 from jaxseq.envs.tabular_exact import agent_log_probs, evaluate
 from jaxseq.objectives import fp3o_guard, fp3o_objective
+
+from tabular_improvement import (
+    expected_tv,
+    log_softmax,
+    make_stage,
+    mean_and_se,
+    plus_minus,
+    run_stage,
+    run_study,
+    study_parser,
+)
 
 VARIANTS = ("happo", "mappo", "mappo-2x", "fp3o", "fp3o-guard")
 
@@ -67,7 +77,7 @@ def _parallel_ascent(theta, log_old, table, log_mid, adv, weights, eps, lr, step
 
 def _mean_tv(log_new: np.ndarray, log_pi: np.ndarray, d: np.ndarray) -> float:
     """Mean over agents of E_{d^pi} TV(new_i, pi_i)."""
-    return float(np.mean([_tv(np.exp(a), np.exp(b), d) for a, b in zip(log_new, log_pi)]))
+    return float(np.mean([expected_tv(np.exp(a), np.exp(b), d) for a, b in zip(log_new, log_pi)]))
 
 
 def run_parallel_stage(game, logits: np.ndarray, lr: float, eps: float, steps: int) -> dict:
@@ -77,7 +87,7 @@ def run_parallel_stage(game, logits: np.ndarray, lr: float, eps: float, steps: i
     "dep_dJ": J(new) - J(mid)."""
     n = game.num_agents
     table = joint_action_table(n, game.num_actions)
-    log_pi = _log_softmax(logits)
+    log_pi = log_softmax(logits)
     base = evaluate(game, np.exp(log_pi))
     weights = base.d[:, None] * base.pi  # d^pi(s) pi(a|s), [S, J]
     f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
@@ -85,7 +95,7 @@ def run_parallel_stage(game, logits: np.ndarray, lr: float, eps: float, steps: i
     no_mid = jnp.zeros(base.A.shape + (n,), jnp.float32)
 
     def ascend(theta, log_mid):
-        return _log_softmax(np.asarray(_parallel_ascent(f32(theta), log_mid=log_mid, **args), np.float64))
+        return log_softmax(np.asarray(_parallel_ascent(f32(theta), log_mid=log_mid, **args), np.float64))
 
     log_mid_pi = ascend(logits, no_mid)  # MAPPO = FP3O's independence step
     log_mid = np.moveaxis(agent_log_probs(log_mid_pi - log_pi, table), 0, -1)  # [S, J, n]
@@ -106,14 +116,14 @@ def summarise(results: list[dict]) -> dict:
     """Rates (mean, SE across stages) from one variant's per-stage results."""
     dj = np.array([r["dJ"] for r in results])
     row = {
-        "stage_improved": _rate((dj >= 0).astype(float)),
-        "stage_dJ": _rate(dj),
+        "stage_improved": mean_and_se((dj >= 0).astype(float)),
+        "stage_dJ": mean_and_se(dj),
         "worst_stage_dJ": float(dj.min()),
-        "tv": _rate(np.array([r["tv"] for r in results])),
+        "tv": mean_and_se(np.array([r["tv"] for r in results])),
     }
     if "dep_dJ" in results[0]:
-        row["dep_improved"] = _rate((np.array([r["dep_dJ"] for r in results]) >= 0).astype(float))
-        row["guard_pass"] = _rate(np.array([r["guard"] for r in results]))
+        row["dep_improved"] = mean_and_se((np.array([r["dep_dJ"] for r in results]) >= 0).astype(float))
+        row["guard_pass"] = mean_and_se(np.array([r["guard"] for r in results]))
     return row
 
 
@@ -148,11 +158,11 @@ def format_table(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        dep = _pm(r["dep_improved"]) if "dep_improved" in r else ""
-        guard = _pm(r["guard_pass"]) if "guard_pass" in r else ""
+        dep = plus_minus(r["dep_improved"]) if "dep_improved" in r else ""
+        guard = plus_minus(r["guard_pass"]) if "guard_pass" in r else ""
         lines.append(
-            f"| {r['n']} | {r['lr']:g} | {r['eps']:g} | {r['variant']} | {_pm(r['stage_improved'])} | {dep} | "
-            f"{guard} | {_pm(r['stage_dJ'], 4)} | {r['worst_stage_dJ']:.4f} | {_pm(r['tv'])} |"
+            f"| {r['n']} | {r['lr']:g} | {r['eps']:g} | {r['variant']} | {plus_minus(r['stage_improved'])} | {dep} | "
+            f"{guard} | {plus_minus(r['stage_dJ'], 4)} | {r['worst_stage_dJ']:.4f} | {plus_minus(r['tv'])} |"
         )
     return "\n".join(lines)
 

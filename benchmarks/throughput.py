@@ -15,10 +15,11 @@ import argparse
 import time
 
 import jax
-from report import header, publish
 
 from jaxseq.configure import make_config
 from jaxseq.train import make_train
+
+from harness import header, publish
 
 
 def _timed(fn, arg, repeats: int) -> float:

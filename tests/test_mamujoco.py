@@ -108,11 +108,10 @@ def test_partition_matches_gymnasium_robotics(robot, partition):
             np.testing.assert_allclose(feats[lay.index[i, : lay.widths[i]]], want[agent], rtol=1e-5, atol=1e-6)
 
 
-# In the default suite: Ant (four partitions, 1 to 4 joints per agent); the other robots' compiled
-# checks (20-35 s each on 2 cores), Hopper's and Humanoid's included, run with -m slow, for the
-# suite's time budget. The partitions gymnasium-robotics also has (Humanoid 9|8's heterogeneous
-# split among them) are cross-checked against it, without jit, in the default suite.
-_DEFAULT_ROBOTS = ("Ant",)
+# Every robot's compiled check (23-67 s each on 2 cores) runs with -m slow (CI's slow step), for the
+# README command's time budget. The partitions gymnasium-robotics also has (Humanoid 9|8's
+# heterogeneous split among them) are cross-checked against it, without jit, in the default suite.
+_DEFAULT_ROBOTS = ()
 
 
 def _robot_tasks():

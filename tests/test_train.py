@@ -46,7 +46,8 @@ def test_same_key_gives_identical_metrics_and_seeds_differ():
         pytest.param(dict(algo="ippo", sharing="nops"), marks=pytest.mark.slow),  # golden: IPPO NoPS GRU
         dict(algo="mappo", network="gru", sharing="paps"),
         dict(env="mpe:speaker_listener", sharing="nops", value_norm=False, huber_delta=0.0, value_clip=0.0),
-        dict(env="smax:3m", network="gru", sharing="paps"),
+        # -m slow (29 s): SMAX is in the default suite through the dead-agent conformance case
+        pytest.param(dict(env="smax:3m", network="gru", sharing="paps"), marks=pytest.mark.slow),
         dict(env="tabular:game?seed=1&states=4&agents=3&actions=3&max_steps=16", algo="a2po", num_seeds=1),
         # Gaussian, greedy = mean; -m slow: the golden test pins A2PO PaPS continuous
         pytest.param(
@@ -206,7 +207,8 @@ def test_opspo_with_one_agent_equals_ppo(sharing, extra):
     "extra",
     [
         pytest.param({}, marks=pytest.mark.slow),
-        {"sharing": "nops"},
+        # -m slow (23 s): the conformance tests recompute the learned weights under NoPS
+        pytest.param({"sharing": "nops"}, marks=pytest.mark.slow),
         pytest.param({"opspo_aec": False, "opspo_sdc": False, "opspo_crc": False}, marks=pytest.mark.slow),
     ],
     ids=["wis", "learned-omega", "no-corrections"],

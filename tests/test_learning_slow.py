@@ -1,7 +1,8 @@
-"""Long learning runs (minutes on a CPU), excluded by default: ``pytest -m slow``.
+"""A long learning run (minutes on a CPU), excluded from the README's command: ``pytest -m slow``
+(CI's slow step runs it).
 
-The code they exercise is covered by the fast tests (tests/test_train.py runs every env family,
-the GRU, every sharing mode and the MPE learning check); these pin the issue's learning targets.
+The code it exercises is covered by the fast tests (tests/test_train.py runs every env family,
+the GRU, every sharing mode and the MPE learning check); this one checks that MAPPO learns SMAX.
 """
 
 import jax
@@ -25,18 +26,13 @@ def _train(cfg):
 
 
 # Sized for CI's slow step (2 cores, beside the other slow tests); calibrated 2026-12-06 on this
-# machine, quiet: MAPPO mpe-fast, 4 seeds, 1M steps: first chunk -46.7, last -30.6 (+16.1), 199 s;
-# MAPPO smax-fast, 2 seeds: training win rate 0.01 at the first chunk, 0.74 at 0.82M steps, greedy
-# test 0.80 there (0.72-0.88 from 0.33M to 1.2M: 64 greedy episodes are noisy), 116 s to 0.82M.
-# The old budgets (2M and 3M steps) took 26 and over 20 minutes in the slow run beside other work;
-# the learning results at those budgets are in benchmarks/results/learning.md.
-
-
-def test_mappo_mpe_spread_4_seeds_1m_steps():
-    cfg = make_config("mpe-fast", algo="mappo", num_seeds=4, total_steps=1_000_000)
-    _, _, ms = _train(cfg)
-    first, last = ms[0]["return_mean"].mean(), ms[-1]["return_mean"].mean()
-    assert last > first + 12.0, (first, last)
+# machine, quiet: MAPPO smax-fast, 2 seeds: training win rate 0.01 at the first chunk, 0.74 at 0.82M
+# steps, greedy test 0.80 there (0.72-0.88 from 0.33M to 1.2M: 64 greedy episodes are noisy), 116 s
+# to 0.82M; 316 s in CI's slow step beside the other worker. The 3M-step budget of the issue's
+# target (greedy 0.8) took over 20 minutes there; its result is in benchmarks/results/learning.md.
+# MPE's learning check is tests/test_train.py::test_learns_mpe_spread_in_a_minute (MAPPO and A2PO,
+# every seed up by more than 5 in 160k steps); a 4-seed 1M-step MAPPO run (+16.1 measured) took
+# 578 s of the slow step for no more than that, and was dropped.
 
 
 def test_mappo_smax_3m_wins_most_episodes_within_800k_steps():

@@ -43,7 +43,7 @@ import pytest
 from jaxseq.objectives import others_log_ratio
 from jaxseq.train import make_train
 
-from helpers import BASE, FP3O_CASES, SHARING, case_label, sequential_cases, tiny, update_configs
+from helpers import BASE, FP3O_CASES, SHARING, case_label, sequential_cases, tiny, traced_params, update_configs
 from helpers import traced_update as _traced_update
 from test_estimators import numpy_gae, numpy_preopc, numpy_vtrace
 
@@ -76,7 +76,7 @@ def _log_probs(trainer, params, batch) -> np.ndarray:
 
 
 def _cases():
-    return [pytest.param(*case, id=label) for case, label in zip(sequential_cases(), update_configs())]
+    return traced_params(list(update_configs())[: len(sequential_cases())], sequential_cases())
 
 
 @pytest.mark.parametrize("algo, sharing, loop_order, extra", _cases())

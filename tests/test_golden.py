@@ -26,6 +26,9 @@ also show that a sweep's values reach every scheme (a value some code path ignor
 other constant's result; checked by disabling ``Trainer.with_values``: 32 of 32 failed). The
 recorded values came from the constant path; traced values change them by float noise only.
 
+HAPPO's and HAPPO w/ PreOPC's epochs-outer cases run (golden and conformance) in CI's slow step,
+for the README command's time budget (``helpers.slow_case``).
+
 Regenerate only for a stated reason (a deliberate change of semantics), and say it in the commit:
 ``JAXSEQ_REGENERATE_GOLDEN=1 python -m pytest -n 0 tests/test_golden.py`` (one process: the
 workers would race on the file).
@@ -39,7 +42,7 @@ import jax
 import numpy as np
 import pytest
 
-from helpers import traced_update, update_configs
+from helpers import traced_params, traced_update, update_configs
 
 GOLDEN = Path(__file__).with_name("golden_updates.json")
 #: Float noise between CPUs: on an AMD EPYC with AVX-512 (2026-12-04) the recorded values differed by
@@ -68,7 +71,7 @@ def _load() -> dict:
     return json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
 
 
-@pytest.mark.parametrize("label", list(CONFIGS))
+@pytest.mark.parametrize("label", traced_params(list(CONFIGS)))
 def test_one_update_matches_the_recorded_values(label):
     _, _, metrics, actor, critic = traced_update(CONFIGS[label])
     got = summary(metrics, actor, critic)

@@ -181,9 +181,10 @@ def test_with_one_agent_every_multi_agent_objective_equals_ppo(algo, sharing, ex
     _same_training(tiny(env="mpe:spread?n=1", num_seeds=1, sharing=sharing), "mappo", algo, **extra)
 
 
-# HAPPO's case with -m slow: the block path is the same scheme code for both (the conformance tests
-# check HAPPO's factor per unit).
-@pytest.mark.parametrize("algo", [pytest.param("happo", marks=pytest.mark.slow), "a2po"])
+# -m slow (25 s each; CI's slow step): the conformance tests check the block path in every sharing
+# mode and loop order, and HAPPO's factor per unit.
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["happo", "a2po"])
 def test_one_block_of_every_agent_is_the_simultaneous_update(algo):
     # One unit holding all agents: no preceding agents (rho = 1, PreOPC = GAE), adaptive clip at k = n gives eps.
     _same_training(tiny(num_seeds=1, sharing="nops"), "mappo", algo, agent_blocks=1, loop_order="agents-outer")

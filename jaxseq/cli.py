@@ -1,4 +1,4 @@
-"""Command line: ``python -m jaxseq {train,eval,render,report,envs,algos,config}``.
+"""Command line: ``python -m jaxseq {train,compare,eval,render,report,envs,algos,config}``.
 
     python -m jaxseq train --env mpe:spread --algo mappo --total-steps 2000000 --num-seeds 4 \
         --seed 0 --sharing fups --out runs --set epochs=10 --set network=gru
@@ -9,6 +9,8 @@
     python -m jaxseq eval runs/mappo-mpe-spread-s0-20261121-101500 --env 'mpe:spread?max_steps=50'
     python -m jaxseq render runs/mappo-mpe-spread-s0-20261121-101500 --out episode.gif --seed-index 1
     python -m jaxseq report runs/mappo-* runs/a2po-* --out report/ --marl-eval report/marl_eval.json
+    python -m jaxseq compare --env 'mpe:spread?n=5' --preset mpe-fast --algos mappo happo a2po \
+        a2po@selection_rule=cyclic --num-seeds 10 --out runs/spread-n5   # again into runs/spread-n5: resumes
 
 Exit status: 0 done, 2 a bad config or path (nothing compiled), 3 the run diverged (a non-finite
 loss or train state; the checkpoints hold the last finite state), 4 a file could not be written
@@ -19,6 +21,7 @@ is checkpointed). Every error is one line on standard error.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import threading
 import time
@@ -55,22 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jaxseq", description="Sequential multi-agent policy optimisation in JAX")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train = sub.add_parser("train", help="train and write a run folder")
-    train.add_argument("--preset", default="default", help=f"named preset: {sorted(PRESETS)}")
-    train.add_argument("--env", help="env id, e.g. mpe:spread, mpe:spread?n=5, smax:3m")
     train.add_argument("--algo", help="algorithm (see `jaxseq algos`)")
-    train.add_argument("--total-steps", type=int, help="environment steps per seed")
-    train.add_argument("--num-seeds", type=int, help="seeds run as one vmapped program")
-    train.add_argument("--seed", type=int, help="the key that seeds everything")
-    train.add_argument("--sharing", help="fups, paps or nops")
+    _add_config_flags(train)
     train.add_argument("--out", help="parent folder of the run folder (default: runs; not with --resume)")
-    train.add_argument(
-        "--set",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="config fields (see `jaxseq config`): --set a=1 b=2; repeatable",
-    )
     train.add_argument(
         "--resume",
         metavar="RUN_DIR",
@@ -79,13 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--start-over", action="store_true", help="with --resume: a run folder without checkpoints trains from chunk 0"
-    )
-    train.add_argument(
-        "--sweep",
-        action="append",
-        default=[],
-        metavar="FIELD=V1,V2,...",
-        help="sweep a numeric field over values, all grid points x seeds in one program; repeatable (grid = product)",
     )
     train.add_argument("--devices", type=int, help="devices to shard over (default: all that divide the members)")
     train.add_argument("--shard", choices=("members", "envs"), help="split members (default) or each member's envs")
@@ -129,7 +112,23 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--out", help="the GIF to write (default: RUN_DIR/episode.gif)")
     ren.add_argument("--checkpoint", default="best", help="best (default), last, or a stored chunk number")
     ren.add_argument("--seed-index", type=int, default=0, help="which seed's policy (default 0, the first)")
-    for compiling in (train, ev, ren):
+    cmp = sub.add_parser(
+        "compare",
+        help="train several algorithms (or ALGO@FIELD=VALUE variants) on one env with the same seeds, then the "
+        "results table, curves, the aggregate report and marl-eval JSON",
+    )
+    cmp.add_argument(
+        "--algos", nargs="+", required=True, help="algorithms or variants: mappo a2po a2po@selection_rule=cyclic"
+    )
+    _add_config_flags(cmp)
+    cmp.add_argument(
+        "--out",
+        help="the experiment folder (default: runs/compare-<env>-<time>); running a command again into the same "
+        "folder reuses its finished cells and resumes interrupted ones",
+    )
+    cmp.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the report (default 2000)")
+    cmp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for compiling in (train, ev, ren, cmp):
         compiling.add_argument(
             "--no-compile-cache",
             action="store_true",
@@ -163,11 +162,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that build a config, shared by ``train`` and ``compare``."""
+    parser.add_argument("--preset", default="default", help=f"named preset: {sorted(PRESETS)}")
+    parser.add_argument("--env", help="env id, e.g. mpe:spread, mpe:spread?n=5, smax:3m")
+    parser.add_argument("--total-steps", type=int, help="environment steps per seed")
+    parser.add_argument("--num-seeds", type=int, help="seeds run as one vmapped program")
+    parser.add_argument("--seed", type=int, help="the key that seeds everything")
+    parser.add_argument("--sharing", help="fups, paps or nops")
+    parser.add_argument(
+        "--set",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="config fields (see `jaxseq config`): --set a=1 b=2; repeatable",
+    )
+    parser.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="FIELD=V1,V2,...",
+        help="sweep a numeric field over values, all grid points x seeds in one program; repeatable (grid = product)",
+    )
+
+
 def overrides_from_args(args: argparse.Namespace) -> dict:
     """The config fields the flags and ``--set`` name. A field both set and swept is refused."""
     overrides = {}
     for flag, field in _FLAGS.items():
-        value = getattr(args, flag)
+        value = getattr(args, flag, None)  # compare has no --algo, --devices, --shard, --marl-eval
         if value is not None:
             overrides[field] = value
     for item in args.set:
@@ -295,7 +319,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = argv  # compare records its command line
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         return _dispatch(args)
@@ -334,6 +360,19 @@ def _train(args: argparse.Namespace) -> None:
     )
 
 
+def _compare(args: argparse.Namespace) -> None:
+    """``jaxseq compare``: every algorithm of ``--algos`` on the config the other flags build."""
+    from jaxseq.experiment import compare, default_folder
+
+    if args.reps < 1:
+        raise ConfigError("reps", f"must be a positive integer, got {args.reps}")
+    base = config_from_args(args)
+    out = args.out or default_folder(base)
+    command = shlex.join(["python", "-m", "jaxseq", *args.argv])
+    folder = compare(base, args.algos, out, progress=not args.no_progress, reps=args.reps, command=command)
+    print(f"results table, curves, report and marl-eval JSON in {folder}")
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     """Run the command; every failure a user can cause is one line on standard error and an exit status."""
     if getattr(args, "no_compile_cache", False):
@@ -363,6 +402,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(format_report(result))
         elif args.command == "train":
             _train(args)
+        elif args.command == "compare":
+            _compare(args)
     except ConfigError as err:
         print(f"jaxseq: error: {err}", file=sys.stderr)
         return 2

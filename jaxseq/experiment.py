@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import time
 from pathlib import Path
 from typing import Sequence
 
-from jaxseq import sweep
+from jaxseq import checkpoint, sweep
 from jaxseq.config import Config, parse_value
 from jaxseq.configure import for_algorithm, validate
 from jaxseq.errors import ConfigError
+from jaxseq.paths import check_output_folder
 from jaxseq.plotting import plot_runs
 from jaxseq.report import format_report, report
 from jaxseq.run import train_run
@@ -55,33 +58,43 @@ def _sweep_arg(text: str) -> tuple[str, tuple[float, ...]]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _variant(base: Config, spec: str) -> Config:
+def variant_config(base: Config, spec: str) -> Config:
     """``base`` with the variant ``spec``'s overrides; the base's algorithm-specific fields (a paper
     preset's ``loop_order``, say) apply to the variants whose algorithm reads them."""
     overrides = parse_variant(spec)
     return for_algorithm(base.replace(**overrides), keep=set(overrides))
 
 
-def compare(base: Config, algos: Sequence[str], out: Path | str, progress: bool = True, reps: int = 2000) -> Path:
+def compare(
+    base: Config,
+    algos: Sequence[str],
+    out: Path | str,
+    progress: bool = True,
+    reps: int = 2000,
+    command: str | None = None,
+) -> Path:
     """Train ``base`` once per algorithm or variant (see :func:`parse_variant`; same seeds, same
-    everything else) under ``out/<stamp>/``. With a sweep in ``base`` each variant runs its grid
-    as one program and every grid point is a line of the table and a curve.
+    everything else) in the experiment folder ``out`` (made if missing), each variant one run folder
+    under ``out/runs/`` (its seeds, or its sweep's grid x seeds, vmapped in one program: a *cell*).
+    The folder can be run into again with the same command: a cell whose run folder ran all its
+    chunks is reused, one that was interrupted is resumed from its newest checkpoint, so
+    a long grid loses no finished work and a later session carries it on.
 
     Writes ``curves.png``, ``results.md``, ``results.json`` (each row with its result ``folder``)
     and, when the runs evaluate (``eval_every`` > 0), ``report/`` there (``reps`` bootstrap
-    resamples), printing the table and the report; returns that folder.
+    resamples; ``report/marl_eval.json`` in marl-eval's layout), printing the table and the report;
+    Each call that finishes appends a line to ``invocations.jsonl`` (``command`` as given, start and
+    end time, wall seconds, the machine, and which cells it trained, resumed or reused). Returns ``out``.
     """
-    configs = {spec: _variant(base, spec) for spec in algos}
+    started = time.time()
+    configs = {spec: variant_config(base, spec) for spec in algos}
     for config in configs.values():
         validate(config)  # every variant, before the first one trains
-    folder = (
-        Path(out) / f"compare-{base.env.replace(':', '-').replace('?', '-').replace('&', '-').replace('=', '')}"
-        f"-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
-    folder.mkdir(parents=True)
-    runs, rows = {}, []
+    folder = Path(out)
+    check_output_folder(folder, "out")
+    runs, rows, cells = {}, [], {}
     for spec, config in configs.items():
-        run_dir = train_run(config, out=folder / "runs", progress=progress)
+        run_dir, cells[spec] = _train_cell(config, folder / "runs", progress)
         for label, result in _results(spec, config, run_dir):
             runs[label] = read_jsonl(result / "metrics.jsonl")
             rows.append({"label": label, "folder": str(result), **json.loads((result / "summary.json").read_text())})
@@ -90,10 +103,76 @@ def compare(base: Config, algos: Sequence[str], out: Path | str, progress: bool 
     (folder / "results.md").write_text(results_table(base, rows))
     print(results_table(base, rows))
     if base.eval_every:
-        print(format_report(report([r["folder"] for r in rows], folder / "report", [r["label"] for r in rows], reps)))
+        result = report(
+            [r["folder"] for r in rows],
+            folder / "report",
+            [r["label"] for r in rows],
+            reps,
+            marl_eval=folder / "report" / "marl_eval.json",
+        )
+        print(format_report(result))
     else:
         print("no report: eval_every=0, so the runs have no greedy evaluations to aggregate")
+    _record_invocation(folder, command, started, cells)
     return folder
+
+
+def _record_invocation(folder: Path, command: str | None, started: float, cells: dict[str, str]) -> None:
+    """Append this call's line to ``folder/invocations.jsonl`` (see :func:`compare`)."""
+    import jax
+
+    line = {
+        "command": command,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "wall_seconds": round(time.time() - started, 1),
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "devices": [d.device_kind for d in jax.devices()],
+            "jax": jax.__version__,
+        },
+        "cells": cells,
+    }
+    with open(folder / "invocations.jsonl", "a") as f:
+        f.write(json.dumps(line) + "\n")
+
+
+def default_folder(base: Config, parent: Path | str = "runs") -> Path:
+    """``parent/compare-<env>-<date-time>``: where a comparison goes when no folder is named."""
+    safe_env = base.env.replace(":", "-").replace("?", "-").replace("&", "-").replace("=", "")
+    return Path(parent) / f"compare-{safe_env}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def find_cell(runs_dir: Path, config: Config) -> Path | None:
+    """The run folder under ``runs_dir`` that was started with exactly ``config`` (the newest if
+    several), or None."""
+    matches = [
+        d.parent
+        for d in sorted(runs_dir.glob("*/config.json"))
+        if json.loads(d.read_text()) == json.loads(config.to_json())
+    ]
+    return matches[-1] if matches else None
+
+
+def _train_cell(config: Config, runs_dir: Path, progress: bool) -> tuple[Path, str]:
+    """(finished run folder, what was done) for one cell: ``reused`` if it ran all its chunks before,
+    ``resumed`` if it was interrupted (from its newest checkpoint; without one it starts over in its
+    own folder), else ``trained``."""
+    cell = find_cell(runs_dir, config) if runs_dir.is_dir() else None
+    if cell is None:
+        return train_run(config, out=runs_dir, progress=progress), "trained"
+    if _finished(cell, config):
+        print(f"{config.algo}: reusing the finished cell {cell}", flush=True)
+        return cell, "reused"
+    print(f"{config.algo}: resuming the interrupted cell {cell}", flush=True)
+    return train_run(resume=cell, start_over=checkpoint.latest_chunk(cell) is None, progress=progress), "resumed"
+
+
+def _finished(run_dir: Path, config: Config) -> bool:
+    """Whether the run folder ran all of ``config``'s chunks (a run writes its summary at any exit)."""
+    summary = run_dir / "summary.json"
+    return summary.is_file() and json.loads(summary.read_text()).get("chunks") == config.num_chunks
 
 
 def _results(spec: str, config: Config, run_dir: Path) -> list[tuple[str, Path]]:

@@ -151,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--marl-eval", metavar="FILE", help="also write the runs as marl-eval JSON")
     rep.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
     rep.add_argument(
+        "--score",
+        choices=("absolute", "final"),
+        default="absolute",
+        help="a seed's score: its absolute metric where the run has one (default), or its final greedy evaluation",
+    )
+    rep.add_argument(
         "--score-range",
         action="append",
         metavar="TASK=MIN,MAX",
@@ -398,7 +404,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             from jaxseq.report import format_report, parse_score_ranges, report
 
             ranges = parse_score_ranges(args.score_range)
-            result = report(args.run_dirs, args.out, args.labels, args.reps, args.marl_eval, score_ranges=ranges)
+            result = report(
+                args.run_dirs, args.out, args.labels, args.reps, args.marl_eval, score_ranges=ranges, score=args.score
+            )
             print(format_report(result))
         elif args.command == "train":
             _train(args)

@@ -81,8 +81,10 @@ def compare(
     a long grid loses no finished work and a later session carries it on.
 
     Writes ``curves.png``, ``results.md``, ``results.json`` (each row with its result ``folder``)
-    and, when the runs evaluate (``eval_every`` > 0), ``report/`` there (``reps`` bootstrap
-    resamples; ``report/marl_eval.json`` in marl-eval's layout), printing the table and the report;
+    and, when the runs evaluate (``eval_every`` > 0), the aggregate reports there (``reps`` bootstrap
+    resamples): ``report/`` scores each seed by its absolute metric where the runs have one (with
+    ``report/marl_eval.json`` in marl-eval's layout), ``report-final/`` by its final greedy
+    evaluation; printing the table and the reports.
     Each call that finishes appends a line to ``invocations.jsonl`` (``command`` as given, start and
     end time, wall seconds, the machine, and which cells it trained, resumed or reused). Returns ``out``.
     """
@@ -103,14 +105,10 @@ def compare(
     (folder / "results.md").write_text(results_table(base, rows))
     print(results_table(base, rows))
     if base.eval_every:
-        result = report(
-            [r["folder"] for r in rows],
-            folder / "report",
-            [r["label"] for r in rows],
-            reps,
-            marl_eval=folder / "report" / "marl_eval.json",
-        )
-        print(format_report(result))
+        folders, labels = [r["folder"] for r in rows], [r["label"] for r in rows]
+        marl_eval = folder / "report" / "marl_eval.json"
+        print(format_report(report(folders, folder / "report", labels, reps, marl_eval=marl_eval)))
+        print(format_report(report(folders, folder / "report-final", labels, reps, score="final")))
     else:
         print("no report: eval_every=0, so the runs have no greedy evaluations to aggregate")
     _record_invocation(folder, command, started, cells)

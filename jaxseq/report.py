@@ -41,6 +41,13 @@ from jaxseq.run_folder import read_jsonl
 
 AGGREGATES = ("IQM", "Median", "Mean", "Optimality gap")
 
+#: What a run's score per seed is (``report(score=...)``), in words.
+SCORES = {
+    "absolute": "the absolute metric where the run has one (best checkpoint, 10x the episodes), else the final "
+    "greedy evaluation",
+    "final": "the final greedy evaluation",
+}
+
 #: How a task's scores are scaled (:func:`task_scales`); the first two are known ranges.
 GIVEN_RANGE, WIN_RATE, MIN_MAX, OWN_UNITS = "score range", "win rate", "min-max over the runs given", "own units"
 
@@ -344,14 +351,20 @@ def report(
     marl_eval: Path | str | None = None,
     seed: int = 0,
     score_ranges: dict[str, tuple[float, float]] | None = None,
+    score: str = "absolute",
 ) -> dict:
     """Aggregate the run folders into ``out`` (``report.md``, ``report.json``, the plots); returns
     report.json. ``score_ranges``: {task: (min, max)} of known score ranges (normalise by them and
-    report the optimality gap). The bootstrap resamples are drawn from ``seed``: the same folders
-    give the same report."""
+    report the optimality gap). ``score``: ``absolute`` (the absolute metric where a run has one,
+    else its final evaluation) or ``final`` (the final greedy evaluation of every run). The
+    bootstrap resamples are drawn from ``seed``: the same folders give the same report."""
     out = Path(out)
     check_arguments(run_dirs, out, labels, reps, marl_eval, score_ranges)
+    if score not in SCORES:
+        raise ConfigError("score", f"{score!r} is not allowed; allowed: {list(SCORES)}")
     runs = read_runs(run_dirs, labels)
+    if score == "final":
+        runs = [dataclasses.replace(r, scores=r.curve[-1]) for r in runs]
     scales = task_scales(runs, score_ranges)
     matrices, tasks = score_matrices(runs, scales)
     out.mkdir(parents=True, exist_ok=True)
@@ -360,6 +373,7 @@ def report(
         "normalised": any(s["by"] != OWN_UNITS for s in scales.values()),
         "scales": scales,
         "metric": sorted({r.metric for r in runs}),
+        "score": SCORES[score],
         "seeds_per_task": {a: int(m.shape[0]) for a, m in matrices.items()},
         "aggregates": aggregates(matrices, reps, seed, aggregate_names(scales)),
         "probability_of_improvement": {
@@ -402,7 +416,7 @@ def format_report(result: dict) -> str:
     lines = [
         f"# Aggregate scores ({', '.join(result['metric'])}; {scales})",
         "",
-        "95% stratified bootstrap intervals (rliable).",
+        f"Score per seed: {result['score']}. 95% stratified bootstrap intervals (rliable).",
         "",
         "| algo | seeds per task | " + " | ".join(names) + " |",
         "|---|---|" + "---|" * len(names),

@@ -60,6 +60,8 @@ def test_compare_runs_a_tiny_grid_resumes_an_interrupted_cell_and_reuses_finishe
         "mappo > a2po@selection_rule=cyclic",
         "a2po@selection_rule=cyclic > mappo",
     }
+    final = json.loads((folder / "report-final" / "report.json").read_text())
+    assert final["score"] == "the final greedy evaluation" and final["seeds_per_task"] == report["seeds_per_task"]
     marl_eval = json.loads((folder / "report" / "marl_eval.json").read_text())
     algos = marl_eval["mpe"]["spread"]
     assert set(algos) == {"mappo", "a2po@selection_rule=cyclic"}

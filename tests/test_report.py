@@ -95,6 +95,20 @@ def test_aggregates_and_intervals_are_rliables_on_the_same_matrix(runs, tmp_path
         assert (tmp_path / "out" / name).stat().st_size > 0, name
 
 
+def test_the_final_greedy_evaluation_is_a_score_of_its_own(runs, tmp_path, capsys):
+    dirs, low, high = runs
+    absolute = report([str(dirs[1])], tmp_path / "absolute", reps=50)
+    final = report([str(dirs[1])], tmp_path / "final", reps=50, score="final")
+    # a2po's folder holds the absolute metric (high) and its final evaluation 0.5 below it
+    assert absolute["aggregates"]["a2po"]["Mean"][0] == pytest.approx(np.mean(high))
+    assert final["aggregates"]["a2po"]["Mean"][0] == pytest.approx(np.mean(high - 0.5))
+    assert final["score"] == "the final greedy evaluation" and "absolute metric" in absolute["score"]
+    assert main(["report", str(dirs[1]), "--out", str(tmp_path / "cli"), "--reps", "50", "--score", "final"]) == 0
+    assert "Score per seed: the final greedy evaluation." in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="score: 'best' is not allowed"):
+        report([str(dirs[1])], tmp_path / "bad", score="best")
+
+
 def test_tasks_of_different_scales_are_normalised_per_task(tmp_path):
     dirs = [
         _run_folder(tmp_path, "a1", "x", "mpe:spread", [0.0, 1.0]),

@@ -30,7 +30,7 @@ def _train(cfg):
 # steps (0.68 at 0.33M, 0.74 at 0.82M), greedy test 0.81-0.88 from 0.33M to 0.66M (64 greedy
 # episodes are noisy: 0.72-0.88 up to 1.2M), 87 s to 0.61M; at 0.8M it took 316-453 s of CI's
 # slow step beside the other worker. The 3M-step budget of the issue's
-# target (greedy 0.8) took over 20 minutes there; its result is in benchmarks/results/learning.md.
+# target (greedy 0.8) took over 20 minutes there; its result is in experiments/results/learning.md.
 # MPE's learning check is tests/test_train.py::test_learns_mpe_spread_in_a_minute (MAPPO and A2PO,
 # every seed up by more than 5 in 160k steps); a 4-seed 1M-step MAPPO run (+16.1 measured) took
 # 578 s of the slow step for no more than that, and was dropped.

@@ -159,7 +159,7 @@ def jaxseq_program(peer: dict, name: str, updates: int, **network):
 
 def jaxseq_command(cfg) -> str:
     fields = (
-        "num_envs rollout_length epochs num_minibatches network hidden_size num_layers post_layers chunk_length "
+        "num_envs rollout_length epochs num_minibatches network hidden_size num_layers post_layers sequence_length "
         "actor_lr critic_lr lr_schedule max_grad_norm ent_coef layer_norm value_norm huber_delta eval_every"
     ).split()
     sets = " ".join(f"{k}={getattr(cfg, k)}" for k in fields)

@@ -42,7 +42,7 @@ def make_trainer(algo: str, n: int, num_envs: int, rollout_length: int, **overri
         algo=algo,
         num_envs=num_envs,
         rollout_length=rollout_length,
-        chunk_length=8,
+        sequence_length=8,
         epochs=5,
         num_minibatches=2,
         updates_per_chunk=1,

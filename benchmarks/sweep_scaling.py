@@ -41,7 +41,7 @@ def measure(members: int, devices: int, args) -> dict:
         sweep={"actor_lr": tuple(1e-4 * (1 + i) for i in range(points))} if points > 1 else (),
         num_envs=args.num_envs,
         rollout_length=args.rollout_length,
-        chunk_length=8,
+        sequence_length=8,
         updates_per_chunk=args.updates,
         total_steps=args.num_envs * args.rollout_length * args.updates,
         devices=devices,

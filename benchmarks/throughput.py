@@ -38,7 +38,7 @@ def measure(env: str, seeds: int, num_envs: int, rollout_length: int, updates: i
         num_seeds=seeds,
         num_envs=num_envs,
         rollout_length=rollout_length,
-        chunk_length=8 if rollout_length % 8 == 0 else 1,
+        sequence_length=8 if rollout_length % 8 == 0 else 1,
         updates_per_chunk=updates,
         total_steps=num_envs * rollout_length * updates,
     )

@@ -77,7 +77,9 @@ class Config:
     post_layers: int = 0  #: dense layers (no LayerNorm) after the GRU (MLP: after the others), before the output layer; JaxMARL's MAPPO-RNN networks have 1
     activation: str = "relu"  #: "relu" or "tanh"
     sharing: str = "fups"  #: "fups" (one network + agent id), "paps" (shared trunk, per-agent heads), "nops"
-    chunk_length: int = 8  #: length of the sequences replayed in training (recurrent data chunk length)
+    sequence_length: int = (
+        8  #: steps per training sequence (the recurrent state is replayed over it; HARL's data chunk length)
+    )
     # -- the MAPPO implementation tricks (Yu et al. 2022), reference defaults ----------------
     layer_norm: bool = True  #: LayerNorm on the inputs and after every hidden layer
     orthogonal_init: bool = True  #: orthogonal init, gain sqrt(2) hidden, 0.01 actor output, 1 critic output
@@ -164,11 +166,32 @@ def field_docs() -> dict[str, str]:
     return docs
 
 
+#: Config fields renamed, old name -> new name. A saved run's config.json with an old name is read
+#: under the new one (:func:`migrate`); anything a user types with an old name is refused, pointing
+#: to the new one (:func:`check_field_names`). "Chunk" means only the compiled group of updates
+#: (``updates_per_chunk``); the recurrent training sequence is ``sequence_length``.
+RENAMED = {"chunk_length": "sequence_length"}
+
+
+def migrate(fields: dict[str, Any]) -> dict[str, Any]:
+    """A saved config's fields with renamed ones under their new names (see :data:`RENAMED`)."""
+    return {RENAMED.get(name, name): value for name, value in fields.items()}
+
+
+def check_field_names(names) -> None:
+    """ConfigError for the first name that is not a config field, pointing renamed fields to their
+    new name and listing the fields otherwise."""
+    types_ = field_types()
+    for name in sorted(set(names) - set(types_)):
+        if name in RENAMED:
+            raise ConfigError(name, f"was renamed: use {RENAMED[name]} (same meaning)")
+        raise ConfigError(name, f"unknown config field; allowed: {sorted(types_)}")
+
+
 def parse_value(name: str, text: str) -> Any:
     """Parse ``text`` as the type of field ``name`` (for ``--set name=value``)."""
+    check_field_names([name])
     types_ = field_types()
-    if name not in types_:
-        raise ConfigError(name, f"unknown config field; allowed: {sorted(types_)}")
     kind = types_[name]
     if kind is bool:
         low = text.strip().lower()

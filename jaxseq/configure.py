@@ -15,7 +15,7 @@ from typing import Any
 
 from jaxseq import distributed, nets, ordering, policies, schemes, state_weights, sweep, update
 from jaxseq.algorithms import ALGORITHMS
-from jaxseq.config import Config, field_types
+from jaxseq.config import Config, check_field_names, field_types
 from jaxseq.envs import parse_env_id
 from jaxseq.errors import ConfigError
 from jaxseq.presets import PRESETS
@@ -47,7 +47,7 @@ _POSITIVE_INT = (
     "num_minibatches",
     "hidden_size",
     "num_layers",
-    "chunk_length",
+    "sequence_length",
     "updates_per_chunk",
     "eval_envs",
     "eval_episodes",
@@ -67,9 +67,7 @@ def make_config(preset: str = "default", **overrides: Any) -> Config:
     (:func:`for_algorithm`); an override is always kept, and checked."""
     if preset not in PRESETS:
         raise ConfigError("preset", f"unknown preset {preset!r}; allowed: {sorted(PRESETS)}")
-    unknown = set(overrides) - set(field_types())
-    if unknown:
-        raise ConfigError(sorted(unknown)[0], f"unknown config field; allowed: {sorted(field_types())}")
+    check_field_names(overrides)
     return for_algorithm(Config(**{**PRESETS[preset], **overrides}), keep=set(overrides))
 
 
@@ -161,16 +159,16 @@ def validate_fields(config: Config) -> None:
     for name in ("actor_lr", "critic_lr"):
         if getattr(config, name) < 0:
             raise ConfigError(name, f"must be >= 0, got {getattr(config, name)}")
-    if config.rollout_length % config.chunk_length:
+    if config.rollout_length % config.sequence_length:
         raise ConfigError(
-            "chunk_length", f"must divide rollout_length={config.rollout_length}, got {config.chunk_length}"
+            "sequence_length", f"must divide rollout_length={config.rollout_length}, got {config.sequence_length}"
         )
-    sequences = config.num_envs * (config.rollout_length // config.chunk_length)
+    sequences = config.num_envs * (config.rollout_length // config.sequence_length)
     if sequences % config.num_minibatches:
         raise ConfigError(
             "num_minibatches",
             f"must divide the number of training sequences num_envs * "
-            f"rollout_length / chunk_length = {sequences}, got {config.num_minibatches}",
+            f"rollout_length / sequence_length = {sequences}, got {config.num_minibatches}",
         )
     if config.batch_size > config.total_steps:
         raise ConfigError(

@@ -26,11 +26,11 @@ class UnitInputs(NamedTuple):
     """What one update unit of K agents gets beyond its batch, each ``[T, B, K]`` or broadcastable
     (``[T, B, 1]``); None where the scheme does not provide it."""
 
-    #: each member's advantages under its own correction
+    #: each unit agent's advantages under its own correction
     advantages: Any
-    #: the clip range: a scalar, or ``[K]`` (A2PO's adaptive clip at each member's position)
+    #: the clip range: a scalar, or ``[K]`` (A2PO's adaptive clip at each unit agent's position)
     clip_eps: Any
-    #: each member's preceding joint log ratio log rho_{-i}, or HAPPO's log factor
+    #: each unit agent's preceding joint log ratio log rho_{-i}, or HAPPO's log factor
     log_rho: Any = None
     #: OPSPO's state weights min(omega, 1)
     state_weights: Any = None

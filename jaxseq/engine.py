@@ -7,7 +7,7 @@ here asks which algorithm runs: the resolved algorithm's estimator and objective
 (:mod:`jaxseq.algorithms`).
 
 Training data are *sequences*: :meth:`Engine.sequences` cuts the rollout's time axis into
-``chunk_length`` pieces, ``[T, B, ...] -> [L, S, ...]`` with S = (T / L) * B; minibatches split S
+``sequence_length`` pieces, ``[T, B, ...] -> [L, S, ...]`` with S = (T / L) * B; minibatches split S
 and keep the agent axis whole, so a unit can index its agents.
 """
 
@@ -52,15 +52,15 @@ class Engine:
 
     # -- layout ---------------------------------------------------------------------------------
     def sequences(self, x: jax.Array) -> jax.Array:
-        """[T, B, ...] -> [L, (T / L) * B, ...]: cut time into chunks of L, chunks become the batch axis."""
-        L = self.config.chunk_length
+        """[T, B, ...] -> [L, (T / L) * B, ...]: cut time into sequences of L steps, which become the batch axis."""
+        L = self.config.sequence_length
         T, B = x.shape[:2]
         x = x.reshape((T // L, L, B) + x.shape[2:]).swapaxes(0, 1)
         return x.reshape((L, (T // L) * B) + x.shape[3:])
 
     def unsequences(self, x: jax.Array) -> jax.Array:
         """The inverse of :meth:`sequences`: [L, (T / L) * B, ...] -> [T, B, ...]."""
-        L, B = self.config.chunk_length, self.config.num_envs
+        L, B = self.config.sequence_length, self.config.num_envs
         x = x.reshape((L, x.shape[1] // B, B) + x.shape[2:]).swapaxes(0, 1)
         return x.reshape((-1, B) + x.shape[3:])
 
@@ -162,7 +162,7 @@ class Engine:
         of an update unit (the last axis).
 
         mb: obs (avail), actions, log_probs (behaviour), advantages, mask (alive and a real unit
-        member) and the optional inputs the scheme provides (``contracts.UnitInputs``), all [..., K]."""
+        agent, not padding) and the optional inputs the scheme provides (``contracts.UnitInputs``), all [..., K]."""
         log_ratio = self.policy.log_prob(logits, mb["obs"].avail, mb["actions"]) - mb["log_probs"]
         mask = mb["mask"]
         surrogate = self.algorithm.objective(log_ratio, mb, clip_eps, self.config)
@@ -173,11 +173,11 @@ class Engine:
     def fit_unit(
         self, params, opt, data: dict, agents: jax.Array, valid: jax.Array, inputs: UnitInputs, key, epochs: int
     ):
-        """Update the agents ``agents`` [K] (``valid`` [K]: real members, not padding) as one unit.
+        """Update the agents ``agents`` [K] (``valid`` [K]: real unit agents, not padding) as one unit.
 
         data: sequences of every agent ([L, S, N, ...]); ``inputs`` what the scheme gives the unit
         ([T, B, K] or [T, B, 1]: advantages, and the optional inputs it provides; the clip, a scalar
-        or [K]). Only the members' parameters and optimiser states move. Returns (params, opt, info
+        or [K]). Only the unit agents' parameters and optimiser states move. Returns (params, opt, info
         averaged over the gradient steps).
         """
         unit = jax.tree.map(lambda x: jnp.take(x, agents, axis=2), {k: v for k, v in data.items() if k != "start"})
@@ -196,9 +196,9 @@ class Engine:
             logits = self.replay(self.actor, p, agents, mb["actor_carry"][0], mb["obs"].obs, mb["start"])
             return self.policy_loss(logits, mb, inputs.clip_eps)
 
-        members = jnp.zeros((self.num_agents,), bool).at[agents].max(valid)
+        in_unit = jnp.zeros((self.num_agents,), bool).at[agents].max(valid)
         return update.fit(
-            loss, params, opt, self.actor_optimizer.step(members), unit, key, epochs, self.config.num_minibatches
+            loss, params, opt, self.actor_optimizer.step(in_unit), unit, key, epochs, self.config.num_minibatches
         )
 
     # -- the critic -------------------------------------------------------------------------------
@@ -234,7 +234,7 @@ class Engine:
         ``num_minibatches`` critic steps towards ``targets`` [T, B, N] (return units); ``values``
         [T, B, N] the rollout's predictions (the value clip's reference). ``agents`` [N] bool: the
         agents whose targets are fitted and enter the normaliser's statistics (default every agent;
-        a unit's members under ``critic_fit = "per-unit"``)."""
+        the unit agents under ``critic_fit = "per-unit"``)."""
         cfg = self.config
         agents = jnp.ones((self.num_agents,), bool) if agents is None else agents
         if cfg.value_norm:

@@ -22,7 +22,7 @@ from jaxseq.paths import check_output_folder
 from jaxseq.plotting import plot_runs
 from jaxseq.report import format_report, report
 from jaxseq.run import train_run
-from jaxseq.run_folder import read_jsonl
+from jaxseq.run_folder import load_config, read_jsonl
 
 
 def parse_variant(spec: str) -> dict:
@@ -144,12 +144,8 @@ def default_folder(base: Config, parent: Path | str = "runs") -> Path:
 
 def find_cell(runs_dir: Path, config: Config) -> Path | None:
     """The run folder under ``runs_dir`` that was started with exactly ``config`` (the newest if
-    several), or None."""
-    matches = [
-        d.parent
-        for d in sorted(runs_dir.glob("*/config.json"))
-        if json.loads(d.read_text()) == json.loads(config.to_json())
-    ]
+    several; a saved config is read with renamed fields under their new names), or None."""
+    matches = [d.parent for d in sorted(runs_dir.glob("*/config.json")) if load_config(d.parent, "out") == config]
     return matches[-1] if matches else None
 
 

@@ -102,7 +102,7 @@ def a2po_objective(log_ratio, log_rho, advantages, clip_eps, mask):
 
 
 def others_log_ratio(log_ratio, mask):
-    """For each agent j of the last axis, the summed log ratio of the *other* members:
+    """For each agent j of the last axis, the summed log ratio of the *other* agents:
     sum_{k != j, mask_k > 0} log r_k, [..., K] -> [..., K] (agents with mask 0 count as ratio 1;
     the mask may also be sample weights). exp of it is CoPPO's prod_{j != i} r_j and FP3O's R
     (FP3O paper Eq. 10)."""

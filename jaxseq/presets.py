@@ -24,7 +24,8 @@ A2PO_INDEPENDENT = dict(loop_order="agents-outer", critic_fit="per-unit")
 #: App. B.4 (Tab. 7 SMAC, Tab. 10 MPE) where they map onto JaxMARL's envs.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    # A2PO paper Tab. 10 (MPE): ppo epoch 8, chunk length 5, entropy 0.05, lr 2e-4, lambda 0.97, eps 0.2;
+    # A2PO paper Tab. 10 (MPE): ppo epoch 8, chunk length 5 (our sequence_length), entropy 0.05, lr 2e-4,
+    # lambda 0.97, eps 0.2;
     # parameter sharing (the default FuPS), so Alg. 2.
     "a2po-mpe": dict(
         algo="a2po",
@@ -33,7 +34,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         num_envs=40,
         rollout_length=100,
         epochs=8,
-        chunk_length=5,
+        sequence_length=5,
         ent_coef=0.05,
         actor_lr=2e-4,
         critic_lr=2e-4,
@@ -50,7 +51,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         gae_lambda=0.95,
         clip_eps=0.2,
         network="gru",
-        chunk_length=10,
+        sequence_length=10,
         rollout_length=100,
         ent_coef=0.01,
     ),
@@ -61,7 +62,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         rollout_length=50,
         epochs=5,
         num_minibatches=2,
-        chunk_length=5,
+        sequence_length=5,
         actor_lr=1e-3,
         critic_lr=1e-3,
         ent_coef=0.01,
@@ -73,7 +74,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         rollout_length=64,
         epochs=5,
         num_minibatches=2,
-        chunk_length=8,
+        sequence_length=8,
         actor_lr=5e-4,
         critic_lr=5e-4,
         ent_coef=0.01,
@@ -87,7 +88,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         rollout_length=125,
         epochs=5,
         num_minibatches=4,
-        chunk_length=5,
+        sequence_length=5,
         actor_lr=3e-4,
         critic_lr=3e-4,
         gae_lambda=0.95,
@@ -115,7 +116,7 @@ PRESETS.update(
             total_steps=10_000_000,
             num_envs=128,
             rollout_length=128,
-            chunk_length=128,
+            sequence_length=128,
             epochs=4,
             num_minibatches=4,
             hidden_size=128,
@@ -161,7 +162,7 @@ PRESETS.update(
 # (batch size 3200 = 8 rollout threads x 400), not SMAC's episode limit; "training threads" 32
 # (torch CPU threads) and "stacked frames" 1 (none) have no field; "gain" 0.01 is the actor output
 # gain of orthogonal_init; "num layer after" 1 we read as the one recurrent layer our GRU network
-# has. The paper gives no data chunk length: 10, MAPPO's SMAC default (divides 400).
+# has. The paper gives no data chunk length (sequence_length): 10, MAPPO's SMAC default (divides 400).
 _FP3O_SMAC_COMMON = dict(
     algo="fp3o",
     actor_lr=5e-4,
@@ -180,7 +181,7 @@ _FP3O_SMAC_COMMON = dict(
     huber_delta=10.0,
     epochs=5,
     ent_coef=0.01,
-    chunk_length=10,
+    sequence_length=10,
 )
 # Tab. 7 per map: (ppo clip, actor network, steps under FuPS, PaPS, NoPS; None where the table
 # has "-"). The actor network type applies to the critic too (our `network` is shared by both).
@@ -221,7 +222,7 @@ _A2PO_MUJOCO_COMMON = dict(
     ent_coef_continuous=0.0,
     num_envs=4,
     rollout_length=1000,
-    chunk_length=10,
+    sequence_length=10,
 )
 _A2PO_MUJOCO = {
     "Ant": (8, 3e-4, 0.93, 0.2),
@@ -288,8 +289,8 @@ PRESETS.update(
 
 # FP3O paper App. D.1 (MAMuJoCo), FP3O: Tab. 4's common values and Tab. 5 per task (ppo clip; mlp;
 # 10M steps under every sharing mode). Readings: batch 4000 = 4 rollout threads x episode length
-# 1000; obsk 5 goes into the env id; 32 minibatches need 32 | num_envs * 1000 / chunk_length, so
-# chunk_length 5 (MLP: the chunk only groups minibatch rows). "std x coef 1, std y coef 0.5" is
+# 1000; obsk 5 goes into the env id; 32 minibatches need 32 | num_envs * 1000 / sequence_length, so
+# sequence_length 5 (MLP: the sequence only groups minibatch rows). "std x coef 1, std y coef 0.5" is
 # the MAPPO code base's std = 0.5 * sigmoid(p / 1) with p initialised to 1; we keep exp(log_std)
 # and start it at the same std, log(0.5 * sigmoid(1)) = -1.007. Tab. 4's actor lr 1e-5 is kept as
 # printed. The Manyagent Swimmer [8x2] task has no MJX model in brax, so no preset.
@@ -305,7 +306,7 @@ _FP3O_MUJOCO_COMMON = dict(
     num_envs=4,
     rollout_length=1000,
     num_minibatches=32,
-    chunk_length=5,
+    sequence_length=5,
     max_grad_norm=10.0,
     hidden_size=64,
     num_layers=2,
@@ -331,7 +332,7 @@ PRESETS.update(
 )
 
 # A2PO paper App. B.4.4 Tab. 11 (GRF 5-vs-5; the extracted text labels it MPE, but B.4.4 points to it
-# and gamma 0.995 is GRF's): ppo epoch 10, chunk length 10, entropy 0.001, lr 5e-4, lambda 0.95,
+# and gamma 0.995 is GRF's): ppo epoch 10, chunk length (sequence_length) 10, entropy 0.001, lr 5e-4, lambda 0.95,
 # eps 0.25, gamma 0.995. Parameter-independent (A2PO paper Sec. 5.1); a chunk length implies the
 # recurrent actor. The batch is not given: 8 games x 400 steps (MAPPO's GRF setting), one process
 # per game; 4 evaluation games every 5 chunks. MAPPO gets the same values for a side-by-side run.
@@ -340,7 +341,7 @@ _GRF_5V5 = dict(
     sharing="nops",
     network="gru",
     epochs=10,
-    chunk_length=10,
+    sequence_length=10,
     ent_coef=0.001,
     actor_lr=5e-4,
     critic_lr=5e-4,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from jaxseq.config import Config
+from jaxseq.config import Config, migrate
 from jaxseq.errors import ConfigError
 
 
@@ -28,7 +28,7 @@ def load_config(run_dir: Path | str, field: str = "resume") -> Config:
     if not path.is_file():
         raise ConfigError(field, f"{run_dir} is not a run folder (no config.json)")
     try:
-        return Config(**json.loads(path.read_text()))
+        return Config(**migrate(json.loads(path.read_text())))
     except (ValueError, TypeError) as err:
         raise ConfigError(field, f"{path} is not a readable jaxseq config ({err})") from None
 

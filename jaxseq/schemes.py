@@ -90,17 +90,17 @@ def sequential(eng: "Engine", ts: "TrainState", data: dict, est: dict, key: jax.
     agents-outer rho_{-i} is the product over the preceding units; from Alg. 2's second pass
     on, and always under sharing, it covers every other agent (A2PO Alg. 2 line 7, App. B.1).
     The selection rule picks the unit's agents among those not yet updated in this pass, from
-    E|A_i| with each agent's advantages under its own rho_{-i}; a block's members see each
-    other's ratio where those have moved. Each member's advantages and value targets come from
+    E|A_i| with each agent's advantages under its own rho_{-i}; a block's unit agents see each
+    other's ratio where those have moved. Each unit agent's advantages and value targets come from
     the estimator under its rho_{-i}; the unit's agents are updated together (their own
-    optimiser states; the adaptive clip at each member's position). With ``preceding =
+    optimiser states; the adaptive clip at each unit agent's position). With ``preceding =
     "incremental"`` (HAPPO) the surrogate takes HARL's factor instead: the product, over the
-    units earlier in this pass, of each member's ratio after its update over before it (equal
+    units earlier in this pass, of each unit agent's ratio after its update over before it (equal
     to rho under NoPS).
     ``loop_order``: "agents-outer" runs every unit's epochs in one go (A2PO Alg. 1; HARL);
     "epochs-outer" makes ceil(epochs / U) passes over a fresh order, one epoch per unit (A2PO
     Alg. 2). With ``critic_fit = "per-unit"`` the critic is fitted after each unit, for as many
-    epochs as the unit's actor, on the unit's members' value targets (A2PO Alg. 1-2 line 12, OPSPO
+    epochs as the unit's actor, on the unit agents' value targets (A2PO Alg. 1-2 line 12, OPSPO
     Alg. 1 line 11), and the next unit's advantages and targets are computed with the refit critic
     (:meth:`Engine.refit_values`). Returns the state with the new actor (and critic), the value
     targets [T, B, N] and metrics.
@@ -160,9 +160,9 @@ def _sequential_unit(ctx: _UnitContext, c: "SequentialCarry", xs):
     adv_all, targets_all = eng.estimate(unit_est, log_rho)
     scores = eng.abs_advantage(adv_all, ctx.alive)
     agents, valid, remaining = ordering.pick_block(alg.order, start, size, ctx.width, scores, c.remaining, k_pick)
-    members = jnp.zeros((n,), bool).at[agents].max(valid)
+    in_unit = jnp.zeros((n,), bool).at[agents].max(valid)  # [N]: the unit agents
     unit_log_rho = log_rho[..., agents]  # [T, B, K]
-    preceding = c.moved & ~members  # the moved agents whose policies the state weights correct for
+    preceding = c.moved & ~in_unit  # the moved agents whose policies the state weights correct for
     weights, weight_nets, info_w = eng.state_weights.unit(
         ts.extra, c.weight_nets, unit_log_rho, ctx.episode_starts, ts.actor_params, c.params, preceding, k_weights
     )
@@ -174,11 +174,11 @@ def _sequential_unit(ctx: _UnitContext, c: "SequentialCarry", xs):
     params, opt, info = eng.fit_unit(c.params, c.opt, data, agents, valid, inputs, k_fit, ctx.epochs)
     current, after = _refresh_ratios(eng, params, data, c.current, agents, eng.actor.sharing != "nops")
     log_factor = c.log_factor
-    if incremental:  # HARL's factor: times each member's ratio after its update over before it
+    if incremental:  # HARL's factor: times each unit agent's ratio after its update over before it
         log_factor = log_factor + jnp.sum((after - c.current[..., agents]) * valid, axis=-1)
     critic = (c.critic_params, c.critic_opt, c.value_norm)
     if per_unit_critic:
-        refit, info_c = eng.fit_critic(unit_critic, data, est["values"], targets_all, k_critic, ctx.epochs, members)
+        refit, info_c = eng.fit_critic(unit_critic, data, est["values"], targets_all, k_critic, ctx.epochs, in_unit)
         critic, info = (refit.critic_params, refit.critic_opt, refit.value_norm), {**info, **info_c}
     info.update(agents=agents, valid=valid, position=position, abs_adv=scores[agents], **info_w)
     info.update(state_weight_mean=weights.mean(), state_weight_min=weights.min())
@@ -190,7 +190,7 @@ def _sequential_unit(ctx: _UnitContext, c: "SequentialCarry", xs):
             "weight_nets": weight_nets,  # OPSPO's learned omega-nets after this unit's fit (else ())
         }
     targets = c.targets.at[..., agents].set(targets_all[..., agents])
-    moved = c.moved | members
+    moved = c.moved | in_unit
     return SequentialCarry(params, opt, moved, current, targets, weight_nets, *critic, remaining, log_factor), info
 
 
@@ -223,12 +223,12 @@ def _unit_clip(eng: "Engine", start, width: int):
 def _refresh_ratios(eng: "Engine", params, data: dict, current: jax.Array, agents: jax.Array, shared: bool):
     """After a unit: every agent's log ratio over the behaviour at the new ``params`` ([T, B, N];
     under FuPS and PaPS all re-evaluated, the unit moved the shared weights; under NoPS only the
-    members', the others' unchanged from ``current``), and the members' ([T, B, K])."""
+    unit agents', the others' unchanged from ``current``), and the unit agents' ([T, B, K])."""
     if shared:
         after_all = eng.agent_log_ratios(params, data, jnp.arange(eng.num_agents))
         return after_all, after_all[..., agents]
     after = eng.agent_log_ratios(params, data, agents)
-    return current.at[..., agents].set(after), after  # padding slots repeat a member's value
+    return current.at[..., agents].set(after), after  # padding slots repeat a unit agent's value
 
 
 def _sequential_metrics(eng: "Engine", log_ratios: jax.Array, infos: dict) -> dict:

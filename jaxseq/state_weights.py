@@ -4,7 +4,7 @@ one interface with three implementations, chosen by the algorithm's resolved ``s
 
 - :class:`NoStateWeights` ("none"): ones;
 - :class:`WeightedISStateWeights` ("wis"): step-wise weighted importance sampling of each unit
-  member's preceding ratio (:func:`jaxseq.estimators.stepwise_weighted_is`, OPSPO paper App. B.2),
+  agent's preceding ratio (:func:`jaxseq.estimators.stepwise_weighted_is`, OPSPO paper App. B.2),
   the paper's choice under parameter sharing;
 - :class:`LearnedStateWeights` ("bch"): learned omega-nets (OPSPO paper Alg. 1-2), its choice under NoPS.
 
@@ -63,13 +63,13 @@ class NoStateWeights:
         return extra, ()
 
     def unit(self, extra, nets, log_rho, starts, behaviour_params, params, preceding, key):
-        """Ones [T, B, 1] for a unit whose members' preceding log ratios are ``log_rho`` [T, B, K]."""
+        """Ones [T, B, 1] for a unit whose agents' preceding log ratios are ``log_rho`` [T, B, K]."""
         return jnp.ones_like(log_rho[..., :1]), nets, {}
 
 
 @dataclasses.dataclass(frozen=True)
 class WeightedISStateWeights(NoStateWeights):
-    """min(omega, 1) with omega [T, B, K] the step-wise weighted IS estimate of each member's
+    """min(omega, 1) with omega [T, B, K] the step-wise weighted IS estimate of each unit agent's
     state ratio from its preceding log ratios ``log_rho`` [T, B, K] and the episode starts [T, B]."""
 
     def unit(self, extra, nets, log_rho, starts, behaviour_params, params, preceding, key):

@@ -2,7 +2,7 @@
 :mod:`jaxseq.schemes`): epochs x minibatches of gradient steps, and the actor optimiser that lets
 a subset of agents move while the others stay exactly where they are.
 
-Training data are *sequences*: every leaf is ``[L, S, ...]`` (``chunk_length`` steps x sequences);
+Training data are *sequences*: every leaf is ``[L, S, ...]`` (``sequence_length`` steps x sequences);
 minibatches split the sequence axis S.
 """
 
@@ -82,10 +82,10 @@ class AgentOptimizer:
     state (moments, step count, gradient-norm clip) for its own slice of stacked parameters (NoPS,
     PaPS heads), as with HARL's per-agent optimisers. Shared parameters (FuPS, the PaPS trunk) get
     either one state per agent, so one agent's momentum never carries into another agent's steps
-    (a unit of several agents applies the mean of its members' updates), or a single state, as with
+    (a unit of several agents applies the mean of its unit agents' updates), or a single state, as with
     HARL's ``share_param`` (one network object, one optimiser). :meth:`step` moves only the
-    ``members``: the other agents' slices and optimiser states are left bit-for-bit unchanged (a
-    zero gradient would still move them through Adam's momentum). When every agent is a member and
+    unit agents (``in_unit``): the other agents' slices and optimiser states are left bit-for-bit unchanged (a
+    zero gradient would still move them through Adam's momentum). When every agent is in the unit and
     the states agree, both variants are the same single optimiser (the simultaneous scheme).
     """
 
@@ -115,26 +115,26 @@ class AgentOptimizer:
             ),
         }
 
-    def step(self, members: jax.Array) -> Step:
-        """The optimiser step that updates the agents where ``members`` [N] bool is True."""
+    def step(self, in_unit: jax.Array) -> Step:
+        """The optimiser step that updates the agents where ``in_unit`` [N] bool is True."""
 
-        def keep_members(new, old):
-            return jnp.where(members.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
+        def keep_unit(new, old):
+            return jnp.where(in_unit.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
 
-        weights = members / jnp.maximum(members.sum(), 1)
+        weights = in_unit / jnp.maximum(in_unit.sum(), 1)
 
         def step(params, opt_state, grads):
             p_stacked, p_shared = self.split(params)
             g_stacked, g_shared = self.split(grads)
             u_stacked, s_stacked = jax.vmap(self.tx.update)(g_stacked, opt_state["stacked"], p_stacked)
-            u_stacked = jax.tree.map(lambda u: keep_members(u, jnp.zeros_like(u)), u_stacked)
-            s_stacked = jax.tree.map(keep_members, s_stacked, opt_state["stacked"])
+            u_stacked = jax.tree.map(lambda u: keep_unit(u, jnp.zeros_like(u)), u_stacked)
+            s_stacked = jax.tree.map(keep_unit, s_stacked, opt_state["stacked"])
             if self.per_agent_shared:
                 u_each, s_shared = jax.vmap(self.tx.update, in_axes=(None, 0, None))(
                     g_shared, opt_state["shared"], p_shared
                 )
                 u_shared = jax.tree.map(lambda u: jnp.tensordot(weights, u, axes=1), u_each)
-                s_shared = jax.tree.map(keep_members, s_shared, opt_state["shared"])
+                s_shared = jax.tree.map(keep_unit, s_shared, opt_state["shared"])
             else:
                 u_shared, s_shared = self.tx.update(g_shared, opt_state["shared"], p_shared)
             updates = self.merge(u_stacked, u_shared)

@@ -20,7 +20,7 @@ def tiny(**overrides):
         algo="mappo",
         num_envs=4,
         rollout_length=8,
-        chunk_length=4,
+        sequence_length=4,
         epochs=2,
         num_minibatches=2,
         hidden_size=16,
@@ -86,7 +86,14 @@ EXTRAS = (
 # epochs 4 over 3 units: Alg. 2 makes 2 passes, so the second pass is checked too; a large
 # learning rate moves every policy well past float noise.
 BASE = dict(
-    num_seeds=1, num_envs=2, rollout_length=8, chunk_length=4, epochs=4, num_minibatches=1, hidden_size=8, actor_lr=3e-2
+    num_seeds=1,
+    num_envs=2,
+    rollout_length=8,
+    sequence_length=4,
+    epochs=4,
+    num_minibatches=1,
+    hidden_size=8,
+    actor_lr=3e-2,
 )
 #: FP3O's (sharing, extra) cases, and the simultaneous and RPISA ones (algo, sharing, extra).
 FP3O_CASES = (("nops", {}), ("fups", {"network": "gru"}), ("paps", {"env": "mpe:spread?actions=continuous"}))

@@ -20,7 +20,7 @@ from jaxseq.run_folder import read_jsonl
 from jaxseq.train import make_train
 
 ARGS = ["--env", "mpe:spread?n=2", "--algo", "mappo", "--num-seeds", "2", "--sweep", "actor_lr=5e-4,3e-3"]
-ARGS += ["--total-steps", "128", "--no-progress", "--set", "num_envs=4", "rollout_length=8", "chunk_length=4"]
+ARGS += ["--total-steps", "128", "--no-progress", "--set", "num_envs=4", "rollout_length=8", "sequence_length=4"]
 ARGS += ["epochs=1", "num_minibatches=1", "hidden_size=16", "num_layers=1", "updates_per_chunk=2", "eval_every=1"]
 ARGS += ["eval_envs=2", "eval_episodes=2", "absolute_factor=0"]
 #: Per-member metrics compared between runs (None, a chunk without an ended episode, as NaN).

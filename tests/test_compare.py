@@ -14,7 +14,7 @@ from jaxseq.run_folder import read_jsonl
 from helpers import tiny
 
 #: tiny()'s config as command-line fields (4 chunks of 2 updates, 2 seeds, evaluations every 2 chunks).
-SHAPES = ("num_envs", "rollout_length", "chunk_length", "epochs", "num_minibatches", "hidden_size", "num_layers")
+SHAPES = ("num_envs", "rollout_length", "sequence_length", "epochs", "num_minibatches", "hidden_size", "num_layers")
 CADENCE = ("updates_per_chunk", "eval_every", "eval_envs", "eval_episodes", "absolute_factor", "checkpoint_every")
 TINY = {name: getattr(tiny(), name) for name in SHAPES + CADENCE}
 STEPS = tiny().total_steps

@@ -1,5 +1,6 @@
 """Bad input fails before anything compiles, naming the field and what is allowed."""
 
+import json
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ from jaxseq.cli import main
 from jaxseq.config import Config, parse_value
 from jaxseq.configure import make_config, validate
 from jaxseq.errors import ConfigError
+from jaxseq.run_folder import load_config
 from jaxseq.train import make_train
 
 
@@ -26,7 +28,7 @@ from jaxseq.train import make_train
         (dict(gae_lambda=-0.1), "gae_lambda", "\\[0, 1\\]"),
         (dict(clip_eps=0.0), "clip_eps", "\\(0, 1\\)"),
         (dict(actor_lr=-1.0), "actor_lr", ">= 0"),
-        (dict(chunk_length=7), "chunk_length", "must divide rollout_length=128"),
+        (dict(sequence_length=7), "sequence_length", "must divide rollout_length=128"),
         (dict(num_minibatches=3), "num_minibatches", "must divide the number of training sequences"),
         (dict(total_steps=100), "total_steps", "at least one batch"),
         (dict(eval_every=-1), "eval_every", ">= 0"),
@@ -67,6 +69,20 @@ def test_unknown_fields_and_presets():
     assert err.value.field == "epoch"
     with pytest.raises(ConfigError, match="unknown preset"):
         make_config("fastest")
+
+
+def test_a_renamed_field_points_to_its_new_name_and_saved_runs_still_read(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="chunk_length: was renamed: use sequence_length"):
+        make_config(chunk_length=4)
+    with pytest.raises(ConfigError, match="chunk_length: was renamed: use sequence_length"):
+        parse_value("chunk_length", "4")
+    assert main(["train", "--set", "chunk_length=4", "--out", str(tmp_path)]) == 2
+    assert "chunk_length: was renamed: use sequence_length" in capsys.readouterr().err
+    # A run folder saved before the rename is read (eval, render, resume, compare) under the new name.
+    saved = json.loads(Config(sequence_length=4).to_json())
+    saved["chunk_length"] = saved.pop("sequence_length")
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert load_config(tmp_path) == Config(sequence_length=4)
 
 
 def test_parse_value_types():
@@ -146,7 +162,7 @@ def test_cli_train_writes_a_run_folder(tmp_path):
         "--set",
         "hidden_size=8",
         "--set",
-        "chunk_length=4",
+        "sequence_length=4",
     ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
@@ -276,7 +292,7 @@ def test_grf_presets_follow_the_papers_tables():
     # A2PO paper Tab. 11: 10 epochs, chunk 10, entropy 0.001, lr 5e-4, lambda 0.95, eps 0.25, gamma 0.995.
     for algo in ("a2po", "mappo"):
         cfg = make_config(f"{algo}-grf-5_vs_5")
-        assert (cfg.algo, cfg.env, cfg.sharing, cfg.epochs, cfg.chunk_length, cfg.ent_coef) == (
+        assert (cfg.algo, cfg.env, cfg.sharing, cfg.epochs, cfg.sequence_length, cfg.ent_coef) == (
             algo,
             "grf:5_vs_5",
             "nops",

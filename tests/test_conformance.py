@@ -55,7 +55,7 @@ def _log_probs(trainer, params, batch) -> np.ndarray:
     applied step by step (recurrent state restarted from the stored carry at each training sequence's
     first step, as the update replays it) and the log-density written out in NumPy."""
     apply = _APPLY.setdefault(id(trainer), jax.jit(trainer.actor.apply))
-    T, n, L = batch.start.shape[0], trainer.env.spec.num_agents, trainer.config.chunk_length
+    T, n, L = batch.start.shape[0], trainer.env.spec.num_agents, trainer.config.sequence_length
     carry, outs = None, []
     for t in range(T):
         if t % L == 0:
@@ -215,7 +215,7 @@ def _critic_values(trainer, params, batch, ts):
 
     carry, outs = None, []
     for t in range(batch.start.shape[0]):
-        if t % cfg.chunk_length == 0:
+        if t % cfg.sequence_length == 0:
             carry = batch.critic_carry[t]
         obs_t = jax.tree.map(lambda x: x[t], batch.obs)
         start = np.broadcast_to(np.asarray(batch.start[t])[:, None], batch.start.shape[1:] + (n,))

@@ -103,7 +103,7 @@ def test_jaxmarl_network_preset_is_dense_gru_dense_without_layer_norm():
     from jaxseq.configure import make_config
     from jaxseq.train import make_train
 
-    trainer = make_train(make_config("jaxmarl-mappo-smax", num_envs=4, rollout_length=8, chunk_length=8))
+    trainer = make_train(make_config("jaxmarl-mappo-smax", num_envs=4, rollout_length=8, sequence_length=8))
     ts = trainer.init(jax.random.PRNGKey(0))
     for params in (ts.actor_params, ts.critic_params):
         trunk = params["params"]["trunk"]

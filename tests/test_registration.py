@@ -48,7 +48,7 @@ def registered():
 
 # NoPS, so each agent's parameters are its own; a learning rate that moves every policy.
 BASE = dict(
-    num_seeds=1, num_envs=2, rollout_length=8, chunk_length=4, epochs=3, hidden_size=8, actor_lr=3e-2, sharing="nops"
+    num_seeds=1, num_envs=2, rollout_length=8, sequence_length=4, epochs=3, hidden_size=8, actor_lr=3e-2, sharing="nops"
 )
 
 

@@ -39,7 +39,7 @@ def test_a_diverging_run_stops_and_keeps_its_last_finite_state(tmp_path, capfd):
     """Adam's first step moves every weight by about the learning rate: with one gradient step per
     chunk, 1e30 leaves finite weights after chunk 1 and overflows in chunk 2 (the CLI's own path)."""
     argv = ["train", "--out", str(tmp_path), *"--env mpe:spread --algo mappo --total-steps 1024 --num-seeds 2".split()]
-    sets = "num_envs=4 rollout_length=8 chunk_length=4 hidden_size=16 num_layers=1 updates_per_chunk=1 epochs=1 "
+    sets = "num_envs=4 rollout_length=8 sequence_length=4 hidden_size=16 num_layers=1 updates_per_chunk=1 epochs=1 "
     sets += "num_minibatches=1 eval_every=0 checkpoint_every=1 actor_lr=1e30 critic_lr=1e30"
     argv += ["--no-progress"] + [arg for item in sets.split() for arg in ("--set", item)]
     assert main(argv) == 3

@@ -9,13 +9,13 @@ import pytest
 
 from jaxseq.envs.bridge import BridgeEnv, BridgeWarning
 
-from host_standins import COUNTING_SPEC, episode_length
+from support.host_standins import COUNTING_SPEC, episode_length
 
 MAX_STEPS = 5  # below the longest stand-in episode (6), so both terminations and truncations occur
 
 
 def counting_env(tmp_path, fail=None, timeout=60.0, workers=2):
-    factory = ("host_standins", "CountingEnv", {"fail": fail, "flag": str(tmp_path / "failed-once")})
+    factory = ("support.host_standins", "CountingEnv", {"fail": fail, "flag": str(tmp_path / "failed-once")})
     return BridgeEnv("standin:counting", COUNTING_SPEC, factory, max_steps=MAX_STEPS, workers=workers, timeout=timeout)
 
 

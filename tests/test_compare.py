@@ -11,7 +11,7 @@ from jaxseq.experiment import find_cell, variant_config
 from jaxseq.run import train_run
 from jaxseq.run_folder import read_jsonl
 
-from helpers import tiny
+from support.helpers import tiny
 
 #: tiny()'s config as command-line fields (4 chunks of 2 updates, 2 seeds, evaluations every 2 chunks).
 SHAPES = ("num_envs", "rollout_length", "sequence_length", "epochs", "num_minibatches", "hidden_size", "num_layers")

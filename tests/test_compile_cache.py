@@ -13,7 +13,7 @@ import pytest
 from jaxseq import compile_cache
 from jaxseq.cli import build_parser, main
 
-from helpers import cli_args, tiny
+from support.helpers import cli_args, tiny
 
 
 def test_the_folder_follows_the_switch_then_the_users_own_cache_then_the_platform():

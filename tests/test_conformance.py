@@ -43,8 +43,8 @@ import pytest
 from jaxseq.objectives import others_log_ratio
 from jaxseq.train import make_train
 
-from helpers import BASE, FP3O_CASES, SHARING, case_label, sequential_cases, tiny, traced_params, update_configs
-from helpers import traced_update as _traced_update
+from support.helpers import BASE, FP3O_CASES, SHARING, case_label, sequential_cases, tiny, traced_params, update_configs
+from support.helpers import traced_update as _traced_update
 from test_estimators import numpy_gae, numpy_preopc, numpy_vtrace
 
 _APPLY = {}  # the jitted actor of each traced trainer (they live on in _traced_update's cache)

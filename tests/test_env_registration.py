@@ -15,7 +15,7 @@ from jaxseq.cli import main
 from jaxseq.envs import FAMILIES, EnvFamily, EnvParam, make_env, register_env_family
 from jaxseq.run import train_run
 
-from helpers import tiny
+from support.helpers import tiny
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "adding-an-environment.md"
 

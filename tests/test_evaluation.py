@@ -22,7 +22,7 @@ from jaxseq.rollout import episode_quotas
 from jaxseq.run import train_run
 from jaxseq.train import make_train
 
-from helpers import tiny
+from support.helpers import tiny
 
 
 def test_episode_quotas_split_the_episodes_as_evenly_as_possible():
@@ -48,7 +48,7 @@ def test_evaluation_counts_exactly_the_requested_complete_episodes():
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """4 chunks, evaluations at chunks 2 and 4, the absolute metric on 2 x 4 episodes per seed, and
-    marl_eval.json (test_train's resume test compiles the same chunk program)."""
+    marl_eval.json (test_trainer's resume test compiles the same chunk program)."""
     return train_run(
         tiny(total_steps=4 * 8 * 2 * 4, absolute_factor=2, write_marl_eval=True),
         out=tmp_path_factory.mktemp("run"),

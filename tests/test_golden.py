@@ -42,7 +42,7 @@ import jax
 import numpy as np
 import pytest
 
-from helpers import traced_params, traced_update, update_configs
+from support.helpers import traced_params, traced_update, update_configs
 
 GOLDEN = Path(__file__).with_name("golden_updates.json")
 #: Float noise between CPUs: on an AMD EPYC with AVX-512 (2026-12-04) the recorded values differed by

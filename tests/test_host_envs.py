@@ -13,7 +13,7 @@ from jaxseq.envs.bridge import BridgeEnv, WorkerPool
 from jaxseq.errors import ConfigError
 from jaxseq.hostenv import football, pettingzoo_mpe, starcraft
 
-from helpers import tiny
+from support.helpers import tiny
 
 HAS_GFOOTBALL = importlib.util.find_spec("gfootball") is not None
 
@@ -89,7 +89,7 @@ def test_training_through_the_bridge_writes_a_run_folder(tmp_path, env_id, overr
 
 
 def test_smac_adapter_against_a_scripted_stand_in():
-    host_spec, limit = starcraft.spec("3m", module="smac_standin")
+    host_spec, limit = starcraft.spec("3m", module="support.smac_standin")
     assert (host_spec.num_agents, host_spec.obs_dim, host_spec.state_dim, host_spec.num_actions, limit) == (
         3,
         5,
@@ -100,7 +100,7 @@ def test_smac_adapter_against_a_scripted_stand_in():
     env = BridgeEnv(
         "sc2:3m",
         host_spec,
-        (starcraft.__name__, "StarCraft", {"map_name": "3m", "module": "smac_standin"}),
+        (starcraft.__name__, "StarCraft", {"map_name": "3m", "module": "support.smac_standin"}),
         max_steps=limit,
         workers=2,
         timeout=60,

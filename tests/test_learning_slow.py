@@ -1,7 +1,7 @@
 """A long learning run (minutes on a CPU), excluded from the README's command: ``pytest -m slow``
 (CI's slow step runs it).
 
-The code it exercises is covered by the fast tests (tests/test_train.py runs every env family,
+The code it exercises is covered by the fast tests (tests/test_trainer.py and test_schemes.py run every env family,
 the GRU, every sharing mode and the MPE learning check); this one checks that MAPPO learns SMAX.
 """
 
@@ -31,7 +31,7 @@ def _train(cfg):
 # episodes are noisy: 0.72-0.88 up to 1.2M), 87 s to 0.61M; at 0.8M it took 316-453 s of CI's
 # slow step beside the other worker. The 3M-step budget of the issue's
 # target (greedy 0.8) took over 20 minutes there; its result is in experiments/results/learning.md.
-# MPE's learning check is tests/test_train.py::test_learns_mpe_spread_in_a_minute (MAPPO and A2PO,
+# MPE's learning check is tests/test_trainer.py::test_learns_mpe_spread_in_a_minute (MAPPO and A2PO,
 # every seed up by more than 5 in 160k steps); a 4-seed 1M-step MAPPO run (+16.1 measured) took
 # 578 s of the slow step for no more than that, and was dropped.
 

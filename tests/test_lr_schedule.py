@@ -9,7 +9,7 @@ import pytest
 from jaxseq.errors import ConfigError
 from jaxseq.train import make_train
 
-from helpers import tiny
+from support.helpers import tiny
 
 SMALL = dict(num_seeds=1, hidden_size=8, epochs=1, num_minibatches=1, actor_lr=1e-3, critic_lr=2e-3)
 #: A sweep member's traced actor_lr (it differs from the config's); its critic_lr is the config's.

@@ -16,7 +16,7 @@ from jaxseq.envs.mamujoco_robots import ROBOTS, task_names
 from jaxseq.errors import ConfigError
 from jaxseq.train import make_train
 
-from helpers import tiny
+from support.helpers import tiny
 
 mamujoco_v1 = pytest.importorskip("gymnasium_robotics.envs.multiagent_mujoco.mujoco_multi")
 
@@ -221,7 +221,7 @@ def _train_briefly(algo, task):
 @pytest.mark.parametrize("algo, task", [("mappo", "Hopper-3x1"), ("a2po", "HalfCheetah-6x1"), ("a2po", "Humanoid-9|8")])
 def test_mappo_and_a2po_train_on_mamujoco(algo, task):
     """Slow (MJX compiles per robot, 40-80 s each on 2 cores); its fast twins are the continuous-MPE
-    training tests in test_train.py (same trainer path with Gaussian actions, every scheme) and the
+    training tests in test_schemes.py (same trainer path with Gaussian actions, every scheme) and the
     jit / vmap test of every robot above (same env code). One algorithm per robot (the simultaneous
     scheme on the smallest, the sequential one on 6 agents and on Humanoid's padded 9|8 split):
     every pair took 410 s of the slow run's time."""

@@ -7,7 +7,7 @@ import pytest
 
 from jaxseq import nets
 
-from helpers import tiny_net
+from support.helpers import tiny_net
 
 N, D, A = 3, 5, 4
 

@@ -7,7 +7,7 @@ from scipy import stats
 
 from jaxseq import policies
 
-from helpers import tiny_net
+from support.helpers import tiny_net
 
 
 def test_masked_categorical_never_picks_unavailable_actions():

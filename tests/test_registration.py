@@ -15,7 +15,7 @@ from jaxseq.algorithms import ALGORITHMS, Algorithm, Objective, register
 from jaxseq.cli import main
 from jaxseq.train import make_train
 
-from helpers import tiny
+from support.helpers import tiny
 
 
 def clipped_factor(bound: float):

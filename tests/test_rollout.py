@@ -7,7 +7,7 @@ import pytest
 
 from jaxseq.train import make_train
 
-from helpers import tiny
+from support.helpers import tiny
 
 T, B = 12, 3
 

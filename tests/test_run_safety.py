@@ -25,9 +25,9 @@ from jaxseq.metrics import non_finite
 from jaxseq.run import _run_chunk, train_run
 from jaxseq.train import make_train
 
-from helpers import cli_args, tiny
+from support.helpers import cli_args, tiny
 
-# The configuration of test_train's resume test (4 chunks, 2 seeds): its programs are compiled once.
+# The configuration of test_trainer's resume test (4 chunks, 2 seeds): its programs are compiled once.
 FOUR_CHUNKS = dict(total_steps=4 * 8 * 2 * 4)
 
 

@@ -1,6 +1,6 @@
 """Beyond one device, on CPU. The device count is fixed when JAX starts, so each case runs in
 subprocesses with forced host devices (``--xla_force_host_platform_device_count``): members and
-env batches sharded over a mesh against one device (tests/scale_checks.py), and two processes on
+env batches sharded over a mesh against one device (tests/support/scale_checks.py), and two processes on
 localhost joined by ``jax.distributed`` (CPU collectives over gloo) writing one run folder."""
 
 import json
@@ -33,7 +33,10 @@ def _env(devices: int) -> dict:
 def checks(tmp_path_factory):
     out = tmp_path_factory.mktemp("scale")
     done = subprocess.run(
-        [sys.executable, str(TESTS / "scale_checks.py"), str(out)], env=_env(4), capture_output=True, text=True
+        [sys.executable, str(TESTS / "support" / "scale_checks.py"), str(out)],
+        env=_env(4),
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -69,7 +72,7 @@ def test_two_processes_write_one_run_folder_equal_to_one_process(checks, tmp_pat
     """Two processes with two devices each run the 4-member sweep (two members each) and process 0
     writes the run folder: equal to the one-process run over four devices. Then one process on
     one device resumes it (orbax restores the shards both processes wrote)."""
-    from scale_checks import ARGS, diff
+    from support.scale_checks import ARGS, diff
 
     port = _free_port()
     two = [

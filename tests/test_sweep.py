@@ -15,7 +15,7 @@ from jaxseq.experiment import compare
 from jaxseq.run import train_run
 from jaxseq.train import make_train
 
-from helpers import tiny
+from support.helpers import tiny
 
 # Two gradient steps per update (on the first the ratio is 1 and no clip binds), and learning rates
 # large enough that clip_eps 0.02 binds where 0.3 does not.

@@ -8,7 +8,7 @@ import pytest
 
 from jaxseq import update
 
-from helpers import tiny_net
+from support.helpers import tiny_net
 
 
 def _net(sharing):

@@ -4,7 +4,7 @@ For users who have StarCraft II and SMAC installed (neither can be installed on 
 see docs/environments.md). The adapter drives ``smac.env.StarCraft2Env``'s public interface:
 ``get_env_info``, ``reset``, ``get_obs``, ``get_state``, ``get_avail_actions``,
 ``step(actions) -> (reward, terminated, info)`` and ``close``. Tests run it against a scripted
-stand-in with the same interface (``tests/smac_standin.py``).
+stand-in with the same interface (``tests/support/smac_standin.py``).
 
 - Agent i is SMAC's agent i; observations and avail actions as SMAC gives them; the state of
   agent i is ``[obs_i, SMAC's global state]``.

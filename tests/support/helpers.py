@@ -38,6 +38,15 @@ def tiny(**overrides):
     return make_config(**base)
 
 
+def run_chunks(trainer, state, k: int):
+    """(state, [metrics of each chunk, on the host]) after ``k`` compiled chunks from ``state``."""
+    out = []
+    for _ in range(k):
+        state, m = trainer.chunk(state)
+        out.append(jax.device_get(m))
+    return state, out
+
+
 def tiny_net(**overrides):
     """A small multi-agent network (``jaxseq.nets.make_network``): 3 agents under FuPS, one hidden
     layer of 8, an MLP with layer norm and orthogonal init, 3 outputs; ``overrides`` change any

@@ -33,7 +33,7 @@ class Config:
     gae_lambda: float = 0.95  #: lambda of GAE (and of the off-policy traces)
     clip_eps: float = 0.2  #: PPO clip range epsilon
     epochs: int = 5  #: passes over each batch
-    num_minibatches: int = 1  #: minibatches per epoch (split over recurrent chunks x envs)
+    num_minibatches: int = 1  #: minibatches per epoch (split over training sequences x envs)
     actor_lr: float = 5e-4  #: Adam step size of the actor
     critic_lr: float = 5e-4  #: Adam step size of the critic
     lr_schedule: str = "constant"  #: "constant" or "linear": actor_lr and critic_lr times 1 - update / total_updates (JaxMARL's ANNEAL_LR; constant within an update, 0 after the last)
@@ -77,9 +77,7 @@ class Config:
     post_layers: int = 0  #: dense layers (no LayerNorm) after the GRU (MLP: after the others), before the output layer; JaxMARL's MAPPO-RNN networks have 1
     activation: str = "relu"  #: "relu" or "tanh"
     sharing: str = "fups"  #: "fups" (one network + agent id), "paps" (shared trunk, per-agent heads), "nops"
-    sequence_length: int = (
-        8  #: steps per training sequence (the recurrent state is replayed over it; HARL's data chunk length)
-    )
+    sequence_length: int = 8  #: steps per training sequence, replayed with the recurrent state (HARL's chunk)
     # -- the MAPPO implementation tricks (Yu et al. 2022), reference defaults ----------------
     layer_norm: bool = True  #: LayerNorm on the inputs and after every hidden layer
     orthogonal_init: bool = True  #: orthogonal init, gain sqrt(2) hidden, 0.01 actor output, 1 critic output

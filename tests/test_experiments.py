@@ -78,3 +78,16 @@ def test_the_scripts_sweep_flag_reads_grids_and_names_bad_values(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["--sweep", "actor_lr=fast"])
     assert "argument --sweep: actor_lr: sweep values must be numbers, got 'fast'" in capsys.readouterr().err
+
+
+def test_mpe_claims_name_only_known_cells_and_print_both_scores():
+    claims = _load("mpe_claims.py")
+    for name, (labels, pairs) in claims.CLAIMS.items():
+        assert set(labels) <= set(claims.CELLS), name
+        assert all(x in labels and y in labels for x, y in pairs), name
+    agg = {"A": {"IQM": (1.0, 0.5, 1.5)}, "B": {"IQM": (0.0, -0.5, 0.25)}}
+    poi = {"A > B": (0.75, 0.55, 0.95)}
+    results = {s: {"aggregates": agg, "probability_of_improvement": poi} for s in ("absolute", "final")}
+    lines = claims.claim_lines("c", ["A", "B"], [("A", "B")], results)
+    assert "| A | 1.00 [0.50, 1.50] | 1.00 [0.50, 1.50] |" in lines
+    assert "| A > B | 0.75 [0.55, 0.95] | 0.75 [0.55, 0.95] |" in lines

@@ -85,18 +85,20 @@ def compare(
     resamples): ``report/`` scores each seed by its absolute metric where the runs have one (with
     ``report/marl_eval.json`` in marl-eval's layout), ``report-final/`` by its final greedy
     evaluation; printing the table and the reports.
-    Each call that finishes appends a line to ``invocations.jsonl`` (``command`` as given, start and
-    end time, wall seconds, the machine, and which cells it trained, resumed or reused). Returns ``out``.
+    As each cell is done a line goes to ``cells.jsonl``: the cell, its run folder, whether it was
+    trained, resumed or reused, ``command`` as given, start and end time, wall seconds and the
+    machine, so a grid that stops half-way still says how its finished cells were made. Returns ``out``.
     """
-    started = time.time()
     configs = {spec: variant_config(base, spec) for spec in algos}
     for config in configs.values():
         validate(config)  # every variant, before the first one trains
     folder = Path(out)
     check_output_folder(folder, "out")
-    runs, rows, cells = {}, [], {}
+    runs, rows = {}, []
     for spec, config in configs.items():
-        run_dir, cells[spec] = _train_cell(config, folder / "runs", progress)
+        started = time.time()
+        run_dir, how = _train_cell(config, folder / "runs", progress)
+        _record_cell(folder, command, spec, how, started, run_dir)
         for label, result in _results(spec, config, run_dir):
             runs[label] = read_jsonl(result / "metrics.jsonl")
             rows.append({"label": label, "folder": str(result), **json.loads((result / "summary.json").read_text())})
@@ -111,15 +113,17 @@ def compare(
         print(format_report(report(folders, folder / "report-final", labels, reps, score="final")))
     else:
         print("no report: eval_every=0, so the runs have no greedy evaluations to aggregate")
-    _record_invocation(folder, command, started, cells)
     return folder
 
 
-def _record_invocation(folder: Path, command: str | None, started: float, cells: dict[str, str]) -> None:
-    """Append this call's line to ``folder/invocations.jsonl`` (see :func:`compare`)."""
+def _record_cell(folder: Path, command: str | None, spec: str, how: str, started: float, run_dir: Path) -> None:
+    """Append one cell's line to ``folder/cells.jsonl`` (see :func:`compare`)."""
     import jax
 
     line = {
+        "cell": spec,
+        "run": run_dir.name,
+        "done": how,
         "command": command,
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -130,9 +134,8 @@ def _record_invocation(folder: Path, command: str | None, started: float, cells:
             "devices": [d.device_kind for d in jax.devices()],
             "jax": jax.__version__,
         },
-        "cells": cells,
     }
-    with open(folder / "invocations.jsonl", "a") as f:
+    with open(folder / "cells.jsonl", "a") as f:
         f.write(json.dumps(line) + "\n")
 
 

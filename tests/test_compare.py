@@ -70,10 +70,12 @@ def test_compare_runs_a_tiny_grid_resumes_an_interrupted_cell_and_reuses_finishe
     table = (folder / "results.md").read_text()
     assert "| mappo |" in table and "| a2po@selection_rule=cyclic |" in table
     assert (folder / "curves.png").stat().st_size > 0
-    (record,) = read_jsonl(folder / "invocations.jsonl")
-    assert record["command"].startswith("python -m jaxseq compare --env mpe:spread --algos mappo")
-    assert record["cells"] == {"mappo": "trained", "a2po@selection_rule=cyclic": "resumed"}
-    assert record["machine"]["cpus"] >= 1 and record["wall_seconds"] > 0
+    records = read_jsonl(folder / "cells.jsonl")
+    assert [r["cell"] for r in records] == ["mappo", "a2po@selection_rule=cyclic"]
+    assert [r["done"] for r in records] == ["trained", "resumed"]
+    assert records[1]["run"] == interrupted.name
+    assert all(r["command"].startswith("python -m jaxseq compare --env mpe:spread --algos mappo") for r in records)
+    assert all(r["machine"]["cpus"] >= 1 and r["wall_seconds"] > 0 for r in records)
 
     # The same command again: both cells are found by their configs and nothing trains.
     stamps = {row["folder"]: (Path(row["folder"]) / "metrics.jsonl").stat().st_mtime_ns for row in rows}
@@ -81,5 +83,5 @@ def test_compare_runs_a_tiny_grid_resumes_an_interrupted_cell_and_reuses_finishe
     out = capsys.readouterr().out
     assert out.count("reusing the finished cell") == 2 and "MiB per member" not in out
     assert {f: (Path(f) / "metrics.jsonl").stat().st_mtime_ns for f in stamps} == stamps
-    assert read_jsonl(folder / "invocations.jsonl")[1]["cells"] == dict.fromkeys(record["cells"], "reused")
+    assert [r["done"] for r in read_jsonl(folder / "cells.jsonl")[2:]] == ["reused", "reused"]
     assert find_cell(folder / "runs", a2po.replace(seed=1)) is None  # another config is another cell

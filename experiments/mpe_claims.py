@@ -15,11 +15,10 @@ interval per cell and the probability of improvement of the pairs the paper comp
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from jaxseq.configure import make_config
-from jaxseq.experiment import find_cell, variant_config
+from jaxseq.experiment import find_cell, finished, variant_config
 from jaxseq.report import report
 
 #: The grid's settings besides the env (docs/results.md, "Protocol").
@@ -66,8 +65,7 @@ def finished_cells(folder: Path, env: str) -> dict[str, Path]:
     for label, spec in CELLS.items():
         config = variant_config(base, spec)
         run = find_cell(folder / "runs", config)
-        summary = None if run is None else run / "summary.json"
-        if summary is not None and summary.is_file() and json.loads(summary.read_text())["chunks"] == config.num_chunks:
+        if run is not None and finished(run, config):
             cells[label] = run
     return cells
 

@@ -18,7 +18,7 @@ from jaxseq import checkpoint, sweep
 from jaxseq.config import Config, parse_value
 from jaxseq.configure import for_algorithm, validate
 from jaxseq.errors import ConfigError
-from jaxseq.paths import check_output_folder
+from jaxseq.paths import check_output_folder, env_slug
 from jaxseq.plotting import plot_runs
 from jaxseq.report import format_report, report
 from jaxseq.run import train_run
@@ -141,8 +141,7 @@ def _record_cell(folder: Path, command: str | None, spec: str, how: str, started
 
 def default_folder(base: Config, parent: Path | str = "runs") -> Path:
     """``parent/compare-<env>-<date-time>``: where a comparison goes when no folder is named."""
-    safe_env = base.env.replace(":", "-").replace("?", "-").replace("&", "-").replace("=", "")
-    return Path(parent) / f"compare-{safe_env}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path(parent) / f"compare-{env_slug(base.env)}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def find_cell(runs_dir: Path, config: Config) -> Path | None:
@@ -159,14 +158,14 @@ def _train_cell(config: Config, runs_dir: Path, progress: bool) -> tuple[Path, s
     cell = find_cell(runs_dir, config) if runs_dir.is_dir() else None
     if cell is None:
         return train_run(config, out=runs_dir, progress=progress), "trained"
-    if _finished(cell, config):
+    if finished(cell, config):
         print(f"{config.algo}: reusing the finished cell {cell}", flush=True)
         return cell, "reused"
     print(f"{config.algo}: resuming the interrupted cell {cell}", flush=True)
     return train_run(resume=cell, start_over=checkpoint.latest_chunk(cell) is None, progress=progress), "resumed"
 
 
-def _finished(run_dir: Path, config: Config) -> bool:
+def finished(run_dir: Path, config: Config) -> bool:
     """Whether the run folder ran all of ``config``'s chunks (a run writes its summary at any exit)."""
     summary = run_dir / "summary.json"
     return summary.is_file() and json.loads(summary.read_text()).get("chunks") == config.num_chunks

@@ -10,6 +10,11 @@ from pathlib import Path
 from jaxseq.errors import ConfigError
 
 
+def env_slug(env: str) -> str:
+    """An env id as a piece of a folder name: ``mpe:spread?n=5`` -> ``mpe-spread-n5``."""
+    return env.replace(":", "-").replace("?", "-").replace("&", "-").replace("=", "")
+
+
 def _nearest_existing(path: Path) -> Path:
     """``path`` or its nearest ancestor that exists."""
     path = path.absolute()

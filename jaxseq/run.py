@@ -27,14 +27,14 @@ from jaxseq import checkpoint, compile_cache, distributed, sweep
 from jaxseq.config import Config
 from jaxseq.errors import ConfigError, RunDiverged, RunInterrupted
 from jaxseq.metrics import FINITE, finite_or_none, metrics_line, nanmean_or_none, non_finite, summarize
-from jaxseq.paths import check_output_folder
+from jaxseq.paths import check_output_folder, env_slug
 from jaxseq.plotting import plot_runs
 from jaxseq.run_folder import load_config, read_jsonl
 from jaxseq.sweep_folder import PointStreams, format_table, write_table
 
 
 def _new_run_dir(out: Path, config: Config) -> Path:
-    safe_env = config.env.replace(":", "-").replace("?", "-").replace("&", "-").replace("=", "")
+    safe_env = env_slug(config.env)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = Path(out) / f"{config.algo}-{safe_env}-s{config.seed}-{stamp}"
     suffix = 1

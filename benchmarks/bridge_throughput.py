@@ -1,14 +1,18 @@
-"""Host-environment steps per second through the subprocess bridge against the raw env loop, with
-1, 2, 4 and 8 worker processes.
+"""Host-environment steps per second through the bridge against the raw env loop, with 1, 2, 4 and
+8 workers: local processes (``pool=local``) and, where Ray is installed, Ray actors (``pool=ray``,
+on a local Ray runtime).
 
 - raw: W processes, each stepping its share of the envs in a plain Python loop (the adapter's
   ``step`` with random actions, ``reset`` where an episode ends); no JAX, no IPC. Each process
   first plays ``steps`` warm-up steps, then all start together (a barrier); rate = all steps /
   the slowest process's time.
-- bridge: the same envs as a ``BridgeEnv`` with W workers, stepped from one compiled ``lax.scan``
+- compiled: the same envs as a ``BridgeEnv`` with W workers, stepped from one compiled ``lax.scan``
   of vmapped ``env.step`` with random actions; a first call of ``steps`` steps (compile, start)
   is not timed, so both sides time the same stretch of the episodes.
-- overhead = 1 - bridge / raw. The goal is under 10%.
+- from Python: the same pool's ``step`` called in a Python loop with NumPy actions: the pool's own
+  cost, without the compiled side and the callback's entry.
+- overhead = 1 - compiled / raw; vs local = the time of the compiled steps over the local pool's
+  (the first pool measured).
 
     python benchmarks/bridge_throughput.py                                  # pz:simple_spread, 16 envs
     python benchmarks/bridge_throughput.py --env grf:5_vs_5 --num-envs 8 --steps 300
@@ -17,6 +21,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import multiprocessing as mp
 import time
 
@@ -74,9 +79,11 @@ def raw_rate(env, workers: int, num_envs: int, steps: int) -> float:
     return num_envs * steps / seconds
 
 
-def bridge_rate(env_id: str, workers: int, num_envs: int, steps: int) -> float:
-    """Env steps per second of ``num_envs`` bridge envs on ``workers`` workers in a compiled scan."""
-    env = make_env(f"{env_id}{'&' if '?' in env_id else '?'}workers={workers}")
+def bridge_rates(env_id: str, pool: str, workers: int, num_envs: int, steps: int) -> tuple[float, float]:
+    """Env steps per second of ``num_envs`` bridge envs on ``workers`` workers of kind ``pool``:
+    stepped from a compiled scan, and the same pool stepped from a Python loop (no JAX: what the
+    pool costs by itself)."""
+    env = make_env(f"{env_id}{'&' if '?' in env_id else '?'}workers={workers}&pool={pool}")
     n, a = env.spec.num_agents, env.spec.num_actions
 
     @jax.jit
@@ -93,10 +100,20 @@ def bridge_rate(env_id: str, workers: int, num_envs: int, steps: int) -> float:
         state, _ = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(0), num_envs))
         state, _ = jax.block_until_ready(run(state, jax.random.PRNGKey(1)))  # compile, start the games
         t0 = time.perf_counter()
-        jax.block_until_ready(run(state, jax.random.PRNGKey(2)))
-        return num_envs * steps / (time.perf_counter() - t0)
+        state, _ = jax.block_until_ready(run(state, jax.random.PRNGKey(2)))
+        compiled = num_envs * steps / (time.perf_counter() - t0)
+        handles, rng = np.asarray(state.inner.handle), np.random.default_rng(0)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            seeds = rng.integers(0, 1 << 31, num_envs).astype(np.uint32)
+            handles, _ = env.pool.step(handles, seeds, rng.integers(0, a, (num_envs, n)))
+        return compiled, num_envs * steps / (time.perf_counter() - t0)
     finally:
         env.close()
+
+
+def _default_pools() -> list[str]:
+    return ["local", "ray"] if importlib.util.find_spec("ray") else ["local"]
 
 
 def main(argv=None) -> None:
@@ -105,15 +122,24 @@ def main(argv=None) -> None:
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2, 4, 8])
     parser.add_argument("--num-envs", type=int, default=16, help="envs shared by the workers")
     parser.add_argument("--steps", type=int, default=500, help="steps per env per timed call")
+    parser.add_argument("--pools", nargs="+", choices=("local", "ray"), default=_default_pools())
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
 
-    table = ["| workers | envs | raw loop steps/s | bridge steps/s | overhead |", "|---|---|---|---|---|"]
+    table = [
+        "| workers | envs | raw loop steps/s | pool | from Python steps/s | compiled steps/s | overhead | vs local |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for w in args.workers:
         raw = raw_rate(make_env(args.env), w, args.num_envs, args.steps)
-        bridged = bridge_rate(args.env, w, args.num_envs, args.steps)
-        table.append(f"| {w} | {args.num_envs} | {raw:,.0f} | {bridged:,.0f} | {1 - bridged / raw:+.1%} |")
-        print(table[-1], flush=True)
+        local = None
+        for pool in args.pools:
+            compiled, python = bridge_rates(args.env, pool, w, args.num_envs, args.steps)
+            local = local or compiled
+            cells = [w, args.num_envs, f"{raw:,.0f}", pool, f"{python:,.0f}", f"{compiled:,.0f}"]
+            cells += [f"{1 - compiled / raw:+.1%}", f"{local / compiled:.2f}x time"]
+            table.append("| " + " | ".join(map(str, cells)) + " |")
+            print(table[-1], flush=True)
     head = header(
         "bridge_throughput.py",
         argv,

@@ -1,5 +1,6 @@
 """The subprocess bridge: host environments stepped from compiled programs through worker processes."""
 
+import importlib.util
 import warnings
 
 import jax
@@ -7,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxseq.envs import make_env
 from jaxseq.envs.bridge import BridgeEnv, BridgeWarning
 
 from support.host_standins import COUNTING_SPEC, episode_length
@@ -14,9 +16,24 @@ from support.host_standins import COUNTING_SPEC, episode_length
 MAX_STEPS = 5  # below the longest stand-in episode (6), so both terminations and truncations occur
 
 
-def counting_env(tmp_path, fail=None, timeout=60.0, workers=2):
+#: Every test runs on both kinds of worker; Ray's (an optional extra, and seconds to start) are slow.
+POOLS = [
+    "local",
+    pytest.param(
+        "ray",
+        marks=[
+            pytest.mark.slow,
+            pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed (the ray extra)"),
+        ],
+    ),
+]
+
+
+def counting_env(tmp_path, pool, fail=None, timeout=60.0, workers=2):
     factory = ("support.host_standins", "CountingEnv", {"fail": fail, "flag": str(tmp_path / "failed-once")})
-    return BridgeEnv("standin:counting", COUNTING_SPEC, factory, max_steps=MAX_STEPS, workers=workers, timeout=timeout)
+    return BridgeEnv(
+        "standin:counting", COUNTING_SPEC, factory, max_steps=MAX_STEPS, workers=workers, timeout=timeout, pool=pool
+    )
 
 
 def rollout(env, seeds=2, envs=3, steps=20):
@@ -27,7 +44,7 @@ def rollout(env, seeds=2, envs=3, steps=20):
     def body(carry, key):
         state, obs = carry
         k_act, k_env = jax.random.split(key)
-        actions = jax.random.randint(k_act, (seeds, envs, 2), 0, 3)
+        actions = jax.random.randint(k_act, (seeds, envs, env.spec.num_agents), 0, env.spec.num_actions)
         state, out = step_all(jax.random.split(k_env, seeds * envs).reshape(seeds, envs, -1), state, actions)
         return (state, out.obs), (obs.obs, actions, out)
 
@@ -70,8 +87,9 @@ def lost_transitions(obs, actions, out):
     return lost
 
 
-def test_bridge_keeps_auto_reset_semantics_under_nested_vmap(tmp_path):
-    env = counting_env(tmp_path)
+@pytest.mark.parametrize("pool", POOLS)
+def test_bridge_keeps_auto_reset_semantics_under_nested_vmap(tmp_path, pool):
+    env = counting_env(tmp_path, pool)
     try:
         handles, obs, actions, out = rollout(env)
         assert lost_transitions(obs, actions, out) == []
@@ -88,9 +106,10 @@ def test_bridge_keeps_auto_reset_semantics_under_nested_vmap(tmp_path):
         env.close()
 
 
+@pytest.mark.parametrize("pool", POOLS)
 @pytest.mark.parametrize("fail", ["crash", "exception", "hang"])
-def test_a_failed_worker_is_reported_restarted_and_its_episodes_truncated(tmp_path, fail):
-    env = counting_env(tmp_path, fail=fail, timeout=3.0)
+def test_a_failed_worker_is_reported_restarted_and_its_episodes_truncated(tmp_path, pool, fail):
+    env = counting_env(tmp_path, pool, fail=fail, timeout=3.0)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -102,7 +121,7 @@ def test_a_failed_worker_is_reported_restarted_and_its_episodes_truncated(tmp_pa
         (record,) = env.take_failures()
         assert record["kind"] == fail and record["worker"] == event.worker and env.take_failures() == []
         assert {
-            "crash": "exit status -9",
+            "crash": {"local": "exit status -9", "ray": "The actor died unexpectedly"}[pool],
             "exception": "RuntimeError: scripted failure",
             "hang": "no reply within 3 s",
         }[fail] in event.detail
@@ -118,8 +137,9 @@ def test_a_failed_worker_is_reported_restarted_and_its_episodes_truncated(tmp_pa
         env.close()
 
 
-def test_a_handle_from_another_process_starts_a_fresh_truncated_episode(tmp_path):
-    env = counting_env(tmp_path, workers=1)
+@pytest.mark.parametrize("pool", POOLS)
+def test_a_handle_from_another_process_starts_a_fresh_truncated_episode(tmp_path, pool):
+    env = counting_env(tmp_path, pool, workers=1)
     try:
         state, obs = jax.jit(env.reset)(jax.random.PRNGKey(0))
         state, _ = jax.jit(env.step)(jax.random.PRNGKey(1), state, jnp.zeros((2,), jnp.int32))
@@ -130,3 +150,19 @@ def test_a_handle_from_another_process_starts_a_fresh_truncated_episode(tmp_path
         assert float(out.obs.obs[0, 0]) == 0.0
     finally:
         env.close()
+
+
+@pytest.mark.parametrize("pool", POOLS[1:])
+def test_pz_simple_spread_on_ray_matches_the_local_pool_transition_for_transition(pool):
+    """Same seeds, same actions: every field of every transition equal, auto-resets included (30
+    steps of 25-step episodes, 2 seeds x 3 envs on 2 workers)."""
+    runs = {}
+    for kind in ("local", pool):
+        env = make_env(f"pz:simple_spread?workers=2&pool={kind}")
+        try:
+            _, obs, actions, out = rollout(env, steps=30)
+            runs[kind] = (obs, actions, out)
+        finally:
+            env.close()
+    assert runs["local"][2].truncated.sum() == 6  # each env's episode ended once
+    jax.tree.map(np.testing.assert_array_equal, runs["local"], runs[pool])

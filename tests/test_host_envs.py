@@ -54,6 +54,16 @@ def test_pz_simple_spread_through_the_pool_matches_pettingzoo():
     "env_id, overrides",
     [
         ("pz:simple_spread?workers=2", {}),
+        pytest.param(
+            "pz:simple_spread?workers=2&pool=ray",
+            {},
+            marks=[
+                pytest.mark.skipif(
+                    importlib.util.find_spec("ray") is None, reason="Ray is not installed (the ray extra)"
+                ),
+                pytest.mark.slow,  # Ray starts in seconds; tests/test_bridge.py checks the Ray pool in detail
+            ],
+        ),
         # 1 seed x 2 games (and 2 evaluation games) on the 2 workers.
         pytest.param(
             "grf:5_vs_5?max_steps=25",
@@ -139,12 +149,17 @@ def test_smac_adapter_against_a_scripted_stand_in():
 def test_host_ids_fail_clearly_before_anything_starts(monkeypatch):
     with pytest.raises(ConfigError, match="workers >= 1"):
         parse_env_id("pz:simple_spread?workers=0")
+    with pytest.raises(ConfigError, match=r"pool in .* must be one of \[.local., .ray.\]"):
+        parse_env_id("pz:simple_spread?pool=slurm")
     with pytest.raises(ConfigError, match="unknown grf task"):
         parse_env_id("grf:6_vs_6")
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gfootball" else real(name, *a))
+    missing = ("gfootball", "ray")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in missing else real(name, *a))
     with pytest.raises(ConfigError, match="install_gfootball.sh"):
         make_env("grf:5_vs_5")
+    with pytest.raises(ConfigError, match=r"pool=ray .* needs Ray.*pip install -e '\.\[ray\]'"):
+        make_env("pz:simple_spread?pool=ray")
     if importlib.util.find_spec("smac") is None:
         with pytest.raises(ConfigError, match="StarCraft II and SMAC"):
             make_env("sc2:3m")

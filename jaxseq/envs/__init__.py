@@ -184,7 +184,10 @@ def _host_params(max_steps: int, **params: EnvParam) -> dict[str, EnvParam]:
     return {
         **params,
         "max_steps": EnvParam(int, max_steps, help="episode step limit (a truncation)"),
-        "workers": EnvParam(int, 2, help="worker processes stepping the host envs"),
+        "workers": EnvParam(int, 2, help="workers stepping the host envs"),
+        "pool": EnvParam(
+            str, "local", ("local", "ray"), "local: worker processes here; ray: Ray actors (the ray extra)"
+        ),
         "timeout": EnvParam(float, 60.0, help="seconds a worker may take to answer before it is restarted"),
     }
 
@@ -204,13 +207,23 @@ def _check_host(env_id: str, params: dict, module: str, install: str) -> None:
         found = False
     if not found:
         raise ConfigError("env", f"{env_id!r} needs the package {module!r}, which is not installed; {install}")
+    if params["pool"] == "ray" and importlib.util.find_spec("ray") is None:
+        from jaxseq.envs.workers import RAY_INSTALL
+
+        raise ConfigError("env", f"pool=ray in {env_id!r} needs Ray, which is not installed; {RAY_INSTALL}")
 
 
 def _bridge(env_id: str, host_spec, factory: tuple, params: dict) -> BridgeEnv:
     from jaxseq.envs.bridge import BridgeEnv
 
     return BridgeEnv(
-        env_id, host_spec, factory, max_steps=params["max_steps"], workers=params["workers"], timeout=params["timeout"]
+        env_id,
+        host_spec,
+        factory,
+        max_steps=params["max_steps"],
+        workers=params["workers"],
+        timeout=params["timeout"],
+        pool=params["pool"],
     )
 
 

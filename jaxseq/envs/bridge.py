@@ -32,14 +32,10 @@ import functools
 import itertools
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import warnings
-from multiprocessing.connection import Connection
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +45,7 @@ from jax.custom_batching import custom_vmap
 from jax.experimental import io_callback
 
 from jaxseq.envs.base import EnvSpec, EnvState, Observation, Step, Transition, record_step
+from jaxseq.envs.workers import STARTUP_SECONDS, Worker, WorkerFailure, start_worker
 from jaxseq.hostenv import HostObs, HostSpec
 
 
@@ -59,10 +56,6 @@ class HostHandle:
 
     handle: jax.Array
     obs: Observation
-
-
-#: Seconds a new worker may take to start (Python and NumPy imports), whatever the step timeout.
-_STARTUP_SECONDS = 60.0
 
 
 class WorkerError(RuntimeError):
@@ -85,64 +78,31 @@ class WorkerEvent:
     instances: tuple[int, ...]
 
 
-class _Process:
-    """One worker process and its end of the socket pair."""
-
-    def __init__(self, factory: tuple, max_steps: int, log_dir: str, index: int):
-        parent, child = socket.socketpair()
-        self.stderr_path = os.path.join(log_dir, f"worker{index}.stderr")
-        # The worker sees the parent's import path, so a factory may name a module of the caller's.
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-        with open(self.stderr_path, "ab") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "jaxseq.hostenv.worker", str(child.fileno())],
-                pass_fds=(child.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                env=env,
-            )
-        child.close()
-        self.conn = Connection(parent.detach())
-        self.conn.send(("init", factory, max_steps))
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stderr_tail(self, chars: int = 2000) -> str:
-        with open(self.stderr_path, "rb") as f:
-            return f.read().decode(errors="replace")[-chars:]
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-        self.conn.close()
-
-
-class _Failure(Exception):
-    def __init__(self, kind: str, detail: str):
-        super().__init__(kind)
-        self.kind, self.detail = kind, detail
-
-
 class WorkerPool:
-    """Worker processes holding host-environment instances; see the module docstring.
+    """Workers holding host-environment instances; see the module docstring.
 
     factory: ``(module, function, kwargs)`` building one instance in a worker.
-    workers: processes shared by the instances; instance i lives on worker i mod workers.
+    workers: workers shared by the instances; instance i lives on worker i mod workers.
+    pool: "local" (processes of this machine) or "ray" (Ray actors; :mod:`jaxseq.envs.workers`).
     """
 
     def __init__(
-        self, env_id: str, factory: tuple, max_steps: int, workers: int, timeout: float, keep_episodes: int = 100_000
+        self,
+        env_id: str,
+        factory: tuple,
+        max_steps: int,
+        workers: int,
+        timeout: float,
+        pool: str = "local",
+        keep_episodes: int = 100_000,
     ):
-        self.env_id, self.factory = env_id, factory
+        self.env_id, self.factory, self.pool = env_id, factory, pool
         self.max_steps, self.num_workers, self.timeout = max_steps, workers, timeout
         self.token = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
         self.events: list[WorkerEvent] = []
         self.episodes: collections.deque = collections.deque(maxlen=keep_episodes)
         self._log_dir = tempfile.mkdtemp(prefix="jaxseq-bridge-")
-        self._procs: dict[int, _Process] = {}
+        self._procs: dict[int, Worker] = {}
         self._next_instance = 0
         self._sites: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
@@ -151,26 +111,14 @@ class WorkerPool:
     def worker_of(self, instance: int) -> int:
         return instance % self.num_workers
 
-    def process(self, worker: int) -> _Process:
+    def process(self, worker: int) -> Worker:
         if worker not in self._procs:
-            self._procs[worker] = _Process(self.factory, self.max_steps, self._log_dir, worker)
-            self._receive(worker, max(self.timeout, _STARTUP_SECONDS))  # the init reply
+            self._procs[worker] = start_worker(self.pool, self._log_dir, worker)
+            self._procs[worker].send(("init", self.factory, self.max_steps))
+            self._procs[worker].receive(max(self.timeout, STARTUP_SECONDS))
         return self._procs[worker]
 
-    def _receive(self, worker: int, timeout: float | None = None) -> Any:
-        proc, timeout = self._procs[worker], timeout or self.timeout
-        try:
-            if not proc.conn.poll(timeout):
-                raise _Failure("hang", f"no reply within {timeout:g} s")
-            status, payload = proc.conn.recv()
-        except (EOFError, OSError):
-            code = proc.proc.wait(timeout=self.timeout)
-            raise _Failure("crash", f"exit status {code}; stderr tail:\n{proc.stderr_tail()}") from None
-        if status == "error":
-            raise _Failure("exception", payload)
-        return payload
-
-    def _restart(self, worker: int, failure: _Failure, instances: list[int]) -> None:
+    def _restart(self, worker: int, failure: WorkerFailure, instances: list[int]) -> None:
         event = WorkerEvent(self.env_id, worker, failure.kind, failure.detail, tuple(instances))
         self.events.append(event)
         warnings.warn(
@@ -191,21 +139,21 @@ class WorkerPool:
             sent = {}
             for w, pos in pending.items():
                 try:
-                    self.process(w).conn.send((kind, ids[pos].tolist(), *(a[pos] for a in per_instance)))
+                    self.process(w).send((kind, ids[pos].tolist(), *(a[pos] for a in per_instance)))
                     sent[w] = pos
-                except (_Failure, OSError) as e:
+                except (WorkerFailure, OSError) as e:
                     self._fail(w, e, ids[pos], retries)
             pending = {w: pos for w, pos in pending.items() if w not in sent}
             for w, pos in sent.items():
                 try:
-                    replies[w] = (pos, self._receive(w))
-                except _Failure as e:
+                    replies[w] = (pos, self._procs[w].receive(self.timeout))
+                except WorkerFailure as e:
                     self._fail(w, e, ids[pos], retries)
                     pending[w] = pos
         return replies
 
     def _fail(self, worker: int, error: Exception, instances: np.ndarray, retries: collections.Counter) -> None:
-        failure = error if isinstance(error, _Failure) else _Failure("crash", repr(error))
+        failure = error if isinstance(error, WorkerFailure) else WorkerFailure("crash", repr(error))
         retries[worker] += 1
         if retries[worker] > 2:
             raise WorkerError(
@@ -270,11 +218,7 @@ class WorkerPool:
 
     def close(self) -> None:
         for proc in self._procs.values():
-            try:
-                proc.conn.send(("close",))
-                proc.proc.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                proc.kill()
+            proc.close()
         self._procs.clear()
         shutil.rmtree(self._log_dir, ignore_errors=True)
 
@@ -318,7 +262,16 @@ class BridgeEnv:
     The worker pool starts at the first reset that runs (not when the env is made or traced).
     """
 
-    def __init__(self, env_id: str, host_spec: HostSpec, factory: tuple, max_steps: int, workers: int, timeout: float):
+    def __init__(
+        self,
+        env_id: str,
+        host_spec: HostSpec,
+        factory: tuple,
+        max_steps: int,
+        workers: int,
+        timeout: float,
+        pool: str = "local",
+    ):
         self.host_spec, self.factory = host_spec, factory
         self.spec = EnvSpec(
             env_id=env_id,
@@ -332,7 +285,7 @@ class BridgeEnv:
             action_counts=host_spec.action_counts,
             continuous=host_spec.continuous,
         )
-        self._pool_args = (env_id, factory, max_steps, workers, timeout)
+        self._pool_args = (env_id, factory, max_steps, workers, timeout, pool)
         self._pool: WorkerPool | None = None
         self._failures_taken = 0
         self._sites = itertools.count()

@@ -114,31 +114,46 @@ class Worker:
                 close()
 
 
+class Server:
+    """Answers the messages above, one at a time; the local worker process and the Ray actor
+    (:mod:`jaxseq.envs.workers`) both serve through it."""
+
+    def __init__(self):
+        self.worker: Worker | None = None
+
+    def answer(self, msg: tuple) -> tuple:
+        """The reply to ``msg``: ``("ok", payload)``, or ``("error", traceback text)`` after which
+        the caller ends this worker."""
+        try:
+            if msg[0] == "init":
+                self.worker = Worker(*msg[1:])
+                return ("ok", None)
+            if msg[0] in ("reset", "step"):
+                return ("ok", getattr(self.worker, msg[0])(*msg[1:]))
+            raise ValueError(f"unknown message {msg[0]!r}")
+        except Exception:
+            return ("error", traceback.format_exc())
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+
+
 def main(fd: int) -> None:
     conn = Connection(fd)
-    worker = None
+    server = Server()
     while True:
         try:
             msg = conn.recv()
         except EOFError:  # the parent went away
             break
-        try:
-            if msg[0] == "init":
-                worker = Worker(*msg[1:])
-                conn.send(("ok", None))
-            elif msg[0] == "reset":
-                conn.send(("ok", worker.reset(*msg[1:])))
-            elif msg[0] == "step":
-                conn.send(("ok", worker.step(*msg[1:])))
-            elif msg[0] == "close":
-                break
-            else:
-                raise ValueError(f"unknown message {msg[0]!r}")
-        except Exception:
-            conn.send(("error", traceback.format_exc()))
+        if msg[0] == "close":
+            break
+        reply = server.answer(msg)
+        conn.send(reply)
+        if reply[0] == "error":
             return
-    if worker is not None:
-        worker.close()
+    server.close()
 
 
 if __name__ == "__main__":

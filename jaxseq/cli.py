@@ -118,7 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
         "results table, curves, the aggregate report and marl-eval JSON",
     )
     cmp.add_argument(
-        "--algos", nargs="+", required=True, help="algorithms or variants: mappo a2po a2po@selection_rule=cyclic"
+        "--algos",
+        nargs="+",
+        required=True,
+        help="algorithms or variants, each optionally labelled LABEL=VARIANT for the tables and reports: "
+        "mappo a2po 'A2PO cyclic=a2po@selection_rule=cyclic'",
     )
     _add_config_flags(cmp)
     cmp.add_argument(

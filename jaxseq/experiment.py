@@ -38,6 +38,28 @@ def parse_variant(spec: str) -> dict:
     return overrides
 
 
+def split_label(entry: str) -> tuple[str, str]:
+    """A ``--algos`` entry -> (label, variant): ``"A2PO cyclic=a2po@selection_rule=cyclic"`` names
+    its cell ``A2PO cyclic`` in tables, curves and reports; an entry without a label (no ``=``
+    before its first ``@``) is its own label."""
+    head, sep, rest = entry.partition("=")
+    if sep and "@" not in head:
+        if not head.strip() or not rest:
+            raise ConfigError("algos", f"{entry!r}: expected LABEL=VARIANT with both parts, e.g. 'A2PO=a2po'")
+        return head.strip(), rest
+    return entry, entry
+
+
+def cell_variants(entries: Sequence[str]) -> dict[str, str]:
+    """{label: variant} of ``--algos`` entries (:func:`split_label`); a label given twice raises."""
+    cells: dict[str, str] = {}
+    for label, spec in map(split_label, entries):
+        if label in cells:
+            raise ConfigError("algos", f"two cells are labelled {label!r}; each cell needs its own label")
+        cells[label] = spec
+    return cells
+
+
 def add_sweep_flag(parser: argparse.ArgumentParser) -> None:
     """An experiment script's ``--sweep FIELD=V1,V2`` (repeatable): ``args.sweep`` is then a config's
     ``sweep``, run by every algorithm as one program."""
@@ -73,9 +95,10 @@ def compare(
     reps: int = 2000,
     command: str | None = None,
 ) -> Path:
-    """Train ``base`` once per algorithm or variant (see :func:`parse_variant`; same seeds, same
-    everything else) in the experiment folder ``out`` (made if missing), each variant one run folder
-    under ``out/runs/`` (its seeds, or its sweep's grid x seeds, vmapped in one program: a *cell*).
+    """Train ``base`` once per algorithm or variant (see :func:`parse_variant`; optionally labelled
+    ``LABEL=VARIANT``, :func:`split_label`; same seeds, same everything else) in the experiment
+    folder ``out`` (made if missing), each variant one run folder under ``out/runs/`` (its seeds,
+    or its sweep's grid x seeds, vmapped in one program: a *cell*).
     The folder can be run into again with the same command: a cell whose run folder ran all its
     chunks is reused, one that was interrupted is resumed from its newest checkpoint, so
     a long grid loses no finished work and a later session carries it on.
@@ -89,17 +112,18 @@ def compare(
     trained, resumed or reused, ``command`` as given, start and end time, wall seconds and the
     machine, so a grid that stops half-way still says how its finished cells were made. Returns ``out``.
     """
-    configs = {spec: variant_config(base, spec) for spec in algos}
+    variants = cell_variants(algos)
+    configs = {label: variant_config(base, spec) for label, spec in variants.items()}
     for config in configs.values():
         validate(config)  # every variant, before the first one trains
     folder = Path(out)
     check_output_folder(folder, "out")
     runs, rows = {}, []
-    for spec, config in configs.items():
+    for cell, config in configs.items():
         started = time.time()
-        run_dir, how = _train_cell(config, folder / "runs", progress)
-        _record_cell(folder, command, spec, how, started, run_dir)
-        for label, result in _results(spec, config, run_dir):
+        run_dir, how = _train_cell(cell, config, folder / "runs", progress)
+        _record_cell(folder, command, cell, variants[cell], how, started, run_dir)
+        for label, result in _results(cell, config, run_dir):
             runs[label] = read_jsonl(result / "metrics.jsonl")
             rows.append({"label": label, "folder": str(result), **json.loads((result / "summary.json").read_text())})
     plot_runs(runs, folder / "curves.png", title=f"{base.env}, {base.num_seeds} seeds")
@@ -116,12 +140,15 @@ def compare(
     return folder
 
 
-def _record_cell(folder: Path, command: str | None, spec: str, how: str, started: float, run_dir: Path) -> None:
+def _record_cell(
+    folder: Path, command: str | None, label: str, spec: str, how: str, started: float, run_dir: Path
+) -> None:
     """Append one cell's line to ``folder/cells.jsonl`` (see :func:`compare`)."""
     import jax
 
     line = {
         "cell": spec,
+        "label": label,
         "run": run_dir.name,
         "done": how,
         "command": command,
@@ -151,7 +178,7 @@ def find_cell(runs_dir: Path, config: Config) -> Path | None:
     return matches[-1] if matches else None
 
 
-def _train_cell(config: Config, runs_dir: Path, progress: bool) -> tuple[Path, str]:
+def _train_cell(label: str, config: Config, runs_dir: Path, progress: bool) -> tuple[Path, str]:
     """(finished run folder, what was done) for one cell: ``reused`` if it ran all its chunks before,
     ``resumed`` if it was interrupted (from its newest checkpoint; without one it starts over in its
     own folder), else ``trained``."""
@@ -159,9 +186,9 @@ def _train_cell(config: Config, runs_dir: Path, progress: bool) -> tuple[Path, s
     if cell is None:
         return train_run(config, out=runs_dir, progress=progress), "trained"
     if finished(cell, config):
-        print(f"{config.algo}: reusing the finished cell {cell}", flush=True)
+        print(f"{label}: reusing the finished cell {cell}", flush=True)
         return cell, "reused"
-    print(f"{config.algo}: resuming the interrupted cell {cell}", flush=True)
+    print(f"{label}: resuming the interrupted cell {cell}", flush=True)
     return train_run(resume=cell, start_over=checkpoint.latest_chunk(cell) is None, progress=progress), "resumed"
 
 
@@ -171,12 +198,12 @@ def finished(run_dir: Path, config: Config) -> bool:
     return summary.is_file() and json.loads(summary.read_text()).get("chunks") == config.num_chunks
 
 
-def _results(spec: str, config: Config, run_dir: Path) -> list[tuple[str, Path]]:
-    """(label, folder) of each result of one trained variant: the run folder, or with a sweep each
+def _results(cell: str, config: Config, run_dir: Path) -> list[tuple[str, Path]]:
+    """(label, folder) of each result of one trained cell: the run folder, or with a sweep each
     grid point's stream (``points/NNN``, labelled with its values)."""
     if not config.sweep:
-        return [(spec, run_dir)]
-    return [(f"{spec} {sweep.label(p)}", run_dir / "points" / f"{i:03d}") for i, p in enumerate(sweep.grid(config))]
+        return [(cell, run_dir)]
+    return [(f"{cell} {sweep.label(p)}", run_dir / "points" / f"{i:03d}") for i, p in enumerate(sweep.grid(config))]
 
 
 def _pm(mean, std) -> str:

@@ -5,9 +5,12 @@ again reuses its finished cells and resumes an interrupted one."""
 import json
 from pathlib import Path
 
+import pytest
+
 from jaxseq.cli import main
 from jaxseq.configure import make_config
-from jaxseq.experiment import find_cell, variant_config
+from jaxseq.errors import ConfigError
+from jaxseq.experiment import find_cell, split_label, variant_config
 from jaxseq.run import train_run
 from jaxseq.run_folder import read_jsonl
 
@@ -18,6 +21,8 @@ SHAPES = ("num_envs", "rollout_length", "sequence_length", "epochs", "num_miniba
 CADENCE = ("updates_per_chunk", "eval_every", "eval_envs", "eval_episodes", "absolute_factor", "checkpoint_every")
 TINY = {name: getattr(tiny(), name) for name in SHAPES + CADENCE}
 STEPS = tiny().total_steps
+#: The second cell with a label of its own (LABEL=VARIANT).
+LABELLED = "A2PO greedy=a2po@selection_rule=greedy"
 
 
 # The two cells are the programs of test_trainer's resume test (MAPPO) and of test_schemes' per-agent
@@ -26,7 +31,7 @@ STEPS = tiny().total_steps
 
 def _command(folder):
     settings = [f"{name}={value}" for name, value in TINY.items()]
-    return ["compare", "--env", "mpe:spread", "--algos", "mappo", "a2po@selection_rule=greedy", "--num-seeds", "2"] + [
+    return ["compare", "--env", "mpe:spread", "--algos", "mappo", LABELLED, "--num-seeds", "2"] + [
         "--total-steps",
         str(STEPS),
         "--set",
@@ -50,32 +55,30 @@ def test_compare_runs_a_tiny_grid_resumes_an_interrupted_cell_and_reuses_finishe
 
     assert main(_command(folder)) == 0
     out = capsys.readouterr().out
-    assert f"a2po: resuming the interrupted cell {interrupted}" in out
+    assert f"A2PO greedy: resuming the interrupted cell {interrupted}" in out
     rows = json.loads((folder / "results.json").read_text())
-    assert [r["label"] for r in rows] == ["mappo", "a2po@selection_rule=greedy"]
+    assert [r["label"] for r in rows] == ["mappo", "A2PO greedy"]
     assert rows[1]["folder"] == str(interrupted)
     for row in rows:  # every cell ran to the end, its seeds in one program
         assert row["num_seeds"] == 2 and row["chunks"] == 4 and row["env_steps"] == STEPS
         chunks = [r["chunk"] for r in read_jsonl(f"{row['folder']}/metrics.jsonl")]
         assert chunks == [1, 2, 3, 4]
     report = json.loads((folder / "report" / "report.json").read_text())
-    assert report["seeds_per_task"] == {"mappo": 2, "a2po@selection_rule=greedy": 2}
-    assert set(report["probability_of_improvement"]) == {
-        "mappo > a2po@selection_rule=greedy",
-        "a2po@selection_rule=greedy > mappo",
-    }
+    assert report["seeds_per_task"] == {"mappo": 2, "A2PO greedy": 2}
+    assert set(report["probability_of_improvement"]) == {"mappo > A2PO greedy", "A2PO greedy > mappo"}
     final = json.loads((folder / "report-final" / "report.json").read_text())
     assert final["score"] == "the final greedy evaluation" and final["seeds_per_task"] == report["seeds_per_task"]
     marl_eval = json.loads((folder / "report" / "marl_eval.json").read_text())
     algos = marl_eval["mpe"]["spread"]
-    assert set(algos) == {"mappo", "a2po@selection_rule=greedy"}
+    assert set(algos) == {"mappo", "A2PO greedy"}
     assert all(set(seeds) == {"seed_0", "seed_1"} for seeds in algos.values())
     assert set(algos["mappo"]["seed_0"]) == {"step_0", "step_1"}  # evaluations after chunks 2 and 4
     table = (folder / "results.md").read_text()
-    assert "| mappo |" in table and "| a2po@selection_rule=greedy |" in table
+    assert "| mappo |" in table and "| A2PO greedy |" in table
     assert (folder / "curves.png").stat().st_size > 0
     records = read_jsonl(folder / "cells.jsonl")
     assert [r["cell"] for r in records] == ["mappo", "a2po@selection_rule=greedy"]
+    assert [r["label"] for r in records] == ["mappo", "A2PO greedy"]
     assert [r["done"] for r in records] == ["trained", "resumed"]
     assert records[1]["run"] == interrupted.name
     assert all(r["command"].startswith("python -m jaxseq compare --env mpe:spread --algos mappo") for r in records)
@@ -89,3 +92,16 @@ def test_compare_runs_a_tiny_grid_resumes_an_interrupted_cell_and_reuses_finishe
     assert {f: (Path(f) / "metrics.jsonl").stat().st_mtime_ns for f in stamps} == stamps
     assert [r["done"] for r in read_jsonl(folder / "cells.jsonl")[2:]] == ["reused", "reused"]
     assert find_cell(folder / "runs", a2po.replace(seed=1)) is None  # another config is another cell
+
+
+def test_cell_labels_are_split_from_variants_and_must_differ(tmp_path, capsys):
+    assert split_label("mappo") == ("mappo", "mappo")
+    assert split_label("a2po@selection_rule=cyclic") == ("a2po@selection_rule=cyclic",) * 2  # no label
+    assert split_label("A2PO cyclic=a2po@selection_rule=cyclic") == ("A2PO cyclic", "a2po@selection_rule=cyclic")
+    with pytest.raises(ConfigError, match="LABEL=VARIANT"):
+        split_label("=mappo")
+    # Two cells with one label stop the command before anything trains.
+    command = ["compare", "--env", "mpe:spread", "--algos", "X=mappo", "X=happo", "--out", str(tmp_path / "grid")]
+    assert main(command) != 0
+    assert "algos: two cells are labelled 'X'" in capsys.readouterr().err
+    assert not (tmp_path / "grid").exists()

@@ -145,8 +145,8 @@ class RayWorker:
     timeout; both end the actor with ``ray.kill``."""
 
     def __init__(self):
-        self.ray, cpus = connect_ray()
-        remote = self.ray.remote(_Actor).options(num_cpus=cpus, max_restarts=0, scheduling_strategy="SPREAD")
+        self.ray, self.cpus = connect_ray()
+        remote = self.ray.remote(_Actor).options(num_cpus=self.cpus, max_restarts=0, scheduling_strategy="SPREAD")
         self.actor = remote.remote()
         self._pending: list = []
 
@@ -157,10 +157,17 @@ class RayWorker:
         try:
             reply = self.ray.get(self._pending.pop(0), timeout=timeout)
         except self.ray.exceptions.GetTimeoutError:
-            raise WorkerFailure("hang", f"no reply within {timeout:g} s") from None
+            raise WorkerFailure("hang", f"no reply within {timeout:g} s{self._cpu_hint()}") from None
         except self.ray.exceptions.RayActorError as e:
             raise WorkerFailure("crash", f"the actor died: {e}") from None
         return _payload(reply)
+
+    def _cpu_hint(self) -> str:
+        """Why an actor may not have started: it waits for a CPU the cluster does not have free."""
+        if not self.cpus:
+            return ""
+        free, total = (r.get("CPU", 0) for r in (self.ray.available_resources(), self.ray.cluster_resources()))
+        return f" (each actor reserves 1 CPU; the Ray cluster has {free:g} of {total:g} free)"
 
     def kill(self) -> None:
         self.ray.kill(self.actor, no_restart=True)

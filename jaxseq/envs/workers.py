@@ -158,7 +158,7 @@ class RayWorker:
             reply = self.ray.get(self._pending.pop(0), timeout=timeout)
         except self.ray.exceptions.GetTimeoutError:
             raise WorkerFailure("hang", f"no reply within {timeout:g} s{self._cpu_hint()}") from None
-        except self.ray.exceptions.RayActorError as e:
+        except self.ray.exceptions.RayError as e:  # the actor died (RayActorError) or its call failed
             raise WorkerFailure("crash", f"the actor died: {e}") from None
         return _payload(reply)
 

@@ -152,8 +152,8 @@ _LOCAL_RUNTIME = False
 
 class RayWorker:
     """A worker as a Ray actor, spread over the cluster's nodes (``connect_ray`` says how many CPUs
-    each reserves). Crashes are Ray's ``RayActorError``; a hang is a reply not ready within the
-    timeout; both end the actor with ``ray.kill``."""
+    each reserves). A crash is a Ray error of the call (``RayActorError`` when the actor died); a
+    hang is a reply not ready within the timeout; both end the actor with ``ray.kill``."""
 
     def __init__(self):
         self.ray, self.cpus = connect_ray()

@@ -117,6 +117,10 @@ class _Actor:
         self.server.close()
 
 
+#: Whether this process started the Ray runtime it is connected to (see connect_ray).
+_LOCAL_RUNTIME = False
+
+
 def connect_ray():
     """The ``ray`` module, connected, and the CPUs an actor reserves there: the runtime this
     process already joined (``ray.init(address=...)`` by the user) or the cluster ``RAY_ADDRESS``
@@ -144,10 +148,6 @@ def connect_ray():
             )
             _LOCAL_RUNTIME = True
     return ray, 0 if _LOCAL_RUNTIME else 1
-
-
-#: Whether this process started the Ray runtime it is connected to (see connect_ray).
-_LOCAL_RUNTIME = False
 
 
 class RayWorker:
